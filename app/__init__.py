@@ -1,0 +1,1 @@
+"""STARFlow Studio desktop editor (PySide6)."""

@@ -1,0 +1,1 @@
+"""STARFlow Studio engine: the Qt-free PyTorch core (models, samplers, sessions, training)."""
