@@ -1,0 +1,127 @@
+"""The engine's public, Qt-free contract: requests, frame events, codecs and text encoders.
+
+The GUI and the command line talk to the engine only through these types:
+
+    pipeline = load_pipeline()                       # engine.pipeline: built-in demo model
+    request = GenerateRequest(prompt="a red circle moves left on a black background")
+    for event in pipeline.generate(request, cancel=threading.Event()):
+        event.frames                                 # (n, H, W, 3) uint8 RGB, new frames only
+
+All arrays crossing this boundary are numpy, frames as (T, H, W, 3) uint8 RGB.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+import numpy as np
+import torch
+
+Mode = Literal["t2v", "i2v", "v2v", "extend"]
+MODES: tuple[str, ...] = ("t2v", "i2v", "v2v", "extend")
+TASK_PREFIX = {"t2v": "", "i2v": "", "v2v": "(v2v) ", "extend": "(extend) "}
+
+_ids = itertools.count(1)
+
+
+class EngineError(RuntimeError):
+    """A failure the user can act on (bad input, bad model file, out of memory)."""
+
+
+class Cancelled(Exception):  # noqa: N818 - reads as an event, like StopIteration
+    """Raised inside the engine when a request's cancel flag is set; frames already yielded stay valid."""
+
+
+@dataclass(frozen=True)
+class GenerateRequest:
+    """One generation job, immutable once made (the GUI thread builds it, the engine runs it).
+
+    prompt: the caption (t2v, i2v, extend) or the edit instruction (v2v), without task prefix.
+    frames: video frames to produce (extend: new frames after the source; v2v: defaults to
+        the source length when 0).
+    image: (H, W, 3) uint8 RGB first frame for i2v, any size (resized/cropped by the engine).
+    video: (T, H, W, 3) uint8 RGB source clip for v2v / extend.
+    """
+
+    prompt: str
+    mode: Mode = "t2v"
+    frames: int = 17
+    seed: int = 0
+    guidance: float = 2.5
+    image: np.ndarray | None = field(default=None, repr=False, compare=False)
+    video: np.ndarray | None = field(default=None, repr=False, compare=False)
+    id: int = field(default_factory=lambda: next(_ids))
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise EngineError(f"unknown mode {self.mode!r}; expected one of {MODES}")
+        if self.mode == "i2v" and self.image is None:
+            raise EngineError("image-to-video needs a start image")
+        if self.mode in ("v2v", "extend") and self.video is None:
+            raise EngineError(f"{self.mode} needs a source clip")
+        if self.frames < 0 or (self.frames == 0 and self.mode != "v2v"):
+            raise EngineError(f"frames must be positive, got {self.frames}")
+
+    @property
+    def text(self) -> str:
+        """The string the text encoder sees: task prefix + prompt."""
+        return TASK_PREFIX[self.mode] + self.prompt.strip()
+
+
+@dataclass(frozen=True)
+class FrameEvent:
+    """New final frames of a running request. `frames` is (n, H, W, 3) uint8 RGB."""
+
+    request_id: int
+    start: int  # index in the output clip of frames[0]
+    frames: np.ndarray = field(repr=False)
+    done: int  # output frames final so far
+    total: int  # output frames the request will produce
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    name: str
+    width: int
+    height: int
+    fps: int
+    train_frames: int  # clip length seen in training (video frames)
+    device: str
+    dtype: str
+    parameters: int
+
+
+class Codec(Protocol):
+    """Frames <-> latents. Frames (B, T, 3, H, W) float in [-1, 1]; latents (B, t, C, h, w).
+
+    t = (T - 1) // temporal_factor + 1, h = H // spatial_factor, w = W // spatial_factor.
+    """
+
+    channels: int
+    spatial_factor: int
+    temporal_factor: int
+
+    def encode(self, frames: torch.Tensor) -> torch.Tensor: ...
+
+    def decode(self, latents: torch.Tensor) -> torch.Tensor: ...
+
+    def stream_decoder(self) -> StreamDecoder: ...
+
+
+class StreamDecoder(Protocol):
+    """Decodes latent frames one at a time, keeping its causal state between calls."""
+
+    def push(self, latent: torch.Tensor) -> torch.Tensor:
+        """latent (B, C, h, w) -> the video frames it completes, (B, n, 3, H, W) in [-1, 1]."""
+        ...
+
+
+class TextEncoder(Protocol):
+    """Strings -> token embeddings (B, L, dim) float, padding positions zeroed; mask (B, L) bool."""
+
+    dim: int
+    max_tokens: int
+
+    def encode(self, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]: ...
