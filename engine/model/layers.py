@@ -1,0 +1,112 @@
+"""Transformer pieces with the reference's tensor names: pre-LayerNorm attention, GELU MLP, RMSNorm."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .rope import rotate
+
+
+class RMSNorm(nn.Module):
+    """RMS norm with unit offset: x / rms(x) * (1 + weight), computed in float32."""
+
+    def __init__(self, dim: int, eps: float = 1e-6) -> None:
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.zeros(dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        xf = x.float()
+        out = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps)
+        return (out * (1 + self.weight.float())).type_as(x)
+
+
+class KVCache:
+    """Keys (after rotation) and values of every layer of one flow block, preallocated.
+
+    Entries written past `length` are provisional (a Jacobi iterate) until `commit(n)`.
+    """
+
+    def __init__(self, layers: int, batch: int, heads: int, capacity: int, head_dim: int,
+                 device: torch.device | str, dtype: torch.dtype) -> None:
+        shape = (layers, batch, heads, capacity, head_dim)
+        self.k = torch.zeros(shape, device=device, dtype=dtype)
+        self.v = torch.zeros(shape, device=device, dtype=dtype)
+        self.length = 0
+
+    @property
+    def capacity(self) -> int:
+        return self.k.size(3)
+
+    def write(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Store k, v (B, H, n, D) after the committed entries; return all keys/values so far."""
+        end = self.length + k.size(2)
+        if end > self.capacity:
+            raise RuntimeError(f"KV cache overflow: {end} > {self.capacity}")
+        self.k[layer, :, :, self.length:end] = k
+        self.v[layer, :, :, self.length:end] = v
+        return self.k[layer, :, :, :end], self.v[layer, :, :, :end]
+
+    def commit(self, n: int) -> None:
+        self.length += n
+
+    def reset(self) -> None:
+        self.length = 0
+
+    def keep_first_half_batch(self) -> None:
+        """Drop the unconditional half of a guidance batch."""
+        half = self.k.size(1) // 2
+        self.k, self.v = self.k[:, :half].contiguous(), self.v[:, :half].contiguous()
+
+
+class Attention(nn.Module):
+    def __init__(self, channels: int, head_dim: int) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(channels)
+        self.heads = channels // head_dim
+        self.head_dim = head_dim
+        self.qkv = nn.Linear(channels, 3 * channels)
+        self.proj = nn.Linear(channels, channels)
+
+    def forward(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor], causal: bool,
+                mask: torch.Tensor | None = None, cache: KVCache | None = None,
+                layer: int = 0) -> torch.Tensor:
+        """x (B, S, C); rope cos/sin (S, D) for these S positions; with a cache, keys extend it."""
+        b, s, _ = x.shape
+        q, k, v = self.qkv(self.norm(x)).view(b, s, 3, self.heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        cos, sin = rope
+        q, k = rotate(q, cos, sin), rotate(k, cos, sin)  # (B, H, S, D)
+        if cache is not None:
+            k, v = cache.write(layer, k, v)
+        if causal and k.size(2) > s and mask is None:
+            mask = torch.ones(s, k.size(2), dtype=torch.bool, device=x.device).tril(k.size(2) - s)
+            causal = False
+        out = F.scaled_dot_product_attention(q, k.to(q.dtype), v.to(q.dtype), attn_mask=mask,
+                                             is_causal=causal and mask is None)
+        return self.proj(out.transpose(1, 2).reshape(b, s, -1))
+
+
+class MLP(nn.Module):
+    def __init__(self, channels: int, expansion: float) -> None:
+        super().__init__()
+        hidden = int(channels * expansion)
+        self.norm = nn.LayerNorm(channels)
+        self.main = nn.Sequential(nn.Linear(channels, hidden), nn.GELU(), nn.Linear(hidden, channels))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.main(self.norm(x))
+
+
+class AttentionBlock(nn.Module):
+    def __init__(self, channels: int, head_dim: int, expansion: float) -> None:
+        super().__init__()
+        self.attention = Attention(channels, head_dim)
+        self.mlp = MLP(channels, expansion)
+
+    def forward(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor], causal: bool,
+                mask: torch.Tensor | None = None, cache: KVCache | None = None,
+                layer: int = 0) -> torch.Tensor:
+        x = x + self.attention(x, rope, causal, mask, cache, layer)
+        return x + self.mlp(x)
