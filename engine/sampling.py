@@ -5,6 +5,7 @@ the learnable denoiser applied in the reference's chunk schedule as frames becom
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -30,16 +31,19 @@ class SamplerOptions:
 
 
 def invert_frame(block: FlowBlock, z: torch.Tensor, cache: KVCache, rope, last: torch.Tensor,
-                 init: torch.Tensor, chunk: int, opts: SamplerOptions, guidance: float) -> torch.Tensor:
+                 init: torch.Tensor, chunk: int, opts: SamplerOptions, guidance: float,
+                 check: Callable[[], None] | None = None) -> torch.Tensor:
     """Invert `block` for one frame's tokens z (B, n, C) in block order, continuing after `last`.
 
     Chunks of `chunk` tokens are solved by Jacobi iteration (a chunk of one token is exact in one
     step: the sequential sampler); each chunk's keys/values are committed to the cache once it
-    has converged. Returns x (B, n, C) float32.
+    has converged. `check` runs before each chunk (it raises to cancel). Returns x (B, n, C) float32.
     """
     x = init.float().clone()
     n = z.size(1)
     for s in range(0, n, chunk):
+        if check is not None:
+            check()
         e = min(s + chunk, n)
         before = last if s == 0 else x[:, s - 1:s]
         for i in range(opts.max_iter):
@@ -62,8 +66,8 @@ class TopSampler:
     """The deep causal block: text and context in its KV cache, one new frame per call."""
 
     def __init__(self, model: StarFlow, y: torch.Tensor, hw: tuple[int, int], opts: SamplerOptions,
-                 max_frames: int) -> None:
-        self.block, self.opts, self.y = model.top, opts, y
+                 max_frames: int, check: Callable[[], None] | None = None) -> None:
+        self.block, self.opts, self.y, self.check = model.top, opts, y, check
         self.guidance = opts.guidance
         if self.block.order == "flip" and max_frames > 1:
             raise ValueError("a model whose top block is not temporally causal cannot stream frames")
@@ -123,7 +127,8 @@ class TopSampler:
         opts = self.opts
         chunk = 1 if not opts.jacobi else opts.block_size * (1 if self.frames_done == 0 else 4)
         init = self.prev if self.prev is not None else z
-        x = invert_frame(self.block, z, self.cache, self.rope, self.last, init, chunk, opts, self.guidance)
+        x = invert_frame(self.block, z, self.cache, self.rope, self.last, init, chunk, opts,
+                         self.guidance, self.check)
         self.last = x[:, -1:]
         self.in_window += 1
         self._record(x)
@@ -153,14 +158,15 @@ class FlowSampler:
     """
 
     def __init__(self, model: StarFlow, y: torch.Tensor, y_null: torch.Tensor | None,
-                 latent_hw: tuple[int, int], opts: SamplerOptions, max_frames: int) -> None:
+                 latent_hw: tuple[int, int], opts: SamplerOptions, max_frames: int,
+                 check: Callable[[], None] | None = None) -> None:
         if opts.guidance > 0 and y_null is None:
             raise ValueError("classifier-free guidance needs the null prompt")
         self.model, self.opts = model, opts
         p = model.cfg.patch_size
         self.hw = (latent_hw[0] // p, latent_hw[1] // p)
         y_top = torch.cat([y, y_null]) if opts.guidance > 0 else y
-        self.top = TopSampler(model, y_top, self.hw, opts, max_frames)
+        self.top = TopSampler(model, y_top, self.hw, opts, max_frames, check)
 
     @torch.no_grad()
     def prefill(self, latents: torch.Tensor) -> None:

@@ -10,7 +10,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..config import FlowConfig
+from engine.config import FlowConfig
+
 from .denoiser import Denoiser
 from .flow_block import FlowBlock
 

@@ -1,0 +1,251 @@
+"""Pixels and prompts in, frames out: a loaded model with its codec and text encoder.
+
+`load_pipeline()` gives the built-in Shapes-world demo model (resources/models); the GUI and the
+command line call `Pipeline.generate(request, cancel)` and receive `FrameEvent`s as the causal
+generator finalises frames.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from .api import Cancelled, Codec, EngineError, FrameEvent, GenerateRequest, ModelInfo, TextEncoder
+from .model import StarFlow
+from .sampling import SamplerOptions
+from .session import NoiseSource, Session
+
+log = logging.getLogger(__name__)
+
+RESOURCES = Path(__file__).resolve().parents[1] / "resources" / "models"
+DEMO_MODEL = RESOURCES / "shapes_demo.json"
+MAX_SOURCE_FRAMES = 2048
+
+
+@dataclass(frozen=True)
+class PipelineSettings:
+    """How a model is sampled: its training clip length bounds the attention window."""
+
+    train_latent_frames: int
+    context_noise: float = 0.0  # noise added to encoded context frames (the training augmentation)
+    v2v_segment: int = 0  # source latent frames per edit segment (0: whole source at once)
+    extend_context: int = 0  # latent frames of the source used as context when extending
+    jacobi_block_size: int = 32
+    jacobi_max_iter: int = 32
+    jacobi_threshold: float = 1e-3
+
+
+def pick_device(device: str = "auto") -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise EngineError("CUDA was requested but no CUDA device is available")
+    return torch.device(device)
+
+
+def pick_dtype(dtype: str, device: torch.device) -> torch.dtype:
+    if dtype == "auto":
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    try:
+        return {"fp32": torch.float32, "float32": torch.float32, "bf16": torch.bfloat16,
+                "bfloat16": torch.bfloat16, "fp16": torch.float16}[dtype]
+    except KeyError:
+        raise EngineError(f"unknown precision {dtype!r} (use auto, fp32 or bf16)") from None
+
+
+def fit_frame(image: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Any HWC uint8 RGB (or gray / RGBA) image -> (height, width, 3): resize to cover, centre crop."""
+    img = np.asarray(image)
+    if img.dtype != np.uint8 or img.ndim not in (2, 3) or min(img.shape[:2]) < 1:
+        raise EngineError(f"expected an 8-bit image, got dtype {img.dtype} shape {img.shape}")
+    if img.ndim == 2:
+        img = np.repeat(img[:, :, None], 3, axis=2)
+    if img.shape[2] == 4:
+        img = img[:, :, :3]
+    if img.shape[2] != 3:
+        raise EngineError(f"expected 3 colour channels, got {img.shape[2]}")
+    h, w = img.shape[:2]
+    scale = max(width / w, height / h)
+    nw, nh = max(width, math.ceil(w * scale - 1e-6)), max(height, math.ceil(h * scale - 1e-6))
+    if (nw, nh) != (w, h):
+        interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+        img = cv2.resize(img, (nw, nh), interpolation=interp)
+    top, left = (nh - height) // 2, (nw - width) // 2
+    return np.ascontiguousarray(img[top:top + height, left:left + width])
+
+
+def to_tensor(frames: np.ndarray, device) -> torch.Tensor:
+    """(T, H, W, 3) uint8 -> (1, T, 3, H, W) float in [-1, 1]."""
+    x = torch.from_numpy(np.ascontiguousarray(frames)).to(device)
+    return (x.permute(0, 3, 1, 2).float() / 127.5 - 1.0)[None]
+
+
+def to_uint8(frames: torch.Tensor) -> np.ndarray:
+    """(1, T, 3, H, W) in [-1, 1] -> (T, H, W, 3) uint8."""
+    x = ((frames[0].float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+    return x.permute(0, 2, 3, 1).cpu().numpy()
+
+
+class Pipeline:
+    def __init__(self, model: StarFlow, codec: Codec, text: TextEncoder, info: ModelInfo,
+                 settings: PipelineSettings, prompt_format: Callable[[str], str] = lambda s: s) -> None:
+        self.model, self.codec, self.text, self.info = model, codec, text, info
+        self.settings, self.prompt_format = settings, prompt_format
+        self.device = model.top.proj_in.weight.device
+
+    # ---- inputs ----------------------------------------------------------------------------------
+    def prepare_image(self, image: np.ndarray) -> np.ndarray:
+        """Any HWC uint8 RGB image -> the model's frame size (resize to cover + centre crop)."""
+        return fit_frame(image, self.info.width, self.info.height)
+
+    def prepare_video(self, video: np.ndarray) -> np.ndarray:
+        video = np.asarray(video)
+        if video.ndim != 4 or video.shape[0] < 1:
+            raise EngineError(f"expected a clip of shape (T, H, W, 3), got {video.shape}")
+        if video.shape[0] > MAX_SOURCE_FRAMES:
+            raise EngineError(f"source clip too long ({video.shape[0]} frames, max {MAX_SOURCE_FRAMES})")
+        return np.stack([self.prepare_image(f) for f in video])
+
+    def latent_count(self, frames: int) -> int:
+        tf = self.codec.temporal_factor
+        return (frames - 1) // tf + 1
+
+    @torch.no_grad()
+    def encode(self, frames: np.ndarray, noise_seed: int) -> torch.Tensor:
+        latents = self.codec.encode(to_tensor(frames, self.device)).float()
+        std = self.settings.context_noise
+        if std > 0:
+            g = torch.Generator().manual_seed(noise_seed + 7919)
+            latents = latents + std * torch.randn(latents.shape, generator=g).to(latents.device)
+        return latents
+
+    @torch.no_grad()
+    def embed(self, text: str, guidance: float) -> tuple[torch.Tensor, torch.Tensor | None]:
+        texts = [self.prompt_format(text)] + ([self.prompt_format("")] if guidance > 0 else [])
+        emb, _ = self.text.encode(texts)
+        emb = emb.to(self.device, self.model.top.proj_txt.weight.dtype)
+        return emb[:1], (emb[1:] if guidance > 0 else None)
+
+    # ---- generation ------------------------------------------------------------------------------
+    def options(self, guidance: float, total_latents: int) -> SamplerOptions:
+        s = self.settings
+        window = s.train_latent_frames if total_latents > s.train_latent_frames else None
+        return SamplerOptions(guidance=guidance, jacobi=True, block_size=s.jacobi_block_size,
+                              max_iter=s.jacobi_max_iter, threshold=s.jacobi_threshold, window=window)
+
+    def generate(self, request: GenerateRequest, cancel: threading.Event | None = None) -> Iterator[FrameEvent]:
+        """Run a request, yielding each batch of new final frames. Raises Cancelled / EngineError."""
+        try:
+            yield from self._generate(request, cancel)
+        except torch.cuda.OutOfMemoryError as exc:
+            torch.cuda.empty_cache()
+            raise EngineError("out of GPU memory: try fewer frames, a shorter window, or --offload") from exc
+
+    def _generate(self, request: GenerateRequest, cancel: threading.Event | None) -> Iterator[FrameEvent]:
+        if cancel is not None and cancel.is_set():
+            raise Cancelled()
+        y, y_null = self.embed(request.text, request.guidance)
+        if request.mode == "v2v":
+            yield from self._edit(request, y, y_null, cancel)
+            return
+        prefix, context = np.zeros((0, self.info.height, self.info.width, 3), np.uint8), None
+        if request.mode == "i2v":
+            prefix = self.prepare_image(request.image)[None]
+            context = self.encode(prefix, request.seed)
+        elif request.mode == "extend":
+            source = self.prepare_video(request.video)
+            keep = self.settings.extend_context or self.settings.train_latent_frames - 1
+            context = self.encode(source[-keep:], request.seed)
+        total = request.frames
+        new_frames = total - len(prefix)
+        emitted = 0
+        if len(prefix):
+            yield FrameEvent(request.id, 0, prefix, len(prefix), total)
+            emitted = len(prefix)
+        if new_frames > 0:
+            n_lat = math.ceil(new_frames / self.codec.temporal_factor)
+            for frames in self._stream(y, y_null, context, n_lat, request, cancel):
+                frames = frames[: total - emitted]
+                if len(frames):
+                    yield FrameEvent(request.id, emitted, frames, emitted + len(frames), total)
+                    emitted += len(frames)
+
+    def _edit(self, request: GenerateRequest, y, y_null, cancel) -> Iterator[FrameEvent]:
+        """Video-to-video: the source (in segments) is the prefix; the edit is generated after it."""
+        source = self.prepare_video(request.video)
+        total = request.frames or len(source)
+        seg = self.settings.v2v_segment or len(source)
+        emitted = 0
+        for start in range(0, total, seg):
+            part = source[start % len(source):][:seg]
+            context = self.encode(part, request.seed + start)
+            n_lat = self.latent_count(len(part))
+            for frames in self._stream(y, y_null, context, n_lat, request, cancel, seed_offset=start):
+                frames = frames[: total - emitted]
+                if len(frames):
+                    yield FrameEvent(request.id, emitted, frames, emitted + len(frames), total)
+                    emitted += len(frames)
+
+    def _stream(self, y, y_null, context, n_lat: int, request: GenerateRequest, cancel,
+                seed_offset: int = 0) -> Iterator[np.ndarray]:
+        n_ctx = 0 if context is None else context.size(1)
+        session = Session(self.model, self.options(request.guidance, n_ctx + n_lat))
+        session.set_prompt(y, y_null)
+        session.set_context(context)
+        c, sf = self.codec.channels, self.codec.spatial_factor
+        hw = (self.info.height // sf, self.info.width // sf)
+        noise = NoiseSource(request.seed + seed_offset, (1, c, *hw), self.device)
+        decoder = self.codec.stream_decoder()
+        with torch.no_grad():
+            for t in range(n_ctx):  # warm a causal decoder's state with the context
+                decoder.push(context[:, t])
+            for _, latent in session.frames(n_lat, noise, cancel, hw):
+                yield to_uint8(decoder.push(latent))
+
+
+def load_pipeline(model: str | Path | None = None, device: str = "auto", dtype: str = "auto") -> Pipeline:
+    """Load a model bundle (JSON + safetensors; None = the built-in demo model)."""
+    path = Path(model) if model is not None else DEMO_MODEL
+    if path.suffix in (".pth", ".safetensors") and not path.with_suffix(".json").exists():
+        from .large import load_large_pipeline  # the released STARFlow-V weights
+
+        return load_large_pipeline(path, device=device, dtype=dtype)
+    return load_bundle(path.with_suffix(".json"), device, dtype)
+
+
+def load_bundle(json_path: Path, device: str = "auto", dtype: str = "auto") -> Pipeline:
+    from .checkpoint import build_model, open_state_dict
+    from .config import FlowConfig
+    from .demo import load_demo_components
+
+    if not json_path.is_file():
+        raise EngineError(f"model description not found: {json_path}")
+    try:
+        meta = json.loads(json_path.read_text())
+        cfg = FlowConfig.from_dict(meta["flow"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise EngineError(f"{json_path.name} is not a valid model description: {exc}") from exc
+    weights = json_path.with_suffix(".safetensors")
+    dev = pick_device(device)
+    dt = pick_dtype(dtype, dev)
+    state = open_state_dict(weights)
+    flow = build_model(cfg, state, dev, dt, prefix="flow.")
+    codec, text = load_demo_components(json_path, weights)
+    codec = codec.to(dev).eval()
+    text = text.to(dev).eval()
+    sampling = meta.get("sampling", {})
+    settings = PipelineSettings(train_latent_frames=meta.get("train_frames", 17), **sampling)
+    info = ModelInfo(name=meta.get("name", json_path.stem), width=meta["width"], height=meta["height"],
+                     fps=meta.get("fps", 16), train_frames=meta.get("train_frames", 17), device=str(dev),
+                     dtype=str(dt).replace("torch.", ""), parameters=sum(p.numel() for p in flow.parameters()))
+    log.info("loaded %s (%d parameters) on %s", info.name, info.parameters, dev)
+    return Pipeline(flow, codec, text, info, settings)
