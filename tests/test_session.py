@@ -1,0 +1,109 @@
+"""The streaming session: frames equal the whole-clip result, cancellation keeps what was yielded."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+import torch
+
+from engine.api import Cancelled
+from engine.denoise import chunk_schedule, denoise_clip
+from engine.sampling import SamplerOptions, sample
+from engine.session import NoiseSource, Session
+from engine_utils import random_model, tiny_config
+
+HW = (4, 4)
+
+
+def setup(tc: int = 2, window: int | None = None, guidance: float = 2.0):
+    model = random_model(tiny_config(temporal_causal=tc, local_attn_window=window))
+    y, y_null = torch.randn(1, 5, 8), torch.randn(1, 5, 8)
+    opts = SamplerOptions(guidance=guidance, block_size=4, max_iter=64, threshold=1e-9)
+    return model, y, y_null, opts
+
+
+def noise_clip(seed: int, frames: int) -> torch.Tensor:
+    src = NoiseSource(seed, (1, 4, *HW))
+    return torch.stack([src.next() for _ in range(frames)], dim=1)
+
+
+@pytest.mark.parametrize("tc, window", [(2, None), (1, None), (2, 3)])
+def test_streamed_frames_equal_whole_clip_sampling_and_denoising(tc, window):
+    model, y, y_null, opts = setup(tc, window)
+    session = Session(model, opts)
+    session.set_prompt(y, y_null)
+    streamed = dict(session.frames(7, NoiseSource(3, (1, 4, *HW)), latent_hw=HW))
+    assert sorted(streamed) == list(range(7))
+    whole = sample(model, noise_clip(3, 7), y, y_null, opts)
+    whole = denoise_clip(model, whole, y, window, model.cfg.denoiser_window)
+    got = torch.stack([streamed[i] for i in range(7)], dim=1)
+    assert (got - whole).abs().max() <= 1e-4 * whole.abs().max()
+
+
+def test_frames_arrive_in_order_and_without_denoising_immediately():
+    model, y, y_null, opts = setup()
+    session = Session(model, opts, denoise=False)
+    session.set_prompt(y, y_null)
+    assert [i for i, _ in session.frames(5, NoiseSource(0, (1, 4, *HW)), latent_hw=HW)] == list(range(5))
+
+
+def test_context_prefix_continues_the_clip():
+    model, y, y_null, opts = setup()
+    context = torch.randn(1, 2, 4, *HW)
+    session = Session(model, opts, denoise=False)
+    session.set_prompt(y, y_null)
+    session.set_context(context)
+    got = torch.stack([x for _, x in session.frames(3, NoiseSource(1, (1, 4, *HW)))], dim=1)
+    noise = torch.cat([torch.zeros(1, 2, 4, *HW), noise_clip(1, 3)], dim=1)
+    whole = sample(model, noise, y, y_null, opts, context=context)
+    torch.testing.assert_close(got, whole[:, 2:], rtol=0, atol=1e-4)
+
+
+def test_cancel_between_frames_keeps_yielded_frames():
+    model, y, y_null, opts = setup()
+    session = Session(model, opts, denoise=False)
+    session.set_prompt(y, y_null)
+    cancel = threading.Event()
+    kept = []
+    with pytest.raises(Cancelled):
+        for i, frame in session.frames(6, NoiseSource(0, (1, 4, *HW)), cancel, HW):
+            kept.append((i, frame))
+            if i == 1:
+                cancel.set()
+    assert [i for i, _ in kept] == [0, 1]
+    whole = sample(model, noise_clip(0, 2), y, y_null, opts)
+    torch.testing.assert_close(torch.stack([f for _, f in kept], 1), whole, rtol=0, atol=1e-4)
+
+
+def test_cancel_inside_a_frame_stops_before_it_finishes():
+    model, y, y_null, _ = setup()
+    opts = SamplerOptions(guidance=2.0, jacobi=False)  # token by token: many checks per frame
+    calls = []
+    cancel = threading.Event()
+
+    class CountingEvent:
+        def is_set(self):
+            calls.append(1)
+            return len(calls) > 3 or cancel.is_set()
+
+    session = Session(model, opts, denoise=False)
+    session.set_prompt(y, y_null)
+    with pytest.raises(Cancelled):
+        next(iter(session.frames(4, NoiseSource(0, (1, 4, *HW)), CountingEvent(), HW)))
+    assert len(calls) == 4
+
+
+def test_calls_out_of_order_raise():
+    model, y, y_null, opts = setup()
+    session = Session(model, opts)
+    with pytest.raises(RuntimeError, match="set_prompt"):
+        session.set_context(torch.zeros(1, 1, 4, *HW))
+    with pytest.raises(ValueError, match="null prompt"):
+        session.set_prompt(y)
+
+
+def test_reference_chunk_schedule():
+    assert chunk_schedule(10, None, 3) == [(0, 0, 10)]
+    assert chunk_schedule(10, 4, 2) == [(0, 0, 4), (2, 4, 6), (4, 6, 8), (6, 8, 10)]
+    assert chunk_schedule(6, 4, None) == [(0, 0, 4), (1, 4, 5), (2, 5, 6)]
