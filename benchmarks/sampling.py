@@ -24,8 +24,8 @@ sys.path.insert(0, str(ROOT))
 
 from engine.checkpoint import build_model  # noqa: E402
 from engine.config import FlowConfig  # noqa: E402
-from engine.session import NoiseSource, Session  # noqa: E402
 from engine.sampling import SamplerOptions  # noqa: E402
+from engine.session import NoiseSource, Session  # noqa: E402
 
 MINI = dict(in_channels=4, img_size=8, patch_size=1, channels=64, top_block_channels=96, num_blocks=3,
             layers_per_block=(1, 1, 2), txt_size=6, txt_dim=24, head_dim=32, pt_seq_len=4,
