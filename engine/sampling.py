@@ -13,6 +13,7 @@ import torch
 from .model import StarFlow
 from .model.flow_block import FlowBlock, guided, permute
 from .model.layers import KVCache
+from .offload import resident
 
 
 @dataclass(frozen=True)
@@ -141,13 +142,14 @@ def shallow_reverse(model: StarFlow, frame: torch.Tensor, opts: SamplerOptions) 
     b, h, w, c = frame.shape
     x = frame.reshape(b, h * w, c).float()
     for block in reversed(model.shallow):
-        dtype, device = block.proj_in.weight.dtype, block.proj_in.weight.device
-        rope = block.rope(h, w, 1, 0, dtype, device)
-        cache = block.new_cache(b, h * w, device, dtype)
-        z = permute(x, block.order, 1)
-        last = block.sos_embed.expand(b, -1, -1).float()
-        chunk = opts.block_size if opts.jacobi else 1
-        x = permute(invert_frame(block, z, cache, rope, last, z, chunk, opts, 0.0), block.order, 1)
+        with resident(model, block):
+            dtype, device = block.proj_in.weight.dtype, block.proj_in.weight.device
+            rope = block.rope(h, w, 1, 0, dtype, device)
+            cache = block.new_cache(b, h * w, device, dtype)
+            z = permute(x.to(device), block.order, 1)
+            last = block.sos_embed.expand(b, -1, -1).float()
+            chunk = opts.block_size if opts.jacobi else 1
+            x = permute(invert_frame(block, z, cache, rope, last, z, chunk, opts, 0.0), block.order, 1)
     return x.reshape(b, h, w, c)
 
 
@@ -172,6 +174,7 @@ class FlowSampler:
     def prefill(self, latents: torch.Tensor) -> None:
         """Known latent frames (B, T, C, H, W) become context for what follows."""
         h, _, _ = self.model.shallow_forward(self.model.patchify(latents))
+        h = h.to(self.model.top.proj_in.weight.device)
         for t in range(h.size(1)):
             self.top.prefill(h[:, t])
 

@@ -107,3 +107,14 @@ def test_reference_chunk_schedule():
     assert chunk_schedule(10, None, 3) == [(0, 0, 10)]
     assert chunk_schedule(10, 4, 2) == [(0, 0, 4), (2, 4, 6), (4, 6, 8), (6, 8, 10)]
     assert chunk_schedule(6, 4, None) == [(0, 0, 4), (1, 4, 5), (2, 5, 6)]
+
+
+def test_offloaded_model_samples_the_same_frames():
+    from engine.offload import enable_offload
+
+    model, y, y_null, opts = setup()
+    expected = sample(model, noise_clip(2, 3), y, y_null, opts)
+    offloader = enable_offload(model, "cpu")
+    assert len(offloader.modules) == len(model.shallow) + 1
+    got = sample(model, noise_clip(2, 3), y, y_null, opts)
+    torch.testing.assert_close(got, expected, rtol=0, atol=0)

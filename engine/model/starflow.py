@@ -79,9 +79,13 @@ class StarFlow(nn.Module):
     def shallow_forward(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor]]:
         """Patchified x (B, T, h, w, c) through the shallow blocks, each frame on its own."""
         b, t, h, w, c = x.shape
+        from engine.offload import resident
+
         outputs, logdets = [x], []
         for block in self.shallow:
-            x, logdet = block(x.reshape(b * t, 1, h, w, c))
+            with resident(self, block):
+                dev = block.proj_in.weight.device
+                x, logdet = block(x.to(dev).reshape(b * t, 1, h, w, c))
             x = x.reshape(b, t, h, w, c)
             logdets.append(logdet.reshape(b, t, h * w, c))
             outputs.append(x)
@@ -106,7 +110,13 @@ class StarFlow(nn.Module):
 
     def denoiser(self, x: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
         """The learnable denoiser's output for latents x (B, T, C, H, W); same layout."""
-        out = self.learnable_self_denoiser(self.patchify(x), y if self.cfg.conditional_denoiser else None)
+        from engine.offload import resident
+
+        den = self.learnable_self_denoiser
+        with resident(self, den):
+            dev = den.proj_in.weight.device
+            y = y.to(dev) if y is not None and self.cfg.conditional_denoiser else None
+            out = den(self.patchify(x.to(dev)), y).to(x.device)
         return self.unpatchify(out)
 
     def denoise(self, x: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
