@@ -1,0 +1,171 @@
+"""The Wan2.2 codec on a tiny random AutoencoderKLWan: shapes, normalisation, streaming == whole clip."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+import torch
+
+from engine.api import EngineError
+from engine.large.vae import (
+    WAN22_MEAN,
+    WAN22_STD,
+    LatentNorm,
+    WanCodec,
+    add_noise,
+)
+
+diffusers = pytest.importorskip("diffusers")
+
+# Wan2.2's layout (residual blocks, 2x2 patching, temporal downsampling in the last two stages,
+# 48 latent channels) at a few thousand parameters per layer
+TINY = dict(
+    base_dim=8,
+    decoder_base_dim=8,
+    z_dim=48,
+    dim_mult=[1, 2, 2, 2],
+    num_res_blocks=1,
+    temperal_downsample=[False, True, True],
+    is_residual=True,
+    in_channels=12,
+    out_channels=12,
+    patch_size=2,
+    scale_factor_spatial=16,
+    scale_factor_temporal=4,
+    latents_mean=list(WAN22_MEAN),
+    latents_std=list(WAN22_STD),
+)
+
+
+@pytest.fixture(scope="module")
+def codec() -> WanCodec:
+    torch.manual_seed(0)
+    vae = diffusers.AutoencoderKLWan(**TINY)
+    return WanCodec(vae, LatentNorm.wan22(0.6))
+
+
+def frames(t: int = 9, h: int = 32, w: int = 48, seed: int = 1) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand(1, t, 3, h, w, generator=g) * 2 - 1  # (B, T, 3, H, W) in [-1, 1]
+
+
+def latents(t: int = 3, seed: int = 2) -> torch.Tensor:
+    return torch.randn(1, t, 48, 2, 3, generator=torch.Generator().manual_seed(seed))
+
+
+def reference_decode(codec: WanCodec, z: torch.Tensor) -> torch.Tensor:
+    """The whole clip through diffusers' own decode, normalisation undone as the reference does."""
+    raw = z.clone()
+    raw[:, 1:] = raw[:, 1:] / 0.6
+    mean = torch.tensor(WAN22_MEAN).view(1, 1, -1, 1, 1)
+    inv_std = 1.0 / torch.tensor(WAN22_STD).view(1, 1, -1, 1, 1)
+    raw = raw / inv_std + mean
+    with torch.no_grad():
+        out = codec.vae.decode(raw.permute(0, 2, 1, 3, 4)).sample
+    return out.permute(0, 2, 1, 3, 4)
+
+
+def test_factors_and_shapes(codec: WanCodec):
+    assert (codec.channels, codec.spatial_factor, codec.temporal_factor) == (48, 16, 4)
+    z = codec.encode(frames())
+    assert z.shape == (1, 3, 48, 2, 3) and z.dtype == torch.float32
+    x = codec.decode(z)
+    assert x.shape == (1, 9, 3, 32, 48) and x.abs().max() <= 1.0
+    assert codec.encode(frames(t=1)).shape == (1, 1, 48, 2, 3)
+
+
+def test_encode_applies_the_reference_normalisation(codec: WanCodec):
+    x = frames()
+    with torch.no_grad():
+        mu = codec.vae.encode(x.permute(0, 2, 1, 3, 4)).latent_dist.mean.permute(0, 2, 1, 3, 4)
+    mean = torch.tensor(WAN22_MEAN).view(1, 1, -1, 1, 1)
+    expected = (mu - mean) * (1.0 / torch.tensor(WAN22_STD)).view(1, 1, -1, 1, 1)
+    expected[:, 1:] = expected[:, 1:] * 0.6
+    torch.testing.assert_close(codec.encode(x), expected, rtol=0, atol=1e-6)
+
+
+def test_normalisation_round_trip_and_stream_offsets():
+    norm = LatentNorm((0.1, -0.2), (0.5, 2.0), temporal_scale=0.6)
+    mu = torch.randn(2, 4, 2, 3, 3)
+    z = norm.normalize(mu)
+    torch.testing.assert_close(norm.denormalize(z), mu)
+    by_hand = (mu[:, 1] - torch.tensor([0.1, -0.2]).view(2, 1, 1)) / torch.tensor([0.5, 2.0]).view(
+        2, 1, 1
+    )
+    torch.testing.assert_close(z[:, 1], by_hand * 0.6)
+    torch.testing.assert_close(z[:, 0], norm.standardize(mu)[:, 0])  # the first frame: unscaled
+    # a frame later in the clip (start > 0) is scaled even when it comes first in the tensor
+    torch.testing.assert_close(norm.normalize(mu[:, 2:], start=2), z[:, 2:])
+    torch.testing.assert_close(norm.denormalize(z[:, 1:], start=1), mu[:, 1:])
+
+
+def test_streamed_decode_equals_whole_clip_decode(codec: WanCodec):
+    z = latents(t=3)
+    whole = reference_decode(codec, z)
+    stream = codec.stream_decoder()
+    parts = [stream.push(z[:, t]) for t in range(z.shape[1])]
+    assert [p.shape[1] for p in parts] == [1, 4, 4]
+    torch.testing.assert_close(torch.cat(parts, dim=1), whole, rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("chunk", [1, 2, 5])
+def test_chunked_decode_equals_whole_decode(codec: WanCodec, chunk: int):
+    z = latents(t=3)
+    torch.testing.assert_close(
+        codec.decode(z, chunk=chunk, out_device="cpu"),
+        reference_decode(codec, z),
+        rtol=0,
+        atol=1e-5,
+    )
+    sizes = [c.shape[1] for c in codec.iter_decode(z, chunk=chunk)]
+    assert sum(sizes) == 9 and len(sizes) == -(-3 // chunk)
+
+
+def test_two_streams_do_not_share_state(codec: WanCodec):
+    a, b = codec.stream_decoder(), codec.stream_decoder()
+    z = latents(t=2)
+    first = a.push(z[:, 0])
+    b.push(z[:, 1])  # a different clip in between
+    torch.testing.assert_close(
+        torch.cat([first, a.push(z[:, 1])], 1), reference_decode(codec, z), rtol=0, atol=1e-5
+    )
+
+
+def test_add_noise_is_seeded_with_the_requested_std():
+    z = torch.zeros(4, 3, 48, 8, 8)
+    a = add_noise(z, 0.5, torch.Generator().manual_seed(3))
+    b = add_noise(z, 0.5, torch.Generator().manual_seed(3))
+    assert torch.equal(a, b) and abs(a.std().item() - 0.5) < 0.02 and abs(a.mean().item()) < 0.02
+
+
+def test_sampled_encode_is_seeded_and_near_the_mean(codec: WanCodec):
+    x = frames(t=5)
+    mean = codec.encode(x)
+    a = codec.encode(x, sample=True, generator=torch.Generator().manual_seed(4))
+    b = codec.encode(x, sample=True, generator=torch.Generator().manual_seed(4))
+    assert torch.equal(a, b) and not torch.equal(a, mean)
+
+
+def test_bad_inputs_are_engine_errors(codec: WanCodec):
+    with pytest.raises(EngineError, match="multiple of 16"):
+        codec.encode(frames(h=24))
+    with pytest.raises(EngineError, match="B, T, 3, H, W"):
+        codec.encode(torch.zeros(1, 3, 32, 32))
+    with pytest.raises(EngineError, match="latent"):
+        codec.decode(torch.zeros(1, 2, 16, 2, 2))
+    with pytest.raises(EngineError, match="latent frame"):
+        codec.stream_decoder().push(torch.zeros(1, 2, 48, 2, 2))
+    with pytest.raises(EngineError, match="channels"):
+        WanCodec(codec.vae, LatentNorm((0.0,), (1.0,)))
+
+
+def test_from_pretrained_reads_a_saved_folder_offline(tmp_path, codec: WanCodec, caplog):
+    codec.vae.save_pretrained(tmp_path / "vae")
+    with caplog.at_level(logging.WARNING, logger="engine.large.vae"):
+        loaded = WanCodec.from_pretrained(str(tmp_path), local_files_only=True)
+    assert not caplog.records  # the tiny config carries the reference statistics
+    z = latents(t=2)
+    torch.testing.assert_close(loaded.decode(z), codec.decode(z))
+    with pytest.raises(EngineError, match="video VAE"):
+        WanCodec.from_pretrained(str(tmp_path / "missing"), local_files_only=True)
