@@ -1,4 +1,5 @@
-"""The Wan2.2 codec on a tiny random AutoencoderKLWan: shapes, normalisation, streaming == whole clip."""
+"""The Wan2.2 codec on a tiny random AutoencoderKLWan (shapes, normalisation, streaming == whole
+clip) and the 7B frame sizes per aspect ratio."""
 
 from __future__ import annotations
 
@@ -8,6 +9,13 @@ import pytest
 import torch
 
 from engine.api import EngineError
+from engine.large.sizes import (
+    ASPECT_RATIOS,
+    VideoGeometry,
+    frame_size,
+    latent_frames,
+    video_frames,
+)
 from engine.large.vae import (
     WAN22_MEAN,
     WAN22_STD,
@@ -169,3 +177,36 @@ def test_from_pretrained_reads_a_saved_folder_offline(tmp_path, codec: WanCodec,
     torch.testing.assert_close(loaded.decode(z), codec.decode(z))
     with pytest.raises(EngineError, match="video VAE"):
         WanCodec.from_pretrained(str(tmp_path / "missing"), local_files_only=True)
+
+
+# ---- frame sizes of the released model (sizes.py; the reference's area rule) --------------------
+@pytest.mark.parametrize(
+    ("aspect", "size"),
+    [
+        ("1:1", (640, 640)),
+        ("2:3", (784, 528)),
+        ("3:2", (528, 784)),
+        ("16:9", (480, 848)),
+        ("9:16", (848, 480)),
+        ("4:5", (720, 576)),
+        ("5:4", (576, 720)),
+        ("21:9", (416, 976)),
+        ("9:21", (976, 416)),
+    ],
+)
+def test_frame_size_per_aspect_ratio(aspect: str, size: tuple[int, int]):
+    assert frame_size(aspect) == size  # (height, width), multiples of 16
+    assert aspect in ASPECT_RATIOS
+
+
+def test_frame_counts_and_geometry():
+    assert frame_size(None) == (640, 640)
+    assert [latent_frames(n) for n in (1, 4, 5, 9, 81, 161)] == [1, 1, 2, 3, 21, 41]
+    assert video_frames(21) == 81
+    geo = VideoGeometry.for_clip("16:9", frames=81, fps=16)
+    assert (geo.latent_frames, geo.latent_size, geo.seconds) == (21, (30, 53), 81 / 16)
+    for bad in ("16x9", "0:1", "a:b"):
+        with pytest.raises(EngineError, match="aspect ratio"):
+            frame_size(bad)
+    with pytest.raises(EngineError):
+        latent_frames(0)
