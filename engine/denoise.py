@@ -24,6 +24,8 @@ def chunk_schedule(total: int, steps: int | None, overlap: int | None) -> list[t
         end = min(start + steps, total)
         if start + skip < end:  # the reference also runs chunks that keep nothing: skip them
             chunks.append((start, start + skip, end))
+        if end == total:
+            break
         skip = steps - 1 if overlap is None else overlap
         if steps - skip <= 0:
             raise ValueError(f"denoiser overlap {skip} must be below the chunk length {steps}")

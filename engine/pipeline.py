@@ -37,7 +37,7 @@ class PipelineSettings:
 
     train_latent_frames: int
     context_noise: float = 0.0  # noise added to encoded context frames (the training augmentation)
-    v2v_segment: int = 0  # source latent frames per edit segment (0: whole source at once)
+    v2v_segment: int = 0  # source video frames per edit segment (0: whole source at once)
     extend_context: int = 0  # latent frames of the source used as context when extending
     jacobi_block_size: int = 32
     jacobi_max_iter: int = 32
@@ -164,6 +164,7 @@ class Pipeline:
         elif request.mode == "extend":
             source = self.prepare_video(request.video)
             keep = self.settings.extend_context or self.settings.train_latent_frames - 1
+            keep = (keep - 1) * self.codec.temporal_factor + 1  # video frames of `keep` latents
             context = self.encode(source[-keep:], request.seed)
         total = request.frames
         new_frames = total - len(prefix)
@@ -215,8 +216,10 @@ class Pipeline:
 def load_pipeline(model: str | Path | None = None, device: str = "auto", dtype: str = "auto") -> Pipeline:
     """Load a model bundle (JSON + safetensors; None = the built-in demo model)."""
     path = Path(model) if model is not None else DEMO_MODEL
-    if path.suffix in (".pth", ".safetensors") and not path.with_suffix(".json").exists():
-        from .large import load_large_pipeline  # the released STARFlow-V weights
+    if (path.suffix in (".pth", ".safetensors") and not path.with_suffix(".json").exists()) or (
+        str(model).count("/") == 1 and not path.exists() and not path.suffix
+    ):
+        from .large.pipeline import load_large_pipeline  # the released STARFlow-V weights
 
         return load_large_pipeline(path, device=device, dtype=dtype)
     return load_bundle(path.with_suffix(".json"), device, dtype)

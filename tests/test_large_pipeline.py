@@ -1,0 +1,97 @@
+"""The 7B pipeline's assembly on tiny random parts (T5, Wan VAE, flow): every mode end to end,
+streamed frames equal whole-clip sampling + denoising + decoding, template in the text path."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from engine.api import GenerateRequest
+from engine.denoise import denoise_clip
+from engine.large.pipeline import LargeOptions, assemble
+from engine.large.text import T5TextEncoder
+from engine.large.vae import WanCodec
+from engine.pipeline import to_tensor
+from engine.sampling import sample
+from engine.session import NoiseSource
+from engine_utils import random_model, tiny_config
+
+diffusers = pytest.importorskip("diffusers")
+from test_large_text import tiny_config as tiny_t5_config  # noqa: E402
+from test_large_text import tiny_tokenizer  # noqa: E402
+from test_large_vae import TINY  # noqa: E402
+
+OPTIONS = LargeOptions(aspect_ratio="16:9", side=32, jacobi_block_size=4, jacobi_max_iter=64,
+                       jacobi_threshold=1e-9)
+
+
+@pytest.fixture(scope="module")
+def pipeline():
+    torch.manual_seed(0)
+    codec = WanCodec(diffusers.AutoencoderKLWan(**TINY))
+    text = T5TextEncoder.from_config(tiny_t5_config(), tiny_tokenizer(), max_tokens=12)
+    flow = random_model(tiny_config(in_channels=48, txt_dim=16, txt_size=12, img_size=2, pt_seq_len=2,
+                                    channels=32, top_block_channels=32), std=0.05)
+    return assemble(flow, codec, text, OPTIONS)
+
+
+def collect(pipeline, request):
+    events = list(pipeline.generate(request))
+    assert [e.start for e in events] == sorted(e.start for e in events)
+    frames = np.concatenate([e.frames for e in events])
+    assert events[-1].done == len(frames) == request.frames
+    return events, frames
+
+
+def test_frame_size_follows_the_area_rule(pipeline):
+    assert (pipeline.info.height, pipeline.info.width) == (32, 48)
+
+
+def test_text_to_video_streams_what_whole_clip_generation_gives(pipeline):
+    request = GenerateRequest(prompt="a red circle moves left", frames=9, seed=3, guidance=2.0)
+    events, frames = collect(pipeline, request)
+    assert len(events) == 3  # latent frames arrive one by one: 1 + 4 + 4 video frames
+    y, y_null = pipeline.embed(request.text, 2.0)
+    noise_src = NoiseSource(3, (1, 48, 2, 3))
+    noise = torch.stack([noise_src.next() for _ in range(3)], dim=1)
+    latents = sample(pipeline.model, noise, y, y_null, pipeline.options(2.0, 3))
+    latents = denoise_clip(pipeline.model, latents, y)
+    whole = pipeline.codec.decode(latents)
+    expected = ((whole[0].clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    assert np.abs(frames.astype(int) - expected.astype(int)).max() <= 1
+
+
+def test_prompt_goes_through_the_reference_template(pipeline, monkeypatch):
+    seen = []
+    original = pipeline.text.encode
+    monkeypatch.setattr(pipeline.text, "encode", lambda texts: seen.extend(texts) or original(texts))
+    pipeline.embed("(v2v) remove the red circle", 2.5)
+    assert seen == [
+        "Noise Level 500:\nA video with 16 fps:\n(v2v) remove the red circle\n\n in a 16:9 aspect ratio.\n",
+        "Noise Level 500:\nA video with 16 fps:\n\n\n in a 16:9 aspect ratio.\n",
+    ]
+
+
+def test_image_to_video_keeps_the_image_as_frame_zero(pipeline):
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 255, (70, 90, 3), dtype=np.uint8)
+    request = GenerateRequest(prompt="a red circle", mode="i2v", image=image, frames=5, seed=1)
+    _, frames = collect(pipeline, request)
+    assert np.array_equal(frames[0], pipeline.prepare_image(image))
+
+
+def test_extend_and_edit_run_after_a_source_clip(pipeline):
+    rng = np.random.default_rng(1)
+    clip = rng.integers(0, 255, (9, 32, 48, 3), dtype=np.uint8)
+    _, ext = collect(pipeline, GenerateRequest(prompt="a red circle", mode="extend", video=clip, frames=8))
+    assert ext.shape == (8, 32, 48, 3)
+    _, edit = collect(pipeline, GenerateRequest(prompt="remove the red circle", mode="v2v", video=clip, frames=9))
+    assert edit.shape == (9, 32, 48, 3)
+
+
+def test_context_latents_get_the_reference_noise(pipeline):
+    frame = np.full((1, 32, 48, 3), 128, np.uint8)
+    clean = pipeline.codec.encode(to_tensor(frame, "cpu"))
+    noisy = pipeline.encode(frame, noise_seed=0)
+    assert abs((noisy - clean).std().item() - 0.5) < 0.1
