@@ -85,18 +85,21 @@ def render(pipeline, request: GenerateRequest, out: Path, cancel: threading.Even
     return written
 
 
-def cmd_generate(args: argparse.Namespace) -> None:
+def _load(args: argparse.Namespace):
     from .pipeline import load_pipeline
 
-    pipeline = load_pipeline(args.model, args.device, args.dtype)
+    return load_pipeline(args.model, args.device, args.dtype, accept_license=args.accept_license,
+                         offload=args.offload, window=args.window, aspect_ratio=args.aspect)
+
+
+def cmd_generate(args: argparse.Namespace) -> None:
+    pipeline = _load(args)
     job = {"prompt": args.prompt, "image": args.image, "video": args.video, "frames": args.frames,
            "seed": args.seed, "cfg": args.cfg}
     render(pipeline, request_from(job, pipeline), Path(args.out))
 
 
 def cmd_batch(args: argparse.Namespace) -> None:
-    from .pipeline import load_pipeline
-
     lines = Path(args.jobs).read_text().splitlines()
     jobs = []
     for n, line in enumerate(lines, 1):
@@ -109,7 +112,7 @@ def cmd_batch(args: argparse.Namespace) -> None:
                 raise EngineError(f"{args.jobs}:{n}: each line must be a JSON object")
     out_dir = Path(args.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    pipeline = load_pipeline(args.model, args.device, args.dtype)
+    pipeline = _load(args)
     failures = 0
     for n, job in enumerate(jobs, 1):
         out = out_dir / (job.get("out") or f"job_{n:04d}.mp4")
@@ -138,6 +141,11 @@ def parser() -> argparse.ArgumentParser:
         p.add_argument("--model", default=None, help="model bundle JSON, checkpoint, or hub repo (default: demo)")
         p.add_argument("--device", default="auto")
         p.add_argument("--dtype", default="auto", help="auto, fp32 or bf16")
+        p.add_argument("--accept-license", action="store_true", help="accept the STARFlow model licence (download)")
+        p.add_argument("--offload", action="store_true", default=None,
+                       help="7B: keep shallow blocks and denoiser in CPU memory between uses")
+        p.add_argument("--window", type=int, default=None, help="7B: attention window in latent frames")
+        p.add_argument("--aspect", default=None, help="7B: aspect ratio, e.g. 16:9")
 
     g = sub.add_parser("generate", help="render one clip")
     g.add_argument("--prompt", required=True)

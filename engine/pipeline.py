@@ -213,15 +213,18 @@ class Pipeline:
                 yield to_uint8(decoder.push(latent))
 
 
-def load_pipeline(model: str | Path | None = None, device: str = "auto", dtype: str = "auto") -> Pipeline:
-    """Load a model bundle (JSON + safetensors; None = the built-in demo model)."""
+def load_pipeline(model: str | Path | None = None, device: str = "auto", dtype: str = "auto",
+                  accept_license: bool = False, **large_options) -> Pipeline:
+    """Load a model: None = the built-in demo model; a bundle JSON; or the released STARFlow-V as
+    a .pth/.safetensors checkpoint or a Hub repo id (large_options: engine.large.pipeline.LargeOptions)."""
     path = Path(model) if model is not None else DEMO_MODEL
     if (path.suffix in (".pth", ".safetensors") and not path.with_suffix(".json").exists()) or (
         str(model).count("/") == 1 and not path.exists() and not path.suffix
     ):
-        from .large.pipeline import load_large_pipeline  # the released STARFlow-V weights
+        from .large.pipeline import LargeOptions, load_large_pipeline
 
-        return load_large_pipeline(path, device=device, dtype=dtype)
+        options = LargeOptions(**{k: v for k, v in large_options.items() if v is not None})
+        return load_large_pipeline(model, device, dtype, options, accept_license)
     return load_bundle(path.with_suffix(".json"), device, dtype)
 
 
