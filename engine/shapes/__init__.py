@@ -1,0 +1,1 @@
+"""The Shapes world: the built-in demo model's procedural domain (numpy only)."""
