@@ -111,3 +111,60 @@ def test_edits_change_only_what_they_name():
         else:
             assert edited.objects[: len(scene.objects)] == scene.objects and len(edited.objects) == 2
     assert seen == {"add", "remove", "make", "change"}
+
+
+# ---- grammar -------------------------------------------------------------------------------------
+from engine.shapes.captions import (  # noqa: E402
+    CaptionError,
+    parse_caption,
+    parse_instruction,
+    random_caption,
+    scene_from_caption,
+    strip_prefix,
+)
+
+
+def test_random_captions_parse_and_round_trip():
+    rng = np.random.default_rng(5)
+    for _ in range(200):
+        text = random_caption(rng)
+        assert caption(scene_from_caption(parse_caption(text), rng)) == text
+
+
+def test_size_defaults_to_large():
+    spec = parse_caption("a red circle moves left on a black background")
+    assert spec.objects[0].size == "large"
+
+
+@pytest.mark.parametrize("bad, where", [
+    ("a red circle moves left on a black", "'background'"),
+    ("a purple circle moves left on a black background", "a colour"),
+    ("a red circle moves sideways on a black background", "the rest of 'moves"),
+    ("A red circle moves left on a black background", "lower case"),
+    ("a red circle moves left  on a black background", "single spaces"),
+    ("a red circle moves left on a black background please", "expected the end"),
+    ("a red circle stays still and a red square stays still on a gray background", "same colour"),
+    ("a red circle moves left and a blue square stays still and a green circle stays still on a gray background", "'on'"),
+])
+def test_captions_outside_the_grammar_are_rejected_with_the_reason(bad, where):
+    with pytest.raises(CaptionError, match=where):
+        parse_caption(bad)
+
+
+def test_instructions_and_prefixes():
+    assert parse_instruction("add a green triangle that moves up").motion == "moves up"
+    assert parse_instruction("add a small green triangle").motion == "stays still"
+    assert parse_instruction("remove the red circle").kind == "remove"
+    assert parse_instruction("make the red circle blue").new_colour == "blue"
+    assert parse_instruction("change the background to white").background == "white"
+    with pytest.raises(CaptionError):
+        parse_instruction("paint the red circle blue")
+    assert strip_prefix("(v2v) remove the red circle") == ("v2v", "remove the red circle")
+    assert strip_prefix("(extend) a red circle moves left on a black background")[0] == "extend"
+
+
+def test_every_random_edit_instruction_parses():
+    rng = np.random.default_rng(9)
+    for _ in range(100):
+        text, _ = random_edit(random_scene(rng), rng)
+        parse_instruction(text)

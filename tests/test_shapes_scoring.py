@@ -1,0 +1,62 @@
+"""The scorer recognises ground truth and rejects wrong clips."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from engine.shapes.captions import parse_caption, random_caption, scene_from_caption
+from engine.shapes.scoring import background_drift, detect, follows_caption, psnr, score_windows
+from engine.shapes.world import caption, random_scene, render
+
+
+def test_ground_truth_follows_its_caption():
+    """The ceiling: only clips whose two objects overlap for long (one hides the other) fail."""
+    rng = np.random.default_rng(0)
+    failures = []
+    for _ in range(200):
+        text = random_caption(rng)
+        clip = render(scene_from_caption(parse_caption(text), rng), 17)
+        if not follows_caption(clip, text):
+            failures.append(text)
+    assert len(failures) <= 6, failures
+    assert all(" and " in f for f in failures)
+
+
+def test_long_ground_truth_follows_in_every_window():
+    rng = np.random.default_rng(1)
+    for _ in range(5):
+        scene = random_scene(rng)
+        clip = render(scene, 480)
+        assert all(score_windows(clip, caption(scene)))
+        assert background_drift(clip) == 0.0
+
+
+def test_wrong_clips_do_not_follow():
+    rng = np.random.default_rng(2)
+    checked = 0
+    for _ in range(40):
+        scene = random_scene(rng, 1)
+        obj = scene.objects[0]
+        text = caption(scene)
+        other_colour = "blue" if obj.colour != "blue" else "red"
+        wrong = [dataclasses.replace(scene, background="white" if scene.background != "white" else "navy"),
+                 dataclasses.replace(scene, objects=(dataclasses.replace(obj, colour=other_colour),))]
+        if obj.motion != "stays still":
+            wrong.append(dataclasses.replace(scene, objects=(dataclasses.replace(obj, motion="stays still"),)))
+        for w in wrong:
+            assert not follows_caption(render(w, 17), text), (text, caption(w))
+            checked += 1
+    assert checked > 80
+
+
+def test_detection_of_shapes_and_psnr():
+    rng = np.random.default_rng(3)
+    for _ in range(100):
+        scene = random_scene(rng)
+        found = {(o.colour, o.shape) for o in detect(render(scene, 1)[0]).objects}
+        assert found == {(o.colour, o.shape) for o in scene.objects}
+    a = render(random_scene(rng), 2)
+    assert psnr(a, a) == 100.0
+    assert abs(psnr(a, a + 10) - 10 * np.log10(255**2 / 100)) < 1e-9
