@@ -1,4 +1,6 @@
-"""The demo model's codec: each 8x8 RGB patch projected on its top principal components.
+"""The first demo model's parts: a PCA patch codec and a word-embedding text encoder.
+
+Codec: each 8x8 RGB patch projected on its top principal components.
 
 Frames (B, T, 3, 48, 64) in [-1, 1] <-> latents (B, T, K, 6, 8), each component scaled to unit
 variance. Linear, per frame (temporal factor 1), fitted in seconds from Shapes-world renders.
@@ -9,6 +11,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 from torch import nn
+
+from engine.api import EngineError
+from engine.shapes.world import BACKGROUNDS, COLOURS, MOTIONS, SHAPES, SIZES
 
 PATCH = 8
 
@@ -76,3 +81,45 @@ class FrameDecoder:
 
     def push(self, latent: torch.Tensor) -> torch.Tensor:
         return self.codec.decode(latent[:, None])
+
+
+GRAMMAR_WORDS = (
+    ["(v2v)", "(extend)", "a", "and", "on", "background", "add", "that", "remove", "the", "make",
+     "change", "to"]
+    + list(SIZES) + list(COLOURS) + list(SHAPES) + list(BACKGROUNDS)
+    + sorted({w for m in MOTIONS for w in m.split()})
+)
+WORD_VOCAB = ["<pad>"] + list(dict.fromkeys(GRAMMAR_WORDS))
+
+
+class WordText(nn.Module):
+    """Word embeddings + learned positions over the grammar vocabulary (no BOS token)."""
+
+    def __init__(self, dim: int = 64, max_tokens: int = 24) -> None:
+        super().__init__()
+        self.dim, self.max_tokens = dim, max_tokens
+        self.index = {w: i for i, w in enumerate(WORD_VOCAB)}
+        self.embed = nn.Embedding(len(WORD_VOCAB), dim)
+        self.pos = nn.Parameter(torch.randn(max_tokens, dim) * 0.02)
+        self.norm = nn.LayerNorm(dim)
+
+    def tokenize(self, texts: list[str]) -> torch.Tensor:
+        ids = torch.zeros(len(texts), self.max_tokens, dtype=torch.long)
+        for row, text in enumerate(texts):
+            words = text.split()
+            if len(words) > self.max_tokens:
+                raise EngineError(f"prompt too long for the demo model ({len(words)} > {self.max_tokens} words)")
+            unknown = [w for w in words if w not in self.index]
+            if unknown:
+                raise EngineError(f"the demo model does not know the word(s): {', '.join(unknown)}")
+            ids[row, : len(words)] = torch.tensor([self.index[w] for w in words], dtype=torch.long)
+        return ids
+
+    def forward(self, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mask = ids > 0
+        emb = self.norm(self.embed(ids) + self.pos[: ids.size(1)])
+        return emb * mask[..., None], mask
+
+    def encode(self, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Strings -> (B, max_tokens, dim) embeddings (padding zeroed), (B, max_tokens) mask."""
+        return self(self.tokenize(texts).to(self.pos.device))
