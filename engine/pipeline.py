@@ -228,10 +228,31 @@ def load_pipeline(model: str | Path | None = None, device: str = "auto", dtype: 
     return load_bundle(path.with_suffix(".json"), device, dtype)
 
 
+def _companions(meta: dict, json_path: Path, weights: Path):
+    """The codec and text encoder a bundle names: the PCA/word pair of the first demo model, or the
+    learned autoencoder/transformer pair of engine.demo."""
+    if meta.get("codec", {}).get("kind") == "pca":
+        from safetensors.torch import load_file
+
+        from .demo.pca import PCACodec, WordText
+
+        codec = PCACodec(int(meta["codec"]["components"]))
+        text = WordText(int(meta["text"]["dim"]), int(meta["text"]["max_tokens"]))
+        try:
+            state = load_file(str(weights))
+            codec.load_state_dict({k[6:]: v for k, v in state.items() if k.startswith("codec.")})
+            text.load_state_dict({k[5:]: v for k, v in state.items() if k.startswith("text.")})
+        except Exception as exc:
+            raise EngineError(f"cannot load the demo codec/text weights: {exc}") from exc
+        return codec, text
+    from .demo import load_demo_components
+
+    return load_demo_components(json_path, weights)
+
+
 def load_bundle(json_path: Path, device: str = "auto", dtype: str = "auto") -> Pipeline:
     from .checkpoint import build_model, open_state_dict
     from .config import FlowConfig
-    from .demo import load_demo_components
 
     if not json_path.is_file():
         raise EngineError(f"model description not found: {json_path}")
@@ -245,7 +266,7 @@ def load_bundle(json_path: Path, device: str = "auto", dtype: str = "auto") -> P
     dt = pick_dtype(dtype, dev)
     state = open_state_dict(weights)
     flow = build_model(cfg, state, dev, dt, prefix="flow.")
-    codec, text = load_demo_components(json_path, weights)
+    codec, text = _companions(meta, json_path, weights)
     codec = codec.to(dev).eval()
     text = text.to(dev).eval()
     sampling = meta.get("sampling", {})
