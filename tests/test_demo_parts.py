@@ -1,4 +1,4 @@
-"""The demo codec (PCA of 8x8 patches), text encoder vocabulary, and training resume."""
+"""The shipped demo model's PCA codec and word text encoder, and training resume."""
 
 from __future__ import annotations
 
@@ -7,8 +7,7 @@ import pytest
 import torch
 
 from engine.api import EngineError
-from engine.demo.codec import DemoCodec
-from engine.demo.text import DemoTextEncoder
+from engine.demo.pca import PCACodec, WordText
 from engine.shapes.world import random_scene, render
 from engine.train import Trainer, default_meta
 
@@ -20,7 +19,7 @@ def frames_tensor(frames: np.ndarray) -> torch.Tensor:
 def test_codec_round_trip_and_streaming():
     rng = np.random.default_rng(0)
     fit = np.concatenate([render(random_scene(rng), 2, int(rng.integers(0, 60))) for _ in range(300)])
-    codec = DemoCodec.fit(fit, 16)
+    codec = PCACodec.fit(fit, 16)
     clip = frames_tensor(render(random_scene(rng), 5))
     z = codec.encode(clip)
     assert z.shape == (1, 5, 16, 6, 8)
@@ -34,7 +33,7 @@ def test_codec_round_trip_and_streaming():
 
 
 def test_text_encoder_zeroes_padding_and_rejects_unknown_words():
-    enc = DemoTextEncoder()
+    enc = WordText()
     emb, mask = enc.encode(["(v2v) remove the red circle", ""])
     assert mask.sum(1).tolist() == [5, 0]
     assert emb[0, 5:].abs().sum() == 0 and emb[1].abs().sum() == 0
