@@ -1,156 +1,516 @@
-"""Train the built-in Shapes-world demo model (codec fit, then flow + text + denoiser).
+"""Train the built-in Shapes-world demo model: the codec first, then flow + text encoder + denoiser.
 
-    python -m engine.train --out runs/demo --steps 4000 [--resume] [--device cuda]
+    python -m engine.train --out runs/demo --steps 6000 --seed 0 [--resume] [--device cpu|cuda]
 
-Maximum likelihood with noise augmentation, caption dropping for guidance, the task mix of
-engine.demo.data, and the denoiser trained to remove the augmentation noise (x - 0.3 * D(x)).
-Reproducible from the seed: every step draws its data from (seed, step), so a resumed run
-equals an uninterrupted one.
+Stage 1 (skipped when OUT/codec.safetensors exists, or with --codec PATH): the per-frame
+autoencoder, decoding latents with Gaussian noise added, then its latent normalisation.
+Stage 2: maximum likelihood of noise-augmented latents (noise_std in normalised latent units, as
+the reference's --noise_std) over the task mix of engine.demo.data with caption dropping, and the
+learnable denoiser trained by flow score matching (the reference's objective): it regresses the
+flow's own score of the noisy latents, scaled so that x - 0.3 * denoiser(x) is the Tweedie
+estimate x + noise_std^2 * score.
+
+OUT holds the shippable bundle (shapes_demo.safetensors with `flow.`, `codec.`, `text.` tensors
+and shapes_demo.json) and train_state.pt (optimisers, step). Every step draws its data and noise
+from (seed, step), so a resumed run equals an uninterrupted one.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import math
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
 from engine.config import FlowConfig
-from engine.demo import build_components
-from engine.demo.codec import DemoCodec
-from engine.demo.data import EDIT_FRAMES, batch
+from engine.demo import split_state
+from engine.demo.codec import CodecConfig, DemoCodec
+from engine.demo.data import EDIT_FRAMES, batch_rng, make_batch, random_frames, to_unit
+from engine.demo.text import DemoTextEncoder, TextConfig, grammar_vocab
 from engine.model import StarFlow
 from engine.model.starflow import DENOISE_STEP
-from engine.shapes.world import FPS, HEIGHT, TRAIN_FRAMES, WIDTH, random_scene, render
+from engine.shapes.world import FPS, HEIGHT, TRAIN_FRAMES, WIDTH
 
 log = logging.getLogger("engine.train")
 
-
-def default_meta(components: int = 16, width: int = 192, top_layers: int = 6) -> dict:
-    flow = FlowConfig(in_channels=components, img_size=8, patch_size=2, channels=128,
-                      top_block_channels=width, num_blocks=4, layers_per_block=(1, 1, 1, top_layers),
-                      txt_size=24, txt_dim=64, head_dim=32, pt_seq_len=4, soft_clip=4.0,
-                      temporal_causal=1, denoiser_window=4, denoiser_layers=2)
-    return {"name": "Shapes world demo", "flow": flow.to_dict(), "codec": {"components": components},
-            "text": {"dim": 64, "max_tokens": 24}, "noise_std": 0.3, "fps": FPS, "width": WIDTH,
-            "height": HEIGHT, "train_frames": TRAIN_FRAMES,
-            "sampling": {"context_noise": 0.3, "v2v_segment": EDIT_FRAMES, "jacobi_block_size": 16,
-                         "jacobi_max_iter": 24, "jacobi_threshold": 1e-4}}
+BUNDLE = "shapes_demo"
+CODEC = "codec"
+STATE = "train_state.pt"
 
 
-class Trainer:
-    def __init__(self, meta: dict, seed: int, device: str, lr: float, steps: int, batch_size: int) -> None:
-        self.meta, self.seed, self.device = meta, seed, torch.device(device)
-        self.steps, self.batch_size, self.lr = steps, batch_size, lr
-        torch.manual_seed(seed)
+@dataclass(frozen=True)
+class TrainConfig:
+    steps: int = 6000
+    seed: int = 0
+    batch: int = 8
+    lr: float = 5e-4
+    min_lr: float = 2e-5
+    warmup: int = 200
+    weight_decay: float = 1e-4
+    grad_clip: float = 1.0
+    denoiser_lr: float = 3e-4
+    noise_std: float = 0.3  # latent noise augmentation, normalised latent units
+    drop_text: float = 0.1  # caption dropping for classifier-free guidance
+    codec_steps: int = 1000
+    codec_batch: int = 32
+    codec_lr: float = 2e-3
+    codec_noise: float = 0.1  # the decoder sees latents + U(0, codec_noise) * N(0, 1)
+    codec_eval_frames: int = 2048  # frames for the latent statistics (a quarter: held-out PSNR)
+
+
+def lr_at(step: int, total: int, peak: float, floor: float, warmup: int) -> float:
+    """Linear warm-up to `peak`, then cosine decay to `floor` at `total`."""
+    if step < warmup:
+        return peak * (step + 1) / warmup
+    t = min((step - warmup) / max(1, total - warmup), 1.0)
+    return floor + (peak - floor) * 0.5 * (1 + math.cos(math.pi * t))
+
+
+def frames_tensor(frames: np.ndarray, device: torch.device | str = "cpu") -> torch.Tensor:
+    """(..., H, W, 3) uint8 -> (..., 3, H, W) float32 in [-1, 1] on `device`."""
+    return torch.from_numpy(to_unit(frames)).to(device)
+
+
+# ---- stage 1: the codec ----------------------------------------------------------------------------
+def codec_loss(
+    codec: DemoCodec, x: torch.Tensor, max_noise: float, gen: torch.Generator, frozen: bool
+) -> torch.Tensor:
+    """MSE of decoding the latents of x (N, 3, H, W) with per-frame noise U(0, max) added.
+    Latents are batch-normalised while the encoder trains; `frozen`: the codec's own statistics."""
+    if frozen:
+        with torch.no_grad():
+            z = codec.encode(x[:, None])[:, 0]
+    else:
+        raw = codec.encoder(x)
+        z = (raw - raw.mean((0, 2, 3), keepdim=True)) / (raw.std((0, 2, 3), keepdim=True) + 1e-5)
+    sigma = max_noise * torch.rand(x.size(0), 1, 1, 1, generator=gen)
+    noise = torch.randn(z.shape, generator=gen)
+    return (codec.decoder(z + sigma.to(z.device) * noise.to(z.device)) - x).pow(2).mean()
+
+
+@torch.no_grad()
+def latent_stats(codec: DemoCodec, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel mean and std (C,) of the raw latents of frames (N, 3, H, W)."""
+    raw = torch.cat([codec.encode_raw(chunk) for chunk in frames.split(256)])
+    return raw.mean((0, 2, 3)), raw.std((0, 2, 3))
+
+
+@torch.no_grad()
+def codec_psnr(codec: DemoCodec, frames: torch.Tensor, noise: float = 0.0, seed: int = 0) -> float:
+    """PSNR (dB, peak-to-peak 2) of encode -> (+ noise) -> decode over frames (N, 3, H, W)."""
+    z = codec.encode(frames[:, None])
+    z = z + noise * torch.randn(z.shape, generator=torch.Generator().manual_seed(seed)).to(z.device)
+    mse = (codec.decode(z)[:, 0] - frames).pow(2).mean().item()
+    return 10 * math.log10(4 / max(mse, 1e-12))
+
+
+def optimise_codec(
+    codec: DemoCodec, steps: int, tc: TrainConfig, frozen: bool, data_seed: int
+) -> None:
+    """AdamW with warm-up and cosine decay on the decoder (and the encoder unless `frozen`)."""
+    params = list((codec.decoder if frozen else codec).parameters())
+    opt = torch.optim.AdamW(params, lr=tc.codec_lr, weight_decay=1e-4)
+    gen = torch.Generator().manual_seed(data_seed)
+    t0, warmup = time.perf_counter(), min(100, max(1, steps // 10))
+    for step in range(steps):
+        for group in opt.param_groups:
+            group["lr"] = lr_at(step, steps, tc.codec_lr, tc.codec_lr / 50, warmup)
+        x = frames_tensor(
+            random_frames(batch_rng(data_seed, step), tc.codec_batch), codec_device(codec)
+        )
+        loss = codec_loss(codec, x, tc.codec_noise, gen, frozen)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, tc.grad_clip)
+        opt.step()
+        if (step + 1) % 50 == 0:
+            log.info(
+                "codec step %d/%d  mse %.2e  (%.1f dB)  %.2f steps/s",
+                step + 1,
+                steps,
+                loss.item(),
+                10 * math.log10(4 / loss.item()),
+                (step + 1) / (time.perf_counter() - t0),
+            )
+
+
+def codec_device(codec: DemoCodec) -> torch.device:
+    return codec.latent_mean.device
+
+
+def report_codec(codec: DemoCodec, tc: TrainConfig) -> None:
+    held_out = random_frames(np.random.default_rng([tc.seed + 1, 10**6]), tc.codec_eval_frames // 4)
+    x = frames_tensor(held_out, codec_device(codec))
+    log.info(
+        "codec held-out PSNR %.2f dB clean, %.2f / %.2f dB with latent noise 0.1 / %.2f",
+        codec_psnr(codec, x),
+        codec_psnr(codec, x, 0.1),
+        codec_psnr(codec, x, tc.noise_std),
+        tc.noise_std,
+    )
+
+
+def train_codec(cfg: CodecConfig, tc: TrainConfig, device: torch.device) -> DemoCodec:
+    """Train the autoencoder from scratch and set its latent normalisation."""
+    torch.manual_seed(tc.seed)
+    codec = DemoCodec(cfg).to(device)
+    optimise_codec(codec, tc.codec_steps, tc, frozen=False, data_seed=tc.seed + 7)
+    codec.eval()
+    fit = random_frames(np.random.default_rng([tc.seed, 10**6]), tc.codec_eval_frames)
+    codec.with_normalisation(*latent_stats(codec, frames_tensor(fit, device)))
+    report_codec(codec, tc)
+    return codec
+
+
+def finetune_decoder(codec: DemoCodec, steps: int, tc: TrainConfig) -> DemoCodec:
+    """More decoder training with the encoder and normalisation frozen: the latents (and so a
+    flow trained on them) stay valid."""
+    codec.requires_grad_(False).decoder.requires_grad_(True)
+    optimise_codec(codec, steps, tc, frozen=True, data_seed=tc.seed + 11)
+    codec.eval().requires_grad_(False)
+    report_codec(codec, tc)
+    return codec
+
+
+def save_codec(codec: DemoCodec, out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    save_file(
+        {k: v.contiguous() for k, v in codec.state_dict().items()},
+        str(out / f"{CODEC}.safetensors"),
+    )
+    (out / f"{CODEC}.json").write_text(json.dumps(codec.cfg.to_dict(), indent=1))
+
+
+def load_codec(path: Path, device: torch.device) -> DemoCodec:
+    """A codec saved by save_codec (path: its .safetensors) or inside a bundle."""
+    path = Path(path)
+    meta = json.loads(path.with_suffix(".json").read_text())
+    codec = DemoCodec.from_config(meta.get("codec", meta))
+    state = load_file(str(path))
+    codec.load_state_dict(split_state(state, "codec.") if "codec" in meta else state)
+    return codec.to(device).eval().requires_grad_(False)
+
+
+# ---- stage 2: flow, text encoder and denoiser ------------------------------------------------------
+def default_flow(in_channels: int, txt_dim: int, max_tokens: int, **changes: Any) -> FlowConfig:
+    """The demo flow over 6x8 latents of `in_channels` channels."""
+    base = dict(
+        in_channels=in_channels,
+        img_size=8,
+        patch_size=2,
+        channels=128,
+        top_block_channels=256,
+        num_blocks=4,
+        layers_per_block=(1, 1, 1, 6),
+        txt_size=max_tokens,
+        txt_dim=txt_dim,
+        head_dim=64,
+        pt_seq_len=4,
+        soft_clip=4.0,
+        temporal_causal=1,
+        shallow_block_local=True,
+        denoiser_window=None,
+        denoiser_layers=2,
+    )
+    base.update(changes)
+    return FlowConfig(**base)
+
+
+def bundle_meta(flow: FlowConfig, codec: CodecConfig, text: TextConfig, tc: TrainConfig) -> dict:
+    """The bundle JSON (engine.pipeline.load_bundle reads it), without the training record."""
+    return {
+        "name": "Shapes world demo",
+        "flow": flow.to_dict(),
+        "codec": codec.to_dict(),
+        "text": text.to_dict(),
+        "noise_std": tc.noise_std,
+        "fps": FPS,
+        "width": WIDTH,
+        "height": HEIGHT,
+        "train_frames": TRAIN_FRAMES,
+        "sampling": {
+            "context_noise": tc.noise_std,
+            "v2v_segment": EDIT_FRAMES,
+            "extend_context": TRAIN_FRAMES - 1,
+            "jacobi_block_size": 12,
+            "jacobi_max_iter": 12,
+            "jacobi_threshold": 1e-3,
+        },
+    }
+
+
+def score_target(nll: torch.Tensor, noisy: torch.Tensor, noise_std: float) -> torch.Tensor:
+    """The denoiser's flow-score-matching target for noisy latents (requires_grad) and the flow's
+    batch-mean NLL of them: numel * d(nll)/dx is d(total NLL)/dx = -score, and the sampler's
+    x - 0.3 * D(x) is then the Tweedie estimate x + noise_std^2 * score. With noise_std = 0.3 this
+    is the reference's target (x.grad * numel * noise_std)."""
+    (grad,) = torch.autograd.grad(nll, noisy, retain_graph=True)
+    return (grad * noisy.numel() * noise_std**2 / DENOISE_STEP).detach()
+
+
+class FlowTrainer:
+    """Stage 2 state: modules, optimisers and the step counter (the data is a function of it)."""
+
+    def __init__(
+        self, meta: dict, tc: TrainConfig, codec: DemoCodec, device: str | torch.device = "cpu"
+    ) -> None:
+        self.meta, self.tc, self.device = meta, tc, torch.device(device)
+        torch.manual_seed(tc.seed)
         self.flow = StarFlow(FlowConfig.from_dict(meta["flow"])).to(self.device)
-        self.codec, self.text = build_components(meta)
-        fit_rng = np.random.default_rng([seed, 10**6])
-        frames = np.concatenate([render(random_scene(fit_rng), 2, int(fit_rng.integers(0, 64)))
-                                 for _ in range(1500)])
-        self.codec = DemoCodec.fit(frames, meta["codec"]["components"]).to(self.device)
-        self.text = self.text.to(self.device)
-        params = list(self.flow.parameters()) + list(self.text.parameters())
-        self.opt = torch.optim.AdamW(params, lr=lr, betas=(0.9, 0.98), weight_decay=0.01)
+        self.text = DemoTextEncoder.from_config(meta["text"]).to(self.device)
+        self.codec = codec.to(self.device).eval().requires_grad_(False)
+        den = self.flow.learnable_self_denoiser
+        den_ids = {id(p) for p in den.parameters()}
+        main = [p for p in self.flow.parameters() if id(p) not in den_ids] + list(
+            self.text.parameters()
+        )
+        self.opt = torch.optim.AdamW(
+            main, lr=tc.lr, betas=(0.9, 0.95), weight_decay=tc.weight_decay
+        )
+        self.den_opt = torch.optim.AdamW(
+            den.parameters(), lr=tc.denoiser_lr, weight_decay=tc.weight_decay
+        )
         self.step = 0
 
-    def lr_at(self, step: int) -> float:
-        warm = 200
-        if step < warm:
-            return self.lr * (step + 1) / warm
-        t = (step - warm) / max(1, self.steps - warm)
-        return self.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(t, 1.0))))
+    def inputs(self, step: int) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+        """Noisy latents (B, T, C, h, w), clean latents and texts (some dropped) of `step`."""
+        rng = batch_rng(self.tc.seed, step)
+        batch = make_batch(rng, self.tc.batch)
+        texts = ["" if rng.random() < self.tc.drop_text else t for t in batch.texts]
+        with torch.no_grad():
+            x = self.codec.encode(frames_tensor(batch.frames, self.device))
+        gen = torch.Generator().manual_seed(self.tc.seed * 1_000_003 + step)
+        noise = torch.randn(x.shape, generator=gen).to(self.device)
+        return x + self.tc.noise_std * noise, x, texts
 
     def losses(self, step: int) -> dict[str, torch.Tensor]:
-        rng = np.random.default_rng([self.seed, step])
-        gen = torch.Generator().manual_seed(self.seed * 1_000_003 + step)
-        _, texts, clips = batch(rng, self.batch_size)
-        texts = [t if rng.random() > 0.1 else "" for t in texts]  # caption dropping for CFG
-        with torch.no_grad():
-            frames = torch.from_numpy(clips).permute(0, 1, 4, 2, 3).float() / 127.5 - 1
-            x = self.codec.encode(frames.to(self.device))
-        sigma = self.meta["noise_std"]
-        noise = torch.randn(x.shape, generator=gen).to(self.device)
-        noisy = x + sigma * noise
+        """Flow NLL (backpropagated) and the denoiser's score-matching loss (not yet)."""
+        noisy, _, texts = self.inputs(step)
+        noisy.requires_grad_(True)
         y, _ = self.text.encode(texts)
         z, _, logdets = self.flow(noisy, y)
         nll = self.flow.loss(z, logdets)
-        pred = self.flow.denoiser(noisy, y)
-        den = (pred - sigma * noise / DENOISE_STEP).pow(2).mean()
-        return {"nll": nll, "denoise": den, "loss": nll + den}
+        target = score_target(nll, noisy, self.tc.noise_std)
+        pred = self.flow.denoiser(noisy.detach(), y.detach())
+        denoise = (pred - target).pow(2).mean()
+        return {"nll": nll, "denoise": denoise}
 
-    def train(self, until: int, out: Path, every: int) -> None:
-        t0, seen = time.perf_counter(), 0
+    def set_lrs(self) -> float:
+        tc = self.tc
+        lr = lr_at(self.step, tc.steps, tc.lr, tc.min_lr, tc.warmup)
+        for group in self.opt.param_groups:
+            group["lr"] = lr
+        for group in self.den_opt.param_groups:
+            group["lr"] = lr_at(self.step, tc.steps, tc.denoiser_lr, tc.min_lr, tc.warmup)
+        return lr
+
+    def train_step(self, data_step: int | None = None) -> dict[str, float]:
+        """One optimiser step on the data of `data_step` (default: the current step)."""
+        lr = self.set_lrs()
+        parts = self.losses(self.step if data_step is None else data_step)
+        self.opt.zero_grad(set_to_none=True)
+        self.den_opt.zero_grad(set_to_none=True)
+        (parts["nll"] + parts["denoise"]).backward()
+        gnorm = self.clip(self.opt)
+        self.clip(self.den_opt)
+        self.opt.step()
+        self.den_opt.step()
+        self.step += 1
+        return {
+            "nll": parts["nll"].item(),
+            "denoise": parts["denoise"].item(),
+            "lr": lr,
+            "grad_norm": gnorm,
+        }
+
+    def clip(self, opt: torch.optim.Optimizer) -> float:
+        params = [p for g in opt.param_groups for p in g["params"]]
+        return float(torch.nn.utils.clip_grad_norm_(params, self.tc.grad_clip))
+
+    def train(
+        self, until: int, out: Path | None = None, save_every_s: float = 300.0, log_every: int = 25
+    ) -> list[dict[str, float]]:
+        """Train up to step `until`, saving to `out` every `save_every_s` seconds and at the end."""
+        t0, start, last_save, history = time.perf_counter(), self.step, time.perf_counter(), []
         while self.step < until:
-            for g in self.opt.param_groups:
-                g["lr"] = self.lr_at(self.step)
-            parts = self.losses(self.step)
-            self.opt.zero_grad(set_to_none=True)
-            parts["loss"].backward()
-            torch.nn.utils.clip_grad_norm_(self.opt.param_groups[0]["params"], 1.0)
-            self.opt.step()
-            self.step += 1
-            seen += 1
-            if self.step % 25 == 0 or self.step == until:
-                rate = seen / (time.perf_counter() - t0)
-                log.info("step %d  nll %.4f  denoise %.4f  lr %.2e  %.2f steps/s", self.step,
-                         parts["nll"].item(), parts["denoise"].item(), self.lr_at(self.step), rate)
-            if self.step % every == 0 or self.step == until:
-                self.save(out)
+            history.append(self.train_step())
+            if self.step % log_every == 0 or self.step == until:
+                recent = history[-log_every:]
+                log.info(
+                    "step %d/%d  nll %.4f  denoise %.4f  lr %.2e  |g| %.2f  %.2f steps/s",
+                    self.step,
+                    self.tc.steps,
+                    np.mean([h["nll"] for h in recent]),
+                    np.mean([h["denoise"] for h in recent]),
+                    history[-1]["lr"],
+                    history[-1]["grad_norm"],
+                    (self.step - start) / (time.perf_counter() - t0),
+                )
+            if out is not None and (
+                time.perf_counter() - last_save > save_every_s or self.step == until
+            ):
+                self.save(out, history)
+                last_save = time.perf_counter()
+        return history
 
-    def save(self, out: Path) -> None:
-        out.mkdir(parents=True, exist_ok=True)
+    # ---- checkpoints ---------------------------------------------------------------------------------
+    def tensors(self) -> dict[str, torch.Tensor]:
         tensors = {f"flow.{k}": v for k, v in self.flow.state_dict().items()}
         tensors.update({f"codec.{k}": v for k, v in self.codec.state_dict().items()})
         tensors.update({f"text.{k}": v for k, v in self.text.state_dict().items()})
-        meta = dict(self.meta, training={"step": self.step, "seed": self.seed, "lr": self.lr,
-                                         "batch_size": self.batch_size, "steps": self.steps})
-        tmp = out / "shapes_demo.safetensors.part"
-        save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp))
-        (out / "shapes_demo.json").write_text(json.dumps(meta, indent=1))
-        tmp.replace(out / "shapes_demo.safetensors")
-        torch.save({"optimizer": self.opt.state_dict(), "step": self.step}, out / "optimizer.pt")
+        return {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
+
+    def save(self, out: Path, history: list[dict[str, float]] | None = None) -> None:
+        """Write the bundle (weights + JSON) and the optimiser state, each atomically."""
+        out.mkdir(parents=True, exist_ok=True)
+        recent = (history or [])[-100:]
+        training = {
+            **dataclasses.asdict(self.tc),
+            "step": self.step,
+            "nll": float(np.mean([h["nll"] for h in recent])) if recent else None,
+            "denoise": float(np.mean([h["denoise"] for h in recent])) if recent else None,
+        }
+        save_file(self.tensors(), str(out / f"{BUNDLE}.safetensors.part"))
+        (out / f"{BUNDLE}.json.part").write_text(
+            json.dumps({**self.meta, "training": training}, indent=1)
+        )
+        torch.save(
+            {"step": self.step, "opt": self.opt.state_dict(), "den_opt": self.den_opt.state_dict()},
+            out / f"{STATE}.part",
+        )
+        for name in (f"{BUNDLE}.safetensors", f"{BUNDLE}.json", STATE):
+            (out / f"{name}.part").replace(out / name)
         log.info("saved step %d to %s", self.step, out)
 
     def resume(self, out: Path) -> None:
-        state = load_file(str(out / "shapes_demo.safetensors"))
-        self.flow.load_state_dict({k[5:]: v for k, v in state.items() if k.startswith("flow.")})
-        self.codec.load_state_dict({k[6:]: v for k, v in state.items() if k.startswith("codec.")})
-        self.text.load_state_dict({k[5:]: v for k, v in state.items() if k.startswith("text.")})
-        opt = torch.load(out / "optimizer.pt", map_location=self.device, weights_only=True)
-        self.opt.load_state_dict(opt["optimizer"])
+        state = load_file(str(out / f"{BUNDLE}.safetensors"))
+        self.flow.load_state_dict(split_state(state, "flow."))
+        self.text.load_state_dict(split_state(state, "text."))
+        opt = torch.load(out / STATE, map_location=self.device, weights_only=True)
+        self.opt.load_state_dict(opt["opt"])
+        self.den_opt.load_state_dict(opt["den_opt"])
         self.step = int(opt["step"])
-        log.info("resumed at step %d", self.step)
+        log.info("resumed %s at step %d", out, self.step)
+
+
+def export_bundle(run: Path, dest: Path, dtype: torch.dtype = torch.float16) -> None:
+    """Copy OUT's bundle to `dest` (e.g. resources/models) with weights stored as `dtype`
+    (loaders cast to the model's dtype), halving the shipped size."""
+    state = load_file(str(run / f"{BUNDLE}.safetensors"))
+    dest.mkdir(parents=True, exist_ok=True)
+    save_file(
+        {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()},
+        str(dest / f"{BUNDLE}.safetensors"),
+    )
+    meta = json.loads((run / f"{BUNDLE}.json").read_text())
+    meta["weights_dtype"] = str(dtype).removeprefix("torch.")
+    (dest / f"{BUNDLE}.json").write_text(json.dumps(meta, indent=1))
+    log.info("exported %s (step %s) to %s", run, meta["training"]["step"], dest)
+
+
+# ---- command line ------------------------------------------------------------------------------------
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--out", required=True, type=Path, help="run directory")
+    ap.add_argument("--steps", type=int, default=TrainConfig.steps, help="flow training steps")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--resume", action="store_true", help="continue from OUT's last checkpoint")
+    ap.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    ap.add_argument("--threads", type=int, default=2, help="CPU threads (torch.set_num_threads)")
+    ap.add_argument("--batch", type=int, default=TrainConfig.batch)
+    ap.add_argument("--lr", type=float, default=TrainConfig.lr)
+    ap.add_argument("--noise-std", type=float, default=TrainConfig.noise_std)
+    ap.add_argument("--codec", type=Path, help="a trained codec .safetensors (skips stage 1)")
+    ap.add_argument("--codec-steps", type=int, default=TrainConfig.codec_steps)
+    ap.add_argument("--codec-channels", type=int, default=8)
+    ap.add_argument("--codec-noise", type=float, default=TrainConfig.codec_noise)
+    ap.add_argument("--codec-lr", type=float, default=TrainConfig.codec_lr)
+    ap.add_argument(
+        "--sharpen",
+        type=int,
+        default=0,
+        help="with --decoder-steps: add a full-resolution sharpening stage this wide",
+    )
+    ap.add_argument("--export", type=Path, help="write OUT's bundle in float16 here, then exit")
+    ap.add_argument(
+        "--decoder-steps",
+        type=int,
+        default=0,
+        help="only fine-tune the decoder of OUT's codec this many steps, then exit",
+    )
+    ap.add_argument("--codec-eval-frames", type=int, default=TrainConfig.codec_eval_frames)
+    ap.add_argument("--save-every", type=float, default=300.0, help="seconds between checkpoints")
+    ap.add_argument(
+        "--flow",
+        type=json.loads,
+        default={},
+        help="FlowConfig overrides as JSON, e.g. '{\"top_block_channels\": 192}'",
+    )
+    return ap.parse_args(argv)
+
+
+def stage_codec(args: argparse.Namespace, tc: TrainConfig, device: torch.device) -> DemoCodec:
+    own = args.out / f"{CODEC}.safetensors"
+    if args.codec is not None:
+        return load_codec(args.codec, device)
+    if own.exists():
+        return load_codec(own, device)
+    codec = train_codec(CodecConfig(channels=args.codec_channels), tc, device)
+    save_codec(codec, args.out)
+    return codec
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--out", required=True, type=Path)
-    ap.add_argument("--steps", type=int, default=4000)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--batch", type=int, default=8)
-    ap.add_argument("--lr", type=float, default=6e-4)
-    ap.add_argument("--device", default="cpu")
-    ap.add_argument("--threads", type=int, default=0)
-    ap.add_argument("--save-every", type=int, default=250)
-    ap.add_argument("--resume", action="store_true")
-    ap.add_argument("--width", type=int, default=192, help="top block channels")
-    ap.add_argument("--top-layers", type=int, default=6)
-    args = ap.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    meta = default_meta(width=args.width, top_layers=args.top_layers)
-    trainer = Trainer(meta, args.seed, args.device, args.lr, args.steps, args.batch)
-    if args.resume and (args.out / "optimizer.pt").exists():
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    if args.export is not None:
+        export_bundle(args.out, args.export)
+        return
+    tc = TrainConfig(
+        steps=args.steps,
+        seed=args.seed,
+        batch=args.batch,
+        lr=args.lr,
+        noise_std=args.noise_std,
+        codec_steps=args.codec_steps,
+        codec_eval_frames=args.codec_eval_frames,
+        codec_noise=args.codec_noise,
+        codec_lr=args.codec_lr,
+    )
+    codec = stage_codec(args, tc, device)
+    if args.decoder_steps:
+        if args.sharpen and not codec.cfg.sharpen:
+            codec = codec.with_sharpen(args.sharpen)
+        save_codec(finetune_decoder(codec, args.decoder_steps, tc), args.out)
+        return
+    text = TextConfig(vocab=grammar_vocab())
+    flow = default_flow(codec.channels, text.dim, text.max_tokens, **args.flow)
+    meta = bundle_meta(flow, codec.cfg, text, tc)
+    if args.resume and (args.out / STATE).exists():
+        meta = json.loads((args.out / f"{BUNDLE}.json").read_text())
+        meta.pop("training")
+    trainer = FlowTrainer(meta, tc, codec, device)
+    log.info(
+        "flow %d parameters, text %d",
+        sum(p.numel() for p in trainer.flow.parameters()),
+        sum(p.numel() for p in trainer.text.parameters()),
+    )
+    if args.resume and (args.out / STATE).exists():
         trainer.resume(args.out)
-    trainer.train(args.steps, args.out, args.save_every)
+    trainer.train(tc.steps, args.out, args.save_every)
 
 
 if __name__ == "__main__":

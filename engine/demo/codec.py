@@ -1,78 +1,192 @@
-"""The demo model's codec: each 8x8 RGB patch projected on its top principal components.
+"""The demo model's codec: a small learned per-frame autoencoder (temporal factor 1, spatial 8).
 
-Frames (B, T, 3, 48, 64) in [-1, 1] <-> latents (B, T, K, 6, 8), each component scaled to unit
-variance. Linear, per frame (temporal factor 1), fitted in seconds from Shapes-world renders.
+Frames (B, T, 3, 48, 64) in [-1, 1] <-> latents (B, T, C, 6, 8), each latent channel normalised
+to zero mean and unit variance over Shapes-world renders (the statistics live in the config).
+The decoder is trained on latents with Gaussian noise added, so slightly-off flow samples
+still decode to clean frames.
+
+    encoder: 8x8 space-to-depth (lossless) -> 3x3 conv + residual blocks at 6x8 -> C channels
+    decoder: residual blocks at 6x8 -> x2 pixel shuffle -> residual blocks at 12x16 -> each
+             position's features -> its 4x4 RGB pixels (x4 pixel shuffle) -> optionally a
+             residual sharpening stage of 3x3 convolutions at full resolution
 """
 
 from __future__ import annotations
 
-import numpy as np
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-PATCH = 8
+SPATIAL = 8
 
 
-def to_patches(frames: torch.Tensor) -> torch.Tensor:
-    """(B, T, 3, H, W) -> (B, T, H/8, W/8, 8*8*3) with channel order (py, px, c)."""
-    b, t, c, h, w = frames.shape
-    x = frames.reshape(b, t, c, h // PATCH, PATCH, w // PATCH, PATCH)
-    return x.permute(0, 1, 3, 5, 4, 6, 2).reshape(b, t, h // PATCH, w // PATCH, -1)
+@dataclass(frozen=True)
+class CodecConfig:
+    """Architecture and latent normalisation (per channel) of the demo codec."""
+
+    channels: int = 8
+    width: int = 128  # features at the latent resolution
+    mid: int = 96  # decoder features at twice the latent resolution
+    sharpen: int = 0  # width of the full-resolution sharpening stage (0: none)
+    blocks: int = 2  # residual blocks at the latent resolution (each side)
+    latent_mean: tuple[float, ...] = ()
+    latent_std: tuple[float, ...] = ()
+    kind: str = "autoencoder"  # engine.pipeline tells this codec from the first model's "pca"
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> CodecConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"unknown codec config field(s): {sorted(unknown)}")
+        d = dict(d)
+        if d.get("kind", "autoencoder") != "autoencoder":
+            raise ValueError(f"not a learned demo codec: kind {d['kind']!r}")
+        for key in ("latent_mean", "latent_std"):
+            d[key] = tuple(float(v) for v in d.get(key, ()))
+        return cls(**d)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["latent_mean"], d["latent_std"] = list(self.latent_mean), list(self.latent_std)
+        return d
 
 
-def from_patches(p: torch.Tensor) -> torch.Tensor:
-    b, t, h, w, _ = p.shape
-    x = p.reshape(b, t, h, w, PATCH, PATCH, 3)
-    return x.permute(0, 1, 6, 2, 4, 3, 5).reshape(b, t, 3, h * PATCH, w * PATCH)
+class ResBlock(nn.Module):
+    def __init__(self, width: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(width, width, 3, padding=1)
+        self.conv2 = nn.Conv2d(width, width, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.conv2(F.silu(self.conv1(F.silu(x))))
+
+
+class Encoder(nn.Module):
+    def __init__(self, cfg: CodecConfig) -> None:
+        super().__init__()
+        self.conv_in = nn.Conv2d(3 * SPATIAL * SPATIAL, cfg.width, 3, padding=1)
+        self.blocks = nn.Sequential(*(ResBlock(cfg.width) for _ in range(cfg.blocks)))
+        self.conv_out = nn.Conv2d(cfg.width, cfg.channels, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, 3, H, W) -> (N, C, H/8, W/8), not normalised."""
+        h = self.conv_in(F.pixel_unshuffle(x, SPATIAL))
+        return self.conv_out(F.silu(self.blocks(h)))
+
+
+class Sharpen(nn.Module):
+    """A residual full-resolution stage: three 3x3 convolutions turn the decoder's RGB output
+    into sharp edges and exact colours. Its last convolution starts at zero (the identity)."""
+
+    def __init__(self, width: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, width, 3, padding=1)
+        self.conv2 = nn.Conv2d(width, width, 3, padding=1)
+        self.conv3 = nn.Conv2d(width, 3, 3, padding=1)
+        nn.init.zeros_(self.conv3.weight)
+        nn.init.zeros_(self.conv3.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.conv3(F.silu(self.conv2(F.silu(self.conv1(x)))))
+
+
+class Decoder(nn.Module):
+    def __init__(self, cfg: CodecConfig) -> None:
+        super().__init__()
+        self.conv_in = nn.Conv2d(cfg.channels, cfg.width, 3, padding=1)
+        self.blocks = nn.Sequential(*(ResBlock(cfg.width) for _ in range(cfg.blocks)))
+        self.up_mid = nn.Conv2d(cfg.width, 4 * cfg.mid, 1)
+        self.mid = nn.Sequential(*(ResBlock(cfg.mid) for _ in range(cfg.blocks)))
+        self.conv_out = nn.Conv2d(cfg.mid, 3 * 16, 1)
+        self.sharpen = Sharpen(cfg.sharpen) if cfg.sharpen else None
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        """(N, C, h, w) normalised latents -> (N, 3, 8h, 8w), unclamped."""
+        h = self.blocks(self.conv_in(z))
+        h = self.mid(F.pixel_shuffle(self.up_mid(F.silu(h)), 2))  # (N, mid, 2h, 2w)
+        x = F.pixel_shuffle(self.conv_out(F.silu(h)), 4)  # (N, 3, 8h, 8w)
+        return x if self.sharpen is None else self.sharpen(x)
 
 
 class DemoCodec(nn.Module):
-    spatial_factor = PATCH
+    """Implements engine.api.Codec. Frames (B, T, 3, H, W) float in [-1, 1], H and W multiples
+    of 8; latents (B, T, C, H/8, W/8) float, roughly unit variance per channel."""
+
+    spatial_factor = SPATIAL
     temporal_factor = 1
 
-    def __init__(self, components: int) -> None:
+    def __init__(self, cfg: CodecConfig) -> None:
         super().__init__()
-        dim = PATCH * PATCH * 3
-        self.register_buffer("mean", torch.zeros(dim))
-        self.register_buffer("basis", torch.zeros(components, dim))  # orthonormal rows
-        self.register_buffer("scale", torch.ones(components))  # std of each component
+        self.cfg = cfg
+        self.encoder, self.decoder = Encoder(cfg), Decoder(cfg)
+        mean = torch.tensor(cfg.latent_mean or [0.0] * cfg.channels)
+        std = torch.tensor(cfg.latent_std or [1.0] * cfg.channels)
+        self.register_buffer("latent_mean", mean.view(1, -1, 1, 1), persistent=False)
+        self.register_buffer("latent_std", std.view(1, -1, 1, 1), persistent=False)
+
+    @classmethod
+    def from_config(cls, cfg: dict[str, Any] | CodecConfig) -> DemoCodec:
+        return cls(cfg if isinstance(cfg, CodecConfig) else CodecConfig.from_dict(cfg))
 
     @property
     def channels(self) -> int:
-        return self.basis.size(0)
+        return self.cfg.channels
 
-    @classmethod
-    def fit(cls, frames: np.ndarray, components: int) -> DemoCodec:
-        """PCA over the 8x8 patches of (N, H, W, 3) uint8 frames."""
-        x = torch.from_numpy(frames).permute(0, 3, 1, 2).float()[None] / 127.5 - 1
-        p = to_patches(x).reshape(-1, PATCH * PATCH * 3).double()
-        mean = p.mean(0)
-        _, s, vt = torch.linalg.svd(p - mean, full_matrices=False)
-        codec = cls(components)
-        codec.mean.copy_(mean.float())
-        codec.basis.copy_(vt[:components].float())
-        codec.scale.copy_((s[:components] / (p.size(0) - 1) ** 0.5).float())
+    def with_normalisation(self, mean: torch.Tensor, std: torch.Tensor) -> CodecConfig:
+        """Set the per-channel latent statistics (C,); returns the config that records them."""
+        self.latent_mean.copy_(mean.view(1, -1, 1, 1))
+        self.latent_std.copy_(std.view(1, -1, 1, 1))
+        self.cfg = dataclasses.replace(
+            self.cfg, latent_mean=tuple(mean.tolist()), latent_std=tuple(std.tolist())
+        )
+        return self.cfg
+
+    def with_sharpen(self, width: int) -> DemoCodec:
+        """A copy with a sharpening stage of `width` added (starting as the identity)."""
+        codec = DemoCodec(dataclasses.replace(self.cfg, sharpen=width)).to(self.latent_mean.device)
+        missing, unexpected = codec.load_state_dict(self.state_dict(), strict=False)
+        if unexpected or any(not k.startswith("decoder.sharpen.") for k in missing):
+            raise ValueError(f"cannot add a sharpening stage: {missing=} {unexpected=}")
         return codec
 
+    def encode_raw(self, frames: torch.Tensor) -> torch.Tensor:
+        """(N, 3, H, W) -> un-normalised latents (N, C, h, w)."""
+        return self.encoder(frames.to(self.latent_mean.dtype))
+
     def encode(self, frames: torch.Tensor) -> torch.Tensor:
-        """(B, T, 3, H, W) in [-1, 1] -> (B, T, K, H/8, W/8)."""
-        coef = (to_patches(frames.float()) - self.mean) @ self.basis.T / self.scale
-        return coef.permute(0, 1, 4, 2, 3).contiguous()
+        """(B, T, 3, H, W) in [-1, 1] -> latents (B, T, C, H/8, W/8)."""
+        b, t = frames.shape[:2]
+        z = (self.encode_raw(frames.flatten(0, 1)) - self.latent_mean) / self.latent_std
+        return z.reshape(b, t, *z.shape[1:])
 
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
-        """(B, T, K, h, w) -> (B, T, 3, 8h, 8w) in [-1, 1]."""
-        p = (latents.float().permute(0, 1, 3, 4, 2) * self.scale) @ self.basis + self.mean
-        return from_patches(p).clamp(-1, 1)
+        """(B, T, C, h, w) -> frames (B, T, 3, 8h, 8w) in [-1, 1]."""
+        b, t = latents.shape[:2]
+        x = self.decoder(latents.flatten(0, 1).to(self.latent_mean.dtype)).clamp(-1, 1)
+        return x.reshape(b, t, *x.shape[1:])
 
     def stream_decoder(self) -> FrameDecoder:
         return FrameDecoder(self)
 
 
 class FrameDecoder:
-    """Per-frame codec: each latent frame decodes to one video frame as it arrives."""
+    """Implements engine.api.StreamDecoder: a per-frame codec keeps no state, so each latent
+    frame (B, C, h, w) decodes to exactly one video frame (B, 1, 3, H, W) as it arrives."""
 
     def __init__(self, codec: DemoCodec) -> None:
         self.codec = codec
+        self.pushed = 0
 
+    @torch.no_grad()
     def push(self, latent: torch.Tensor) -> torch.Tensor:
+        if latent.dim() != 4:
+            raise ValueError(
+                f"expected one latent frame (B, C, h, w), got shape {tuple(latent.shape)}"
+            )
+        self.pushed += 1
         return self.codec.decode(latent[:, None])

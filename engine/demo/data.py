@@ -1,36 +1,85 @@
-"""Training batches for the demo model: text to video, extend and video-to-video edit sequences.
+"""Training data for the demo model, rendered on the fly and deterministic from a seed.
 
-Image to video needs no data of its own: the model is causal, so a given first frame is context.
-Edits are learned as [source clip; edited clip] in one causal sequence (EDIT_FRAMES each), so the
-pipeline edits long clips segment by segment.
+One batch holds one task, so its sequences have equal lengths:
+
+- t2v: caption, the scene's first TRAIN_FRAMES (17) frames.
+- extend: "(extend) " + caption, TRAIN_FRAMES frames starting at a random later time. The model
+  is causal, so the first frames of such a clip are the "source" and the rest its continuation;
+  inference feeds up to TRAIN_FRAMES - 1 source frames as context and samples what follows.
+- v2v: "(v2v) " + instruction, EDIT_FRAMES source frames followed by the same EDIT_FRAMES of the
+  edited scene (same start time) in one causal sequence. Inference must edit in segments of
+  EDIT_FRAMES: encode EDIT_FRAMES source frames as context, sample EDIT_FRAMES frames after
+  them, and start the next segment from the next EDIT_FRAMES source frames (fresh context).
+- i2v needs no data of its own: frame 0 of every clip is noise-augmented context like any other.
+
+Frames are (T, 48, 64, 3) uint8 RGB, as engine.shapes.world renders them.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 
 from engine.shapes.world import TRAIN_FRAMES, caption, random_edit, random_scene, render
 
-EDIT_FRAMES = 8
+EDIT_FRAMES = 8  # source frames, then as many edited frames, per v2v training sequence
+EXTEND_MAX_START = 64  # extend clips start at 1 .. EXTEND_MAX_START - 1 frames into the scene
+EDIT_MAX_START = 48
 TASKS = ("t2v", "extend", "v2v")
-MIX = (0.45, 0.2, 0.35)
+MIX = (0.5, 0.2, 0.3)
+
+
+@dataclass(frozen=True)
+class Batch:
+    task: str
+    texts: list[str]  # with task prefix, before caption dropping
+    frames: np.ndarray  # (B, T, 48, 64, 3) uint8 RGB
 
 
 def example(task: str, rng: np.random.Generator) -> tuple[str, np.ndarray]:
-    """(text, frames (T, 48, 64, 3) uint8) for one training sequence of `task`."""
+    """(text, frames (T, 48, 64, 3) uint8) of one training sequence of `task`."""
     scene = random_scene(rng)
     if task == "t2v":
         return caption(scene), render(scene, TRAIN_FRAMES)
     if task == "extend":
-        return "(extend) " + caption(scene), render(scene, TRAIN_FRAMES, start=int(rng.integers(1, 64)))
-    instruction, edited = random_edit(scene, rng)
-    start = int(rng.integers(0, 48))
-    clip = np.concatenate([render(scene, EDIT_FRAMES, start), render(edited, EDIT_FRAMES, start)])
-    return "(v2v) " + instruction, clip
+        start = int(rng.integers(1, EXTEND_MAX_START))
+        return "(extend) " + caption(scene), render(scene, TRAIN_FRAMES, start)
+    if task == "v2v":
+        instruction, edited = random_edit(scene, rng)
+        start = int(rng.integers(0, EDIT_MAX_START))
+        clip = np.concatenate(
+            [render(scene, EDIT_FRAMES, start), render(edited, EDIT_FRAMES, start)]
+        )
+        return "(v2v) " + instruction, clip
+    raise ValueError(f"unknown task {task!r}; expected one of {TASKS}")
 
 
-def batch(rng: np.random.Generator, size: int) -> tuple[str, list[str], np.ndarray]:
-    """A batch of one task (equal lengths): (task, texts, frames (B, T, 48, 64, 3))."""
-    task = str(rng.choice(TASKS, p=MIX))
+def make_batch(rng: np.random.Generator, size: int, task: str | None = None) -> Batch:
+    """A batch of one task (drawn from MIX unless given)."""
+    task = task or str(rng.choice(TASKS, p=MIX))
     texts, clips = zip(*(example(task, rng) for _ in range(size)), strict=True)
-    return task, list(texts), np.stack(clips)
+    return Batch(task, list(texts), np.stack(clips))
+
+
+def batch_rng(seed: int, step: int) -> np.random.Generator:
+    """The data generator of one training step: a resumed run sees the same data."""
+    return np.random.default_rng([seed, step])
+
+
+def random_frames(rng: np.random.Generator, n: int) -> np.ndarray:
+    """(n, 48, 64, 3) uint8 single frames of random scenes at random times (codec training);
+    a third of them from edited scenes, whose objects can overlap."""
+    frames = []
+    for _ in range(n):
+        scene = random_scene(rng)
+        if rng.random() < 1 / 3:
+            scene = random_edit(scene, rng)[1]
+        frames.append(render(scene, 1, int(rng.integers(0, EXTEND_MAX_START + TRAIN_FRAMES)))[0])
+    return np.stack(frames)
+
+
+def to_unit(frames: np.ndarray) -> np.ndarray:
+    """(..., H, W, 3) uint8 -> (..., 3, H, W) float32 in [-1, 1]."""
+    x = np.moveaxis(frames, -1, -3).astype(np.float32)
+    return x / 127.5 - 1.0

@@ -1,0 +1,186 @@
+"""Demo training end to end on a tiny configuration: losses, checkpoint, exact resume, bundle."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from engine.api import GenerateRequest
+from engine.demo import load_demo_components
+from engine.demo.codec import CodecConfig, DemoCodec
+from engine.demo.data import EDIT_FRAMES, batch_rng, make_batch
+from engine.demo.text import TextConfig, grammar_vocab
+from engine.pipeline import load_bundle
+from engine.shapes.world import TRAIN_FRAMES
+from engine.train import (
+    BUNDLE,
+    FlowTrainer,
+    TrainConfig,
+    bundle_meta,
+    default_flow,
+    export_bundle,
+    lr_at,
+    main,
+    score_target,
+)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    # the CPU is shared: OpenMP threads fighting for cores make tiny models tens of times slower
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+TC = TrainConfig(steps=4, seed=3, batch=2, lr=2e-3, warmup=2, denoiser_lr=2e-3)
+
+
+def tiny_meta(tc: TrainConfig = TC) -> tuple[dict, DemoCodec]:
+    torch.manual_seed(0)
+    codec = DemoCodec(CodecConfig(channels=4, width=16, mid=8, blocks=1)).eval()
+    text = TextConfig(vocab=grammar_vocab(), dim=16, layers=1, heads=2)
+    flow = default_flow(
+        4,
+        16,
+        text.max_tokens,
+        channels=32,
+        top_block_channels=32,
+        layers_per_block=(1, 1, 1, 1),
+        head_dim=16,
+        denoiser_layers=1,
+    )
+    return bundle_meta(flow, codec.cfg, text, tc), codec
+
+
+def trainer(tc: TrainConfig = TC) -> FlowTrainer:
+    meta, codec = tiny_meta(tc)
+    return FlowTrainer(meta, tc, codec)
+
+
+def test_batches_are_deterministic_and_cover_every_task():
+    a, b = make_batch(batch_rng(0, 7), 3), make_batch(batch_rng(0, 7), 3)
+    assert a.texts == b.texts and np.array_equal(a.frames, b.frames)
+    lengths = {"t2v": TRAIN_FRAMES, "extend": TRAIN_FRAMES, "v2v": 2 * EDIT_FRAMES}
+    prefixes = {"t2v": "a ", "extend": "(extend) a ", "v2v": "(v2v) "}
+    for task, length in lengths.items():
+        batch = make_batch(np.random.default_rng(1), 2, task)
+        assert batch.frames.shape == (2, length, 48, 64, 3) and batch.frames.dtype == np.uint8
+        assert all(t.startswith(prefixes[task]) for t in batch.texts)
+
+
+def test_lr_schedule_warms_up_then_decays_to_the_floor():
+    assert lr_at(0, 100, 1.0, 0.1, 10) == pytest.approx(0.1)
+    assert lr_at(9, 100, 1.0, 0.1, 10) == pytest.approx(1.0)
+    assert lr_at(100, 100, 1.0, 0.1, 10) == pytest.approx(0.1)
+    assert lr_at(55, 100, 1.0, 0.1, 10) == pytest.approx(0.55)
+
+
+def test_losses_are_finite_and_decrease_on_a_fixed_batch():
+    t = trainer(TrainConfig(steps=100, seed=3, batch=2, lr=3e-3, warmup=1, denoiser_lr=3e-3))
+    history = [t.train_step(data_step=0) for _ in range(6)]
+    nll = [h["nll"] for h in history]
+    den = [h["denoise"] for h in history]
+    assert all(math.isfinite(v) for v in nll + den)
+    assert nll[-1] < nll[0] - 0.05 and all(a > b for a, b in zip(nll[:3], nll[1:4], strict=True))
+
+
+def test_denoiser_target_is_the_scaled_flow_score():
+    # a fresh flow is the identity (zero-initialised heads): NLL = 0.5 x^2, so -score = x and
+    # x - 0.3 * target must be the Tweedie estimate x - noise_std^2 * x
+    t = trainer()
+    with torch.no_grad():
+        for block in t.flow.blocks:
+            block.proj_out.bias.zero_()
+    x = torch.randn(2, 3, 4, 6, 8, requires_grad=True)
+    z, _, logdets = t.flow(x, torch.zeros(2, 24, 16))
+    target = score_target(t.flow.loss(z, logdets), x, noise_std=0.5)
+    torch.testing.assert_close(x.detach() - 0.3 * target, x.detach() * (1 - 0.25))
+
+
+def test_resumed_run_equals_uninterrupted_run(tmp_path):
+    straight = trainer()
+    straight.train(4)
+    first = trainer()
+    first.train(2, tmp_path, save_every_s=1e9)
+    resumed = trainer()
+    resumed.resume(tmp_path)
+    assert resumed.step == 2
+    resumed.train(4)
+    for (name, a), b in zip(straight.tensors().items(), resumed.tensors().values(), strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0, msg=name)
+
+
+def test_checkpoint_is_a_loadable_bundle(tmp_path):
+    t = trainer()
+    t.train(1, tmp_path)
+    meta = json.loads((tmp_path / f"{BUNDLE}.json").read_text())
+    assert meta["training"]["step"] == 1 and meta["fps"] == 16 and meta["train_frames"] == 17
+    assert {"flow", "codec", "text", "noise_std", "width", "height", "sampling"} <= set(meta)
+    weights = tmp_path / f"{BUNDLE}.safetensors"
+    codec, text = load_demo_components(tmp_path / f"{BUNDLE}.json", weights)
+    torch.testing.assert_close(codec.decoder.conv_out.weight, t.codec.decoder.conv_out.weight)
+    export_bundle(tmp_path, tmp_path / "ship")  # float16 weights, as shipped in resources/
+    pipe = load_bundle(tmp_path / "ship" / f"{BUNDLE}.json", device="cpu")
+    assert pipe.model.top.proj_in.weight.dtype == torch.float32
+    request = GenerateRequest("a red circle moves left on a black background", frames=3, seed=1)
+    frames = np.concatenate([e.frames for e in pipe.generate(request)])
+    assert frames.shape == (3, 48, 64, 3) and frames.dtype == np.uint8
+
+
+def test_command_line_trains_codec_and_flow_then_resumes(tmp_path, monkeypatch):
+    import engine.train as train
+
+    def tiny_flow(in_channels, txt_dim, max_tokens, **changes):
+        return default_flow(
+            in_channels,
+            txt_dim,
+            max_tokens,
+            channels=32,
+            top_block_channels=32,
+            layers_per_block=(1, 1, 1, 1),
+            head_dim=16,
+            denoiser_layers=1,
+        )
+
+    monkeypatch.setattr(train, "default_flow", tiny_flow)
+    monkeypatch.setattr(
+        train,
+        "CodecConfig",
+        lambda channels: CodecConfig(channels=channels, width=16, mid=8, blocks=1),
+    )
+    args = [
+        "--out",
+        str(tmp_path),
+        "--steps",
+        "2",
+        "--batch",
+        "1",
+        "--codec-steps",
+        "2",
+        "--codec-channels",
+        "4",
+        "--codec-eval-frames",
+        "32",
+        "--threads",
+        "1",
+    ]
+    main(args)
+    assert (tmp_path / "codec.safetensors").exists()
+    main([*args[:3], "3", *args[4:], "--resume"])
+    meta = json.loads((tmp_path / f"{BUNDLE}.json").read_text())
+    assert meta["training"]["step"] == 3 and meta["codec"]["channels"] == 4
+    before = load_file(str(tmp_path / "codec.safetensors"))
+    main([*args, "--decoder-steps", "2"])  # the encoder and its normalisation stay as they were
+    after = load_file(str(tmp_path / "codec.safetensors"))
+    assert json.loads((tmp_path / "codec.json").read_text()) == meta["codec"]
+    for name, value in before.items():
+        same = torch.equal(value, after[name])
+        assert same if name.startswith("encoder.") else True, name
+    assert not torch.equal(before["decoder.conv_out.weight"], after["decoder.conv_out.weight"])
