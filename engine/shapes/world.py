@@ -1,26 +1,59 @@
 """The Shapes world (shared/shapes_world.md): scenes, exact rendering, captions and edits.
 
-Frames are (T, 48, 64, 3) uint8 RGB; pixels take an object's colour when their centre is inside
-the shape (no anti-aliasing), so every pixel is exactly a palette colour.
+Frames are (T, 48, 64, 3) uint8 RGB. Coordinates are continuous pixels: pixel (i, j) covers
+[j, j + 1) x [i, i + 1) and a pixel takes an object's colour when its centre (j + 0.5, i + 0.5)
+is inside the shape (no anti-aliasing), so every pixel is exactly a palette colour. A shape of
+size s lies inside the half-open s x s box around its centre, so it is exactly s pixels wide.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 import numpy as np
 
+if TYPE_CHECKING:
+    from .captions import Instruction
+
+log = logging.getLogger(__name__)
+
 WIDTH, HEIGHT, FPS, TRAIN_FRAMES = 64, 48, 16, 17
-SPEED = 1.5
-BACKGROUNDS = {"black": (0, 0, 0), "gray": (96, 96, 96), "white": (235, 235, 235), "navy": (16, 24, 72)}
-COLOURS = {"red": (230, 40, 40), "yellow": (235, 220, 40), "green": (40, 200, 60),
-           "cyan": (40, 210, 220), "blue": (50, 80, 235), "magenta": (220, 50, 210)}
+SPEED = 1.5  # px per frame, per moving axis
+BACKGROUNDS: dict[str, tuple[int, int, int]] = {
+    "black": (0, 0, 0),
+    "gray": (96, 96, 96),
+    "white": (235, 235, 235),
+    "navy": (16, 24, 72),
+}
+COLOURS: dict[str, tuple[int, int, int]] = {
+    "red": (230, 40, 40),
+    "yellow": (235, 220, 40),
+    "green": (40, 200, 60),
+    "cyan": (40, 210, 220),
+    "blue": (50, 80, 235),
+    "magenta": (220, 50, 210),
+}
 SHAPES = ("circle", "square", "triangle")
-SIZES = {"small": 8, "large": 14}
+SIZES: dict[str, int] = {"small": 8, "large": 14}
+DEFAULT_SIZE = "large"
 MOTIONS = ("moves left", "moves right", "moves up", "moves down", "stays still", "bounces around")
-VELOCITY = {"moves left": (-SPEED, 0.0), "moves right": (SPEED, 0.0), "moves up": (0.0, -SPEED),
-            "moves down": (0.0, SPEED), "stays still": (0.0, 0.0), "bounces around": (SPEED, SPEED)}
+VELOCITY: dict[str, tuple[float, float]] = {
+    "moves left": (-SPEED, 0.0),
+    "moves right": (SPEED, 0.0),
+    "moves up": (0.0, -SPEED),
+    "moves down": (0.0, SPEED),
+    "stays still": (0.0, 0.0),
+    "bounces around": (SPEED, SPEED),  # starts towards the bottom right
+}
+MAX_OBJECTS = 2
+
+
+class EditError(ValueError):
+    """An instruction that cannot apply to this scene (names an absent object, a colour in use...)."""
 
 
 @dataclass(frozen=True)
@@ -33,6 +66,7 @@ class ShapeObject:
     y: float
 
     def describe(self) -> str:
+        """'a small red circle' (the size is always written)."""
         return f"a {self.size} {self.colour} {self.shape}"
 
 
@@ -42,106 +76,222 @@ class Scene:
     objects: tuple[ShapeObject, ...]
 
 
+# ---- rendering -----------------------------------------------------------------------------------
+
+
+def inside(shape: str, side: float, dx: np.ndarray, dy: np.ndarray) -> np.ndarray:
+    """Bool mask of offsets (dx, dy) from the centre that lie inside `shape` of size `side`.
+
+    The one definition of the shapes, shared by the renderer and the scorer's templates.
+    """
+    half = side / 2
+    box = (dx >= -half) & (dx < half) & (dy >= -half) & (dy < half)
+    if shape == "square":
+        return box
+    if shape == "circle":
+        return box & (dx**2 + dy**2 <= half**2)
+    if shape == "triangle":  # upright: apex at the top centre, base = the box's bottom edge
+        return box & (np.abs(dx) <= (dy + half) / 2)
+    raise ValueError(f"unknown shape {shape!r}")
+
+
 def _reflect(p: np.ndarray, lo: float, hi: float) -> np.ndarray:
-    """Positions of a point bouncing between lo and hi (triangle wave)."""
+    """Positions of a point moving freely along p, bouncing between lo and hi (triangle wave)."""
     span = hi - lo
     q = np.mod(p - lo, 2 * span)
     return lo + np.where(q > span, 2 * span - q, q)
 
 
 def centres(obj: ShapeObject, t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Centre (x, y) at frames t; wrapping motions are returned unwrapped (mod is applied when drawing)."""
+    """Centre (x, y) at frames t. Wrapping motions come back unwrapped (drawing applies the mod)."""
     vx, vy = VELOCITY[obj.motion]
     x, y = obj.x + vx * t, obj.y + vy * t
-    if obj.motion == "bounces around":
+    if obj.motion == "bounces around":  # the centre stays half a box away from every border
         half = SIZES[obj.size] / 2
         x, y = _reflect(x, half, WIDTH - half), _reflect(y, half, HEIGHT - half)
     return x, y
 
 
-_PX = np.arange(WIDTH) + 0.5
-_PY = np.arange(HEIGHT) + 0.5
-
-
-def shape_mask(shape: str, size: str, cx: float, cy: float) -> np.ndarray:
-    """(48, 64) bool: pixel centres inside the shape centred at (cx, cy), wrapping at the edges."""
-    s = SIZES[size]
-    dx = (_PX[None, :] - cx + WIDTH / 2) % WIDTH - WIDTH / 2  # nearest wrapped offset
-    dy = (_PY[:, None] - cy + HEIGHT / 2) % HEIGHT - HEIGHT / 2
-    if shape == "circle":
-        return dx**2 + dy**2 <= (s / 2) ** 2
-    if shape == "square":
-        return (np.abs(dx) <= s / 2) & (np.abs(dy) <= s / 2)
-    depth = dy + s / 2  # distance below the apex
-    return (depth >= 0) & (depth <= s) & (np.abs(dx) <= depth / 2)
+def object_masks(obj: ShapeObject, frames: int, start: int = 0) -> np.ndarray:
+    """(frames, 48, 64) bool: the object's pixels (before occlusion), wrapping at the edges."""
+    xs, ys = centres(obj, np.arange(start, start + frames, dtype=np.float64))
+    px, py = np.arange(WIDTH) + 0.5, np.arange(HEIGHT) + 0.5
+    dx = (px[None, None, :] - xs[:, None, None] + WIDTH / 2) % WIDTH - WIDTH / 2  # (t, 1, w)
+    dy = (py[None, :, None] - ys[:, None, None] + HEIGHT / 2) % HEIGHT - HEIGHT / 2  # (t, h, 1)
+    return inside(obj.shape, SIZES[obj.size], dx, dy)
 
 
 def render(scene: Scene, frames: int, start: int = 0) -> np.ndarray:
-    """Frames start .. start+frames-1 of the scene: (frames, 48, 64, 3) uint8 RGB."""
-    t = np.arange(start, start + frames, dtype=np.float64)
+    """Frames start .. start+frames-1 of the scene's timeline: (frames, 48, 64, 3) uint8 RGB.
+
+    Later objects are drawn over earlier ones.
+    """
     out = np.empty((frames, HEIGHT, WIDTH, 3), np.uint8)
     out[:] = BACKGROUNDS[scene.background]
     for obj in scene.objects:
-        xs, ys = centres(obj, t)
-        colour = np.array(COLOURS[obj.colour], np.uint8)
-        for i in range(frames):
-            out[i][shape_mask(obj.shape, obj.size, xs[i], ys[i])] = colour
+        out[object_masks(obj, frames, start)] = COLOURS[obj.colour]
     return out
 
 
 def caption(scene: Scene) -> str:
+    """The canonical caption (sizes always written)."""
     parts = [f"{o.describe()} {o.motion}" for o in scene.objects]
     return " and ".join(parts) + f" on a {scene.background} background"
 
 
+# ---- random scenes -------------------------------------------------------------------------------
+
+
 def _boxes_overlap(a: ShapeObject, b: ShapeObject) -> bool:
+    """Bounding boxes closer than 1 px (at frame 0)."""
     reach = (SIZES[a.size] + SIZES[b.size]) / 2 + 1
     return abs(a.x - b.x) < reach and abs(a.y - b.y) < reach
 
 
-def place(rng: np.random.Generator, shape: str, colour: str, size: str, motion: str,
-          others: tuple[ShapeObject, ...] = (), tries: int = 200) -> ShapeObject:
-    """An object fully inside the frame at frame 0, not overlapping `others`."""
+def place(
+    rng: np.random.Generator,
+    shape: str,
+    colour: str,
+    size: str,
+    motion: str,
+    others: Sequence[ShapeObject] = (),
+    tries: int = 200,
+) -> ShapeObject:
+    """An object fully inside the frame at frame 0 (1 px margin), not overlapping `others`."""
     half = SIZES[size] / 2
     for _ in range(tries):
-        obj = ShapeObject(shape, colour, size, motion, float(rng.uniform(half + 1, WIDTH - half - 1)),
-                          float(rng.uniform(half + 1, HEIGHT - half - 1)))
+        x = float(rng.uniform(half + 1, WIDTH - half - 1))
+        obj = ShapeObject(
+            shape, colour, size, motion, x, float(rng.uniform(half + 1, HEIGHT - half - 1))
+        )
         if not any(_boxes_overlap(obj, o) for o in others):
             return obj
-    raise ValueError("no room for another object")
+    raise EditError("no room for another object")
 
 
-def random_object(rng: np.random.Generator, others: tuple[ShapeObject, ...] = ()) -> ShapeObject:
+def random_object(rng: np.random.Generator, others: Sequence[ShapeObject] = ()) -> ShapeObject:
+    """A random object with a colour not in `others`, placed clear of them."""
     used = {o.colour for o in others}
     colour = str(rng.choice([c for c in COLOURS if c not in used]))
-    return place(rng, str(rng.choice(SHAPES)), colour, str(rng.choice(list(SIZES))),
-                 str(rng.choice(MOTIONS)), others)
+    shape, size = str(rng.choice(SHAPES)), str(rng.choice(list(SIZES)))
+    return place(rng, shape, colour, size, str(rng.choice(MOTIONS)), others)
 
 
 def random_scene(rng: np.random.Generator, n_objects: int | None = None) -> Scene:
-    n = n_objects or int(rng.integers(1, 3))
+    """A spec-valid scene: 1-2 objects (random when n_objects is None), distinct colours, no
+    overlap and fully inside the frame at frame 0."""
+    n = n_objects if n_objects is not None else int(rng.integers(1, MAX_OBJECTS + 1))
+    if not 1 <= n <= MAX_OBJECTS:
+        raise ValueError(f"a scene holds 1 or 2 objects, not {n}")
     objects: tuple[ShapeObject, ...] = ()
     for _ in range(n):
         objects += (random_object(rng, objects),)
     return Scene(str(rng.choice(list(BACKGROUNDS))), objects)
 
 
+# ---- edits ---------------------------------------------------------------------------------------
+
+
+class _Thing(Protocol):
+    @property
+    def shape(self) -> str: ...
+    @property
+    def colour(self) -> str: ...
+
+
+T = TypeVar("T", bound=_Thing)
+
+
+def _find(objects: Sequence[T], colour: str, shape: str) -> int:
+    for i, o in enumerate(objects):
+        if o.colour == colour and o.shape == shape:
+            return i
+    have = ", ".join(f"the {o.colour} {o.shape}" for o in objects)
+    raise EditError(f"there is no {colour} {shape} to edit (the clip has {have})")
+
+
+def _check_free_colour(objects: Sequence[_Thing], colour: str) -> None:
+    if any(o.colour == colour for o in objects):
+        raise EditError(f"{colour} is already in use: two objects may not share a colour")
+
+
+def edit_objects(objects: Sequence[T], ins: Instruction) -> tuple[T, ...]:
+    """The objects after a remove or recolour instruction (objects or ObjectSpecs alike)."""
+    i = _find(objects, ins.colour, ins.shape)
+    if ins.kind == "remove":
+        if len(objects) < 2:
+            raise EditError("cannot remove the only object: a clip holds one or two objects")
+        return tuple(objects[:i]) + tuple(objects[i + 1 :])
+    if ins.kind != "recolour":
+        raise ValueError(f"edit_objects handles remove/recolour, not {ins.kind!r}")
+    _check_free_colour(objects, ins.new_colour)
+    new = dataclasses.replace(objects[i], colour=ins.new_colour)
+    return tuple(objects[:i]) + (new,) + tuple(objects[i + 1 :])
+
+
+def check_add(objects: Sequence[_Thing], ins: Instruction) -> None:
+    """Raise EditError when the add instruction cannot apply to these objects."""
+    if len(objects) >= MAX_OBJECTS:
+        raise EditError("cannot add a third object: a clip holds at most two")
+    _check_free_colour(objects, ins.colour)
+
+
+def check_background(background: str, ins: Instruction) -> None:
+    if ins.background == background:
+        raise EditError(f"the background is already {background}")
+
+
+def apply_instruction(
+    scene: Scene, ins: Instruction, rng: np.random.Generator | None = None
+) -> Scene:
+    """The scene after a parsed instruction; only the named thing changes.
+
+    An added object is placed at a random free spot drawn from `rng` (default: a fixed seed, so
+    the result is deterministic).
+    """
+    if ins.kind == "background":
+        check_background(scene.background, ins)
+        return dataclasses.replace(scene, background=ins.background)
+    if ins.kind == "add":
+        check_add(scene.objects, ins)
+        rng = rng if rng is not None else np.random.default_rng(0)
+        new = place(rng, ins.shape, ins.colour, ins.size, ins.motion, scene.objects)
+        return dataclasses.replace(scene, objects=scene.objects + (new,))
+    return dataclasses.replace(scene, objects=edit_objects(scene.objects, ins))
+
+
+def apply_edit(scene: Scene, instruction: str, rng: np.random.Generator | None = None) -> Scene:
+    """Parse an instruction (an optional '(v2v) ' prefix is allowed) and apply it to the scene.
+
+    Raises CaptionError for text outside the grammar, EditError when it cannot apply.
+    """
+    from .captions import parse_instruction, strip_prefix  # captions imports this module
+
+    task, text = strip_prefix(instruction)
+    if task == "extend":
+        raise EditError("an (extend) caption is not an edit instruction")
+    return apply_instruction(scene, parse_instruction(text), rng)
+
+
 def random_edit(scene: Scene, rng: np.random.Generator) -> tuple[str, Scene]:
-    """A spec instruction and the scene where only the named thing changed."""
+    """A spec instruction (add / remove / recolour / background) and the edited scene.
+
+    Remove only with two objects, add only with one; recolours pick a colour not in use.
+    """
     kinds = ["recolour", "background"] + (["remove"] if len(scene.objects) == 2 else ["add"])
     kind = str(rng.choice(kinds))
     if kind == "background":
-        bg = str(rng.choice([b for b in BACKGROUNDS if b != scene.background]))
-        return f"change the background to {bg}", dataclasses.replace(scene, background=bg)
-    if kind == "add":
+        text = f"change the background to {rng.choice([b for b in BACKGROUNDS if b != scene.background])}"
+    elif kind == "add":
         obj = random_object(rng, scene.objects)
-        text = f"add {obj.describe()}" + ("" if obj.motion == "stays still" and rng.random() < 0.5 else f" that {obj.motion}")
+        bare = obj.motion == "stays still" and rng.random() < 0.5  # "add X" means it stays still
+        text = f"add {obj.describe()}" + ("" if bare else f" that {obj.motion}")
         return text, dataclasses.replace(scene, objects=scene.objects + (obj,))
-    target = scene.objects[int(rng.integers(len(scene.objects)))]
-    if kind == "remove":
-        rest = tuple(o for o in scene.objects if o is not target)
-        return f"remove the {target.colour} {target.shape}", dataclasses.replace(scene, objects=rest)
-    used = {o.colour for o in scene.objects}
-    new = str(rng.choice([c for c in COLOURS if c not in used]))
-    objs = tuple(dataclasses.replace(o, colour=new) if o is target else o for o in scene.objects)
-    return f"make the {target.colour} {target.shape} {new}", dataclasses.replace(scene, objects=objs)
+    else:
+        target = scene.objects[int(rng.integers(len(scene.objects)))]
+        text = f"remove the {target.colour} {target.shape}"
+        if kind == "recolour":
+            used = {o.colour for o in scene.objects}
+            new = rng.choice([c for c in COLOURS if c not in used])
+            text = f"make the {target.colour} {target.shape} {new}"
+    return text, apply_edit(scene, text)
