@@ -1,1 +1,5 @@
 """STARFlow Studio desktop editor (PySide6)."""
+
+from . import _qtfix
+
+_qtfix.guard()

@@ -1,0 +1,279 @@
+"""The main window: preview (centre), timeline (bottom), inspector and job queue (right),
+menus with the keyboard shortcuts, status bar. Every action calls a Studio method."""
+
+from __future__ import annotations
+
+import logging
+from types import SimpleNamespace
+
+from PySide6.QtCore import QCoreApplication, Qt
+from PySide6.QtGui import QAction, QActionGroup, QCloseEvent, QKeySequence
+from PySide6.QtWidgets import QDockWidget, QMainWindow, QVBoxLayout, QWidget
+
+from .studio import Studio
+from .widgets.drops import FileDropMixin
+from .widgets.inspector import InspectorView
+from .widgets.job_queue import JobQueueView
+from .widgets.messages import MessageArea
+from .widgets.preview import PreviewView
+from .widgets.status import StatusPanel
+from .widgets.timeline_view import TimelineView
+
+log = logging.getLogger(__name__)
+
+DEVICES = ("auto", "cpu", "cuda")
+PRECISIONS = ("auto", "fp32", "bf16")
+
+
+class MainWindow(FileDropMixin, QMainWindow):
+    def __init__(self, studio: Studio, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.studio = studio
+        self._closed = False
+        self.setWindowTitle("STARFlow Studio[*]")
+        self.setMinimumSize(960, 640)
+        self.resize(1400, 860)
+        self.setAcceptDrops(True)
+        self.setDockOptions(
+            QMainWindow.DockOption.AnimatedDocks | QMainWindow.DockOption.AllowTabbedDocks
+        )
+        if studio.dialogs.parent is None:
+            studio.dialogs.parent = self
+
+        self.preview = PreviewView(studio)
+        self.message_area = MessageArea(studio.messages)
+        central = QWidget()
+        layout = QVBoxLayout(central)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSpacing(0)
+        layout.addWidget(self.message_area)
+        layout.addWidget(self.preview, 1)
+        self.setCentralWidget(central)
+
+        self.inspector = InspectorView(studio)
+        self.job_queue = JobQueueView(studio)
+        self.timeline_view = TimelineView(studio)
+        self.inspector_dock = self._dock(
+            "Inspector", self.inspector, Qt.DockWidgetArea.RightDockWidgetArea
+        )
+        self.jobs_dock = self._dock("Jobs", self.job_queue, Qt.DockWidgetArea.RightDockWidgetArea)
+        self.timeline_dock = self._dock(
+            "Timeline", self.timeline_view, Qt.DockWidgetArea.BottomDockWidgetArea
+        )
+        self.resizeDocks([self.inspector_dock], [360], Qt.Orientation.Horizontal)
+        self.resizeDocks([self.inspector_dock, self.jobs_dock], [520, 200], Qt.Orientation.Vertical)
+        self.resizeDocks([self.timeline_dock], [170], Qt.Orientation.Vertical)
+
+        self.status = StatusPanel(studio, self.statusBar())
+        self.actions_ = self._make_actions()
+        self._make_menus()
+        studio.project_changed.connect(self._update_title)
+        studio.model_loaded.connect(self._on_model)
+        self._update_title()
+        self._restore_state()
+
+    def _dock(self, title: str, widget: QWidget, area: Qt.DockWidgetArea) -> QDockWidget:
+        dock = QDockWidget(title, self)
+        dock.setObjectName(f"dock-{title.lower()}")
+        dock.setWidget(widget)
+        dock.setFeatures(
+            QDockWidget.DockWidgetFeature.DockWidgetMovable
+            | QDockWidget.DockWidgetFeature.DockWidgetFloatable
+        )
+        self.addDockWidget(area, dock)
+        return dock
+
+    # ---- actions ---------------------------------------------------------------------------------
+    def _action(self, text: str, slot, shortcut=None, tip: str = "") -> QAction:
+        action = QAction(text, self)
+        if shortcut is not None:
+            shortcuts = shortcut if isinstance(shortcut, list) else [shortcut]
+            action.setShortcuts([QKeySequence(s) for s in shortcuts])
+            action.setShortcutContext(Qt.ShortcutContext.WindowShortcut)
+        if tip:
+            action.setStatusTip(tip)
+        action.triggered.connect(lambda _checked=False: slot())
+        self.addAction(action)
+        return action
+
+    def _make_actions(self) -> SimpleNamespace:
+        s, p = self.studio, self.preview
+        K = QKeySequence.StandardKey
+        a = SimpleNamespace()
+        a.new = self._action("&New project", s.new_project, K.New)
+        a.open = self._action("&Open project…", s.open_project, K.Open)
+        a.save = self._action("&Save project", s.save, K.Save)
+        a.save_as = self._action("Save project &as…", s.save_as, K.SaveAs)
+        a.open_image = self._action(
+            "Open &image (image to video)…", lambda: s.load_image(generate=False), "Ctrl+I"
+        )
+        a.import_video = self._action("Import &video…", s.import_video, "Ctrl+Shift+I")
+        a.export = self._action("&Export timeline to MP4…", s.export_video, "Ctrl+E")
+        a.export_clip = self._action(
+            "Export selected &clip to MP4…",
+            lambda: s.export_video(clip_id=s.timeline.selected),
+            "Ctrl+Shift+E",
+        )
+        a.export_frame = self._action("Export &frame to PNG…", s.export_frame, "Ctrl+Alt+E")
+        a.quit = self._action("&Quit", self.close, K.Quit)
+
+        a.undo = s.undo.createUndoAction(self, "&Undo")
+        a.undo.setShortcuts(QKeySequence.keyBindings(K.Undo))
+        a.redo = s.undo.createRedoAction(self, "&Redo")
+        a.redo.setShortcuts(QKeySequence.keyBindings(K.Redo))
+        self.addActions([a.undo, a.redo])
+        a.delete = self._action("&Delete clip", s.delete_selected, K.Delete)
+        a.duplicate = self._action("D&uplicate clip", s.duplicate_selected, "Ctrl+D")
+        a.split = self._action("&Split at playhead", s.split_at_playhead, "Ctrl+K")
+        a.trim_start = self._action(
+            "Trim clip &start to playhead", lambda: s.trim_to_playhead("start"), "["
+        )
+        a.trim_end = self._action(
+            "Trim clip &end to playhead", lambda: s.trim_to_playhead("end"), "]"
+        )
+        a.move_left = self._action("Move clip &left", lambda: s.nudge_selected(-1), "Alt+Left")
+        a.move_right = self._action("Move clip &right", lambda: s.nudge_selected(1), "Alt+Right")
+
+        a.generate = self._action("&Generate", s.generate, ["Ctrl+Return", "Ctrl+Enter"])
+        a.regenerate = self._action(
+            "&Regenerate with another seed", lambda: s.regenerate(), "Ctrl+R"
+        )
+        a.extend = self._action("E&xtend clip", lambda: s.extend(), "Ctrl+Shift+X")
+        a.edit = self._action("&Edit clip (video to video)", lambda: s.edit(), "Ctrl+Shift+V")
+        a.cancel = self._action("&Cancel job", s.cancel, "Esc")
+
+        a.play = self._action("&Play / pause", p.toggle_play, "Space")
+        a.prev = self._action("Previous frame", lambda: p.step(-1), "Left")
+        a.next = self._action("Next frame", lambda: p.step(1), "Right")
+        a.start = self._action("Go to start", lambda: s.seek(0), "Home")
+        a.end = self._action("Go to end", lambda: s.seek(s.timeline.duration), "End")
+
+        a.open_model = self._action("&Open model…", self._open_model)
+        a.demo_model = self._action("Use the built-in &demo model", lambda: s.load_model(""))
+        a.devices = self._choice_group(DEVICES, s.settings.device, lambda v: s.load_model(device=v))
+        a.precisions = self._choice_group(
+            PRECISIONS, s.settings.precision, lambda v: s.load_model(precision=v)
+        )
+        return a
+
+    def _choice_group(self, values, current: str, choose) -> dict[str, QAction]:
+        group = QActionGroup(self)
+        actions = {}
+        for v in values:
+            action = QAction(v, self, checkable=True, checked=(v == current))
+            action.triggered.connect(lambda _c=False, v=v: choose(v))
+            group.addAction(action)
+            actions[v] = action
+        return actions
+
+    def _make_menus(self) -> None:
+        a, mb = self.actions_, self.menuBar()
+        file = mb.addMenu("&File")
+        for item in (
+            a.new,
+            a.open,
+            a.save,
+            a.save_as,
+            None,
+            a.open_image,
+            a.import_video,
+            None,
+            a.export,
+            a.export_clip,
+            a.export_frame,
+            None,
+            a.quit,
+        ):
+            file.addSeparator() if item is None else file.addAction(item)
+        edit = mb.addMenu("&Edit")
+        for item in (
+            a.undo,
+            a.redo,
+            None,
+            a.delete,
+            a.duplicate,
+            a.split,
+            a.trim_start,
+            a.trim_end,
+            a.move_left,
+            a.move_right,
+        ):
+            edit.addSeparator() if item is None else edit.addAction(item)
+        gen = mb.addMenu("&Generate")
+        for item in (a.generate, a.regenerate, a.extend, a.edit, None, a.cancel):
+            gen.addSeparator() if item is None else gen.addAction(item)
+        play = mb.addMenu("&Playback")
+        for item in (a.play, a.prev, a.next, a.start, a.end):
+            play.addAction(item)
+        engine = mb.addMenu("E&ngine")
+        engine.addAction(a.open_model)
+        engine.addAction(a.demo_model)
+        devices = engine.addMenu("&Device")
+        devices.addActions(list(a.devices.values()))
+        precision = engine.addMenu("&Precision")
+        precision.addActions(list(a.precisions.values()))
+        view = mb.addMenu("&View")
+        for dock in (self.inspector_dock, self.jobs_dock, self.timeline_dock):
+            view.addAction(dock.toggleViewAction())
+
+    def _open_model(self) -> None:
+        path = self.studio.dialogs.open_model(self.studio.settings.last_dir("model"))
+        if path:
+            self.studio.settings.set_last_dir("model", path)
+            self.studio.load_model(path)
+
+    # ---- state -----------------------------------------------------------------------------------
+    def _on_model(self, _info) -> None:
+        s = self.studio.settings
+        for v, action in self.actions_.devices.items():
+            action.setChecked(v == s.device)
+        for v, action in self.actions_.precisions.items():
+            action.setChecked(v == s.precision)
+
+    def _update_title(self) -> None:
+        path = self.studio.project_path
+        self.setWindowTitle(f"{path.name if path else 'Untitled'}[*] — STARFlow Studio")
+        self.setWindowModified(self.studio.dirty)
+
+    def _restore_state(self) -> None:
+        geometry, state = self.studio.settings.window_state()
+        if geometry is not None:
+            self.restoreGeometry(geometry)
+        if state is not None:
+            self.restoreState(state)
+
+    def closeEvent(self, event: QCloseEvent) -> None:
+        if self._closed:
+            event.accept()
+            return
+        s = self.studio
+        if s.dirty and s.timeline.clips:
+            answer = s.dialogs.confirm_close(
+                "The project has unsaved changes. Save them before closing?"
+            )
+            if answer == "cancel":
+                event.ignore()
+                return
+            if answer == "save":
+                s.save()
+                s.tasks.wait()
+                QCoreApplication.sendPostedEvents()
+                QCoreApplication.processEvents()
+                if s.dirty:  # the save failed or was cancelled: the message says why
+                    event.ignore()
+                    return
+        self.shutdown(clean=True)
+        event.accept()
+
+    def shutdown(self, clean: bool = True) -> None:
+        """Save window state, stop timers and the engine thread. clean=False keeps the autosave
+        (what a crash leaves behind)."""
+        if self._closed:
+            return
+        self._closed = True
+        s = self.studio
+        s.settings.set_window_state(self.saveGeometry(), self.saveState())
+        s.settings.sync()
+        self.preview.shutdown()
+        self.status.shutdown()
+        s.shutdown(clean)

@@ -1,0 +1,51 @@
+"""The request being prepared in the inspector: mode, prompt, seed, guidance, frames, sources.
+
+Views write fields with `set(...)`; the studio builds GenerateRequests from it. Selecting a clip
+copies that clip's request into the draft.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from types import SimpleNamespace
+
+import numpy as np
+
+from engine.api import MODES
+
+from .events import Event
+
+FIELDS = ("mode", "prompt", "seed", "guidance", "frames", "image", "clip")
+
+
+@dataclass(frozen=True, eq=False)
+class ImageSource:
+    """A start image for image to video, already fitted to the project's frame size."""
+
+    name: str
+    image: np.ndarray = field(repr=False)  # (H, W, 3) uint8 RGB
+
+
+class Draft:
+    def __init__(self, seed: int = 0, guidance: float = 2.5, frames: int = 17) -> None:
+        self.mode = "t2v"
+        self.prompt = ""
+        self.seed = seed
+        self.guidance = guidance
+        self.frames = frames
+        self.image: ImageSource | None = None
+        self.clip: str | None = None  # source clip for edit (v2v) / extend
+        self.events = SimpleNamespace(changed=Event("changed"))  # (field name)
+
+    def set(self, **changes) -> None:
+        for name, value in changes.items():
+            if name not in FIELDS:
+                raise AttributeError(name)
+            if name == "mode" and value not in MODES:
+                raise ValueError(f"unknown mode {value!r}")
+            if getattr(self, name) is value or (
+                name not in ("image",) and getattr(self, name) == value
+            ):
+                continue
+            setattr(self, name, value)
+            self.events.changed.emit(name)

@@ -1,0 +1,145 @@
+"""The job queue: generation requests waiting for, running on, or done with the engine thread.
+
+The GUI thread owns the queue; the engine runs one job at a time, the first queued one.
+Queued jobs can be reordered or removed; the running job can only be cancelled.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from enum import Enum
+from types import SimpleNamespace
+
+import numpy as np
+
+from engine.api import GenerateRequest
+
+from .events import Event
+from .timeline import ClipRequest
+
+HISTORY = 20  # finished jobs kept in the list for display
+
+
+class JobState(str, Enum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    CANCELLED = "cancelled"
+    FAILED = "failed"
+
+    @property
+    def finished(self) -> bool:
+        return self in (JobState.DONE, JobState.CANCELLED, JobState.FAILED)
+
+
+@dataclass(eq=False)
+class Job:
+    """One request and where its result goes: after clip `after` (None: the end)."""
+
+    request: GenerateRequest
+    clip_request: ClipRequest
+    title: str
+    after: str | None = None
+    state: JobState = JobState.QUEUED
+    done: int = 0
+    total: int = 0
+    message: str = ""
+    frames: list[np.ndarray] = field(default_factory=list, repr=False)
+    cancel: threading.Event = field(default_factory=threading.Event, repr=False)
+
+    def __post_init__(self) -> None:
+        if not self.total:
+            video = self.request.video
+            self.total = self.request.frames or (len(video) if video is not None else 0)
+
+    @property
+    def id(self) -> int:
+        return self.request.id
+
+    @property
+    def received(self) -> int:
+        return sum(len(f) for f in self.frames)
+
+    def add_frames(self, start: int, frames: np.ndarray) -> bool:
+        """Append an event's frames; False (nothing kept) if they do not continue the clip."""
+        if start != self.received:
+            return False
+        self.frames.append(frames)
+        return True
+
+    def result(self) -> np.ndarray | None:
+        """All frames received so far (T, H, W, 3), or None."""
+        return np.concatenate(self.frames) if self.frames else None
+
+
+class JobQueue:
+    def __init__(self) -> None:
+        self.jobs: list[Job] = []
+        self.events = SimpleNamespace(
+            changed=Event("changed"),  # jobs added, removed or reordered
+            updated=Event("updated"),  # (job): state or progress
+        )
+
+    def get(self, job_id: int) -> Job | None:
+        return next((j for j in self.jobs if j.id == job_id), None)
+
+    def queued(self) -> list[Job]:
+        return [j for j in self.jobs if j.state == JobState.QUEUED]
+
+    def running(self) -> Job | None:
+        return next((j for j in self.jobs if j.state == JobState.RUNNING), None)
+
+    def add(self, job: Job) -> Job:
+        self.jobs.append(job)
+        self.events.changed.emit()
+        return job
+
+    def remove(self, job_id: int) -> Job | None:
+        """Remove a queued or finished job (the running one must be cancelled instead)."""
+        job = self.get(job_id)
+        if job is None or job.state == JobState.RUNNING:
+            return None
+        self.jobs.remove(job)
+        self.events.changed.emit()
+        return job
+
+    def move(self, job_id: int, delta: int) -> bool:
+        """Move a queued job up (delta < 0) or down among the queued jobs."""
+        job = self.get(job_id)
+        queued = self.queued()
+        if job is None or job not in queued:
+            return False
+        k = max(0, min(queued.index(job) + delta, len(queued) - 1))
+        if queued[k] is job:
+            return False
+        self.jobs.remove(job)
+        target = queued[k]
+        i = self.jobs.index(target)
+        self.jobs.insert(i + 1 if delta > 0 else i, job)
+        self.events.changed.emit()
+        return True
+
+    def next_queued(self) -> Job | None:
+        return next(iter(self.queued()), None)
+
+    def set_state(self, job: Job, state: JobState, message: str = "") -> None:
+        job.state, job.message = state, message
+        if state.finished:
+            self._trim_history()
+        self.events.updated.emit(job)
+
+    def progress(self, job: Job, done: int, total: int) -> None:
+        job.done, job.total = done, total
+        self.events.updated.emit(job)
+
+    def clear_finished(self) -> None:
+        self.jobs = [j for j in self.jobs if not j.state.finished]
+        self.events.changed.emit()
+
+    def _trim_history(self) -> None:
+        finished = [j for j in self.jobs if j.state.finished]
+        if len(finished) > HISTORY:
+            drop = set(map(id, finished[: len(finished) - HISTORY]))
+            self.jobs = [j for j in self.jobs if id(j) not in drop]
+            self.events.changed.emit()

@@ -1,0 +1,356 @@
+"""The timeline: immutable media (frame arrays), clips that show a trimmed range of a medium,
+the selection and the playhead. Qt-free; views listen to `Timeline.events`.
+
+Clips sit back to back on one track in list order; moving a clip reorders it. Every clip
+keeps the request it was generated with (`ClipRequest`), so it can be regenerated.
+
+Edits go through the primitives `insert`, `remove`, `replace` and `move` (what the undo
+commands call); `trimmed`, `split_parts` and `duplicate_of` compute new clips without
+changing anything.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field, replace
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+
+from engine.api import MODES, TASK_PREFIX
+
+from .events import Event
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}{uuid.uuid4().hex[:10]}"
+
+
+@dataclass(frozen=True)
+class SourceRef:
+    """Frames [start, stop) of a medium: an i2v start image or a v2v / extend source clip."""
+
+    media: str
+    start: int
+    stop: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"media": self.media, "start": self.start, "stop": self.stop}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> SourceRef:
+        return cls(str(d["media"]), int(d["start"]), int(d["stop"]))
+
+
+@dataclass(frozen=True)
+class ClipRequest:
+    """The GenerateRequest fields a clip was made with (without the pixel arrays)."""
+
+    mode: str = "t2v"
+    prompt: str = ""
+    seed: int = 0
+    guidance: float = 2.5
+    frames: int = 17
+    source: SourceRef | None = None
+    model: str = ""
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise ValueError(f"unknown mode {self.mode!r}")
+
+    @property
+    def text(self) -> str:
+        """The prompt as the model sees it (task prefix included)."""
+        return TASK_PREFIX[self.mode] + self.prompt.strip()
+
+    def to_dict(self) -> dict[str, Any]:
+        d = {k: getattr(self, k) for k in ("mode", "prompt", "seed", "guidance", "frames", "model")}
+        d["source"] = self.source.to_dict() if self.source else None
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ClipRequest:
+        source = SourceRef.from_dict(d["source"]) if d.get("source") else None
+        return cls(
+            mode=str(d["mode"]),
+            prompt=str(d["prompt"]),
+            seed=int(d["seed"]),
+            guidance=float(d["guidance"]),
+            frames=int(d["frames"]),
+            source=source,
+            model=str(d.get("model", "")),
+        )
+
+
+@dataclass(frozen=True, eq=False)
+class Media:
+    """Frames (T, H, W, 3) uint8 RGB, read-only once made; shared by every clip that shows them."""
+
+    id: str
+    frames: np.ndarray = field(repr=False)
+    fps: float
+    kind: str  # "generated" | "video" | "image"
+    name: str = ""
+
+    def __post_init__(self) -> None:
+        f = self.frames
+        if f.dtype != np.uint8 or f.ndim != 4 or f.shape[-1] != 3 or len(f) < 1:
+            raise ValueError(f"media frames must be (T, H, W, 3) uint8, got {f.shape} {f.dtype}")
+        f.flags.writeable = False
+
+    def __len__(self) -> int:
+        return len(self.frames)
+
+
+@dataclass(frozen=True)
+class Clip:
+    """Frames [start, stop) of medium `media` on the track."""
+
+    id: str
+    media: str
+    start: int
+    stop: int
+    name: str = ""
+    request: ClipRequest | None = None  # None for imported video
+
+    @property
+    def length(self) -> int:
+        return self.stop - self.start
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "media": self.media,
+            "start": self.start,
+            "stop": self.stop,
+            "name": self.name,
+            "request": self.request.to_dict() if self.request else None,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Clip:
+        request = ClipRequest.from_dict(d["request"]) if d.get("request") else None
+        return cls(
+            str(d["id"]),
+            str(d["media"]),
+            int(d["start"]),
+            int(d["stop"]),
+            str(d.get("name", "")),
+            request,
+        )
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """An immutable copy of the timeline's content (safe to save from another thread)."""
+
+    width: int
+    height: int
+    fps: float
+    media: dict[str, Media]
+    clips: tuple[Clip, ...]
+    selected: str | None
+    playhead: int
+
+    def referenced_media(self) -> list[str]:
+        """Media that clips show or that clip requests name as their source, in first-use order."""
+        ids: dict[str, None] = {}
+        for c in self.clips:
+            ids[c.media] = None
+            if c.request and c.request.source:
+                ids[c.request.source.media] = None
+        return [m for m in ids if m in self.media]
+
+
+class Timeline:
+    def __init__(self, width: int = 64, height: int = 48, fps: float = 16.0) -> None:
+        self.width, self.height, self.fps = width, height, fps
+        self.media: dict[str, Media] = {}
+        self.clips: list[Clip] = []
+        self.selected: str | None = None
+        self.playhead = 0
+        self.events = SimpleNamespace(
+            changed=Event("changed"),  # clips inserted/removed/replaced/moved
+            selection=Event("selection"),  # (clip id | None)
+            playhead=Event("playhead"),  # (frame)
+        )
+
+    # ---- queries ------------------------------------------------------------------------------
+    @property
+    def duration(self) -> int:
+        return sum(c.length for c in self.clips)
+
+    def clip(self, clip_id: str | None) -> Clip | None:
+        return next((c for c in self.clips if c.id == clip_id), None)
+
+    def index(self, clip_id: str) -> int:
+        for i, c in enumerate(self.clips):
+            if c.id == clip_id:
+                return i
+        raise KeyError(clip_id)
+
+    def offset(self, clip_id: str) -> int:
+        """The timeline frame where a clip starts."""
+        return sum(c.length for c in self.clips[: self.index(clip_id)])
+
+    def locate(self, frame: int) -> tuple[Clip, int] | None:
+        """(clip, frame within the clip) shown at timeline frame `frame`."""
+        if frame < 0:
+            return None
+        for c in self.clips:
+            if frame < c.length:
+                return c, frame
+            frame -= c.length
+        return None
+
+    def frame(self, frame: int) -> np.ndarray | None:
+        """(H, W, 3) uint8 shown at timeline frame `frame`, or None past the end."""
+        hit = self.locate(frame)
+        if hit is None:
+            return None
+        clip, local = hit
+        return self.media[clip.media].frames[clip.start + local]
+
+    def clip_frames(self, clip_id: str) -> np.ndarray:
+        """The (T, H, W, 3) frames a clip shows (a read-only view)."""
+        c = self.clip(clip_id)
+        if c is None:
+            raise KeyError(clip_id)
+        return self.media[c.media].frames[c.start : c.stop]
+
+    def source_frames(self, ref: SourceRef) -> np.ndarray | None:
+        m = self.media.get(ref.media)
+        return None if m is None else m.frames[ref.start : ref.stop]
+
+    def all_frames(self) -> np.ndarray:
+        """Every frame of the timeline in order (T, H, W, 3)."""
+        if not self.clips:
+            return np.zeros((0, self.height, self.width, 3), np.uint8)
+        return np.concatenate([self.clip_frames(c.id) for c in self.clips])
+
+    def snapshot(self) -> Snapshot:
+        return Snapshot(
+            self.width,
+            self.height,
+            self.fps,
+            dict(self.media),
+            tuple(self.clips),
+            self.selected,
+            self.playhead,
+        )
+
+    # ---- media --------------------------------------------------------------------------------
+    def set_format(self, width: int, height: int, fps: float) -> None:
+        """The frame size of the project; only while it holds no media."""
+        if self.media and (width, height) != (self.width, self.height):
+            raise ValueError("the frame size cannot change once the project has media")
+        self.width, self.height, self.fps = width, height, fps
+
+    def add_media(
+        self, frames: np.ndarray, kind: str, name: str = "", fps: float | None = None
+    ) -> Media:
+        frames = np.asarray(frames)
+        if frames.shape[1:3] != (self.height, self.width):
+            raise ValueError(
+                f"frames are {frames.shape[2]}x{frames.shape[1]}, the project is {self.width}x{self.height}"
+            )
+        media = Media(new_id("m"), np.ascontiguousarray(frames), fps or self.fps, kind, name)
+        self.media[media.id] = media
+        return media
+
+    def put_media(self, media: Media) -> None:
+        """Add an existing medium (project loading)."""
+        self.media[media.id] = media
+
+    # ---- primitive edits (each emits `changed`) -------------------------------------------------
+    def insert(self, index: int, clip: Clip) -> None:
+        if clip.media not in self.media:
+            raise KeyError(f"unknown media {clip.media}")
+        if not 0 <= clip.start < clip.stop <= len(self.media[clip.media]):
+            raise ValueError(f"clip range {clip.start}:{clip.stop} outside its media")
+        if self.clip(clip.id) is not None:
+            raise ValueError(f"clip {clip.id} is already on the timeline")
+        self.clips.insert(max(0, min(index, len(self.clips))), clip)
+        self._changed()
+
+    def remove(self, clip_id: str) -> tuple[int, Clip]:
+        i = self.index(clip_id)
+        clip = self.clips.pop(i)
+        if self.selected == clip_id:
+            self.select(None)
+        self._changed()
+        return i, clip
+
+    def replace(self, clip: Clip) -> Clip:
+        """Swap in a clip with the same id (trim, rename); returns the old one."""
+        i = self.index(clip.id)
+        old, self.clips[i] = self.clips[i], clip
+        self._changed()
+        return old
+
+    def move(self, clip_id: str, index: int) -> int:
+        """Move a clip to position `index`; returns its old position."""
+        old = self.index(clip_id)
+        clip = self.clips.pop(old)
+        self.clips.insert(max(0, min(index, len(self.clips))), clip)
+        self._changed()
+        return old
+
+    def _changed(self) -> None:
+        if self.playhead >= max(self.duration, 1):
+            self.playhead = max(self.duration - 1, 0)
+            self.events.playhead.emit(self.playhead)
+        self.events.changed.emit()
+
+    # ---- pure helpers (new clips; nothing changes) --------------------------------------------
+    def trimmed(self, clip_id: str, start: int, stop: int) -> Clip:
+        """The clip showing media frames [start, stop), clamped to its medium, at least 1 frame."""
+        c = self.clip(clip_id)
+        if c is None:
+            raise KeyError(clip_id)
+        n = len(self.media[c.media])
+        start = max(0, min(start, n - 1))
+        stop = max(start + 1, min(stop, n))
+        return replace(c, start=start, stop=stop)
+
+    def split_parts(self, frame: int) -> tuple[Clip, Clip, Clip] | None:
+        """(original, left, right) when timeline frame `frame` lies strictly inside a clip."""
+        hit = self.locate(frame)
+        if hit is None or hit[1] == 0:
+            return None
+        clip, local = hit
+        left = replace(clip, stop=clip.start + local)
+        right = replace(clip, id=new_id("c"), start=clip.start + local)
+        return clip, left, right
+
+    def duplicate_of(self, clip_id: str) -> Clip:
+        c = self.clip(clip_id)
+        if c is None:
+            raise KeyError(clip_id)
+        return replace(c, id=new_id("c"), name=(c.name + " copy").strip())
+
+    # ---- selection and playhead ---------------------------------------------------------------
+    def select(self, clip_id: str | None) -> None:
+        if clip_id is not None and self.clip(clip_id) is None:
+            clip_id = None
+        if clip_id != self.selected:
+            self.selected = clip_id
+            self.events.selection.emit(clip_id)
+
+    def set_playhead(self, frame: int) -> None:
+        frame = max(0, min(int(frame), max(self.duration - 1, 0)))
+        if frame != self.playhead:
+            self.playhead = frame
+            self.events.playhead.emit(frame)
+
+    def load_snapshot(self, snap: Snapshot) -> None:
+        """Replace the whole content (new/open/recover project), emitting every event."""
+        self.width, self.height, self.fps = snap.width, snap.height, snap.fps
+        self.media = dict(snap.media)
+        self.clips = list(snap.clips)
+        self.selected = snap.selected if self.clip(snap.selected) else None
+        self.playhead = max(0, min(snap.playhead, max(self.duration - 1, 0)))
+        self.events.changed.emit()
+        self.events.selection.emit(self.selected)
+        self.events.playhead.emit(self.playhead)

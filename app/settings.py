@@ -1,0 +1,128 @@
+"""Preferences in QSettings (organisation/application names are set first, in app.__main__).
+
+Project data lives in project folders; only preferences live here: the model location, device
+and precision, defaults for new requests, the last folders used, window geometry and state.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PySide6.QtCore import QByteArray, QCoreApplication, QSettings, QStandardPaths
+
+ORGANISATION = "STARFlow"
+APPLICATION = "STARFlow Studio"
+
+
+def set_application_names(organisation: str = ORGANISATION, application: str = APPLICATION) -> None:
+    """Must run before the first QSettings is made."""
+    QCoreApplication.setOrganizationName(organisation)
+    QCoreApplication.setApplicationName(application)
+
+
+class Settings:
+    """Typed access to the preferences; every read goes to QSettings (no stale copies)."""
+
+    def __init__(self, qsettings: QSettings | None = None) -> None:
+        self.q = qsettings or QSettings()
+
+    def _get(self, key: str, default, kind: type):
+        value = self.q.value(key, default)
+        try:
+            return kind(value) if value is not None else default
+        except (TypeError, ValueError):
+            return default
+
+    def _set(self, key: str, value) -> None:
+        self.q.setValue(key, value)
+
+    # ---- engine ---------------------------------------------------------------------------------
+    @property
+    def model(self) -> str:
+        """Model file (bundle JSON / checkpoint) or hub id; "" = the built-in demo model."""
+        return self._get("engine/model", "", str)
+
+    @model.setter
+    def model(self, value: str) -> None:
+        self._set("engine/model", value or "")
+
+    @property
+    def device(self) -> str:
+        return self._get("engine/device", "auto", str)
+
+    @device.setter
+    def device(self, value: str) -> None:
+        self._set("engine/device", value)
+
+    @property
+    def precision(self) -> str:
+        return self._get("engine/precision", "auto", str)
+
+    @precision.setter
+    def precision(self, value: str) -> None:
+        self._set("engine/precision", value)
+
+    # ---- request defaults -----------------------------------------------------------------------
+    @property
+    def guidance(self) -> float:
+        return self._get("defaults/guidance", 2.5, float)
+
+    @guidance.setter
+    def guidance(self, value: float) -> None:
+        self._set("defaults/guidance", float(value))
+
+    @property
+    def seed(self) -> int:
+        return self._get("defaults/seed", 0, int)
+
+    @seed.setter
+    def seed(self, value: int) -> None:
+        self._set("defaults/seed", int(value))
+
+    @property
+    def frames(self) -> int:
+        return self._get("defaults/frames", 17, int)
+
+    @frames.setter
+    def frames(self, value: int) -> None:
+        self._set("defaults/frames", int(value))
+
+    # ---- files ---------------------------------------------------------------------------------
+    def last_dir(self, kind: str) -> str:
+        """The folder last used for `kind` (image, video, project, export, model)."""
+        return self._get(f"folders/{kind}", str(Path.home()), str)
+
+    def set_last_dir(self, kind: str, path: str | Path) -> None:
+        p = Path(path)
+        self._set(f"folders/{kind}", str(p if p.is_dir() else p.parent))
+
+    @property
+    def recovery_dir(self) -> Path:
+        default = (
+            Path(QStandardPaths.writableLocation(QStandardPaths.StandardLocation.AppDataLocation))
+            / "recovery"
+        )
+        return Path(self._get("paths/recovery", str(default), str))
+
+    @recovery_dir.setter
+    def recovery_dir(self, value: str | Path) -> None:
+        self._set("paths/recovery", str(value))
+
+    @property
+    def autosave_minutes(self) -> float:
+        return self._get("project/autosave_minutes", 3.0, float)
+
+    @autosave_minutes.setter
+    def autosave_minutes(self, value: float) -> None:
+        self._set("project/autosave_minutes", float(value))
+
+    # ---- window --------------------------------------------------------------------------------
+    def window_state(self) -> tuple[QByteArray | None, QByteArray | None]:
+        return self.q.value("window/geometry"), self.q.value("window/state")
+
+    def set_window_state(self, geometry: QByteArray, state: QByteArray) -> None:
+        self._set("window/geometry", geometry)
+        self._set("window/state", state)
+
+    def sync(self) -> None:
+        self.q.sync()

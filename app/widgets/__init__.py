@@ -1,0 +1,1 @@
+"""Thin Qt views of the studio's models."""

@@ -1,0 +1,235 @@
+"""The inspector: the selected clip's request (mode, prompt, seed, guidance, frames, source),
+editable as the next request, with Generate / Regenerate / Extend / Edit / Cancel."""
+
+from __future__ import annotations
+
+import random
+
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QPixmap
+from PySide6.QtWidgets import (
+    QComboBox,
+    QDoubleSpinBox,
+    QFormLayout,
+    QFrame,
+    QGridLayout,
+    QHBoxLayout,
+    QLabel,
+    QPlainTextEdit,
+    QPushButton,
+    QSpinBox,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ..images import to_qimage
+from ..models.jobs import JobState
+from ..studio import Studio
+
+MODES = [
+    ("t2v", "Text → video"),
+    ("i2v", "Image → video"),
+    ("v2v", "Edit video (v2v)"),
+    ("extend", "Extend clip"),
+]
+PLACEHOLDERS = {
+    "t2v": "a small red circle moves left on a black background",
+    "i2v": "describe the motion, e.g. a large blue square moves right on a white background",
+    "v2v": "an instruction, e.g. remove the red circle",
+    "extend": "what happens next (empty: the clip's own prompt)",
+}
+
+
+class InspectorView(QWidget):
+    def __init__(self, studio: Studio, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.studio = studio
+        self.draft = studio.draft
+        self._updating = False
+        self.setMinimumWidth(300)
+
+        self.heading = QLabel("New request")
+        self.heading.setObjectName("heading")
+        self.subheading = QLabel("")
+        self.subheading.setObjectName("dim")
+        self.subheading.setWordWrap(True)
+
+        self.mode = QComboBox()
+        for key, label in MODES:
+            self.mode.addItem(label, key)
+        self.prompt = QPlainTextEdit()
+        self.prompt.setTabChangesFocus(True)
+        self.prompt.setFixedHeight(84)
+        self.seed = QSpinBox()
+        self.seed.setRange(0, 2**31 - 1)
+        self.dice = QToolButton(text="🎲", toolTip="Random seed")
+        self.guidance = QDoubleSpinBox()
+        self.guidance.setRange(0.0, 20.0)
+        self.guidance.setSingleStep(0.5)
+        self.guidance.setDecimals(2)
+        self.frames = QSpinBox()
+        self.frames.setRange(1, 2048)
+        self.frames.setSuffix(" frames")
+
+        self.source_thumb = QLabel()
+        self.source_thumb.setFixedSize(64, 48)
+        self.source_thumb.setFrameShape(QFrame.Shape.StyledPanel)
+        self.source_thumb.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.source_label = QLabel("none")
+        self.source_label.setObjectName("dim")
+        self.source_label.setWordWrap(True)
+        self.open_image = QPushButton("Open image…")
+
+        seed_row = QHBoxLayout()
+        seed_row.addWidget(self.seed, 1)
+        seed_row.addWidget(self.dice)
+        source_row = QHBoxLayout()
+        source_row.addWidget(self.source_thumb)
+        source_col = QVBoxLayout()
+        source_col.addWidget(self.source_label)
+        source_col.addWidget(self.open_image)
+        source_row.addLayout(source_col, 1)
+
+        form = QFormLayout()
+        form.setLabelAlignment(Qt.AlignmentFlag.AlignRight)
+        form.addRow("Mode", self.mode)
+        form.addRow("Prompt", self.prompt)
+        form.addRow("Seed", seed_row)
+        form.addRow("Guidance", self.guidance)
+        form.addRow("Length", self.frames)
+        form.addRow("Source", source_row)
+
+        self.generate_button = QPushButton("Generate")
+        self.generate_button.setObjectName("primary")
+        self.generate_button.setToolTip("Queue the request above (Ctrl+Enter)")
+        self.regenerate_button = QPushButton("Regenerate")
+        self.regenerate_button.setToolTip("The selected clip again with another seed")
+        self.extend_button = QPushButton("Extend")
+        self.extend_button.setToolTip("Continue the selected clip from its last frames")
+        self.edit_button = QPushButton("Edit")
+        self.edit_button.setToolTip(
+            "Apply the prompt as an instruction to the selected clip (a new clip)"
+        )
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setObjectName("danger")
+        self.cancel_button.setToolTip("Stop the running job; its frames are kept (Esc)")
+        buttons = QGridLayout()
+        buttons.addWidget(self.generate_button, 0, 0, 1, 2)
+        buttons.addWidget(self.regenerate_button, 1, 0)
+        buttons.addWidget(self.extend_button, 1, 1)
+        buttons.addWidget(self.edit_button, 2, 0)
+        buttons.addWidget(self.cancel_button, 2, 1)
+
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(10, 10, 10, 10)
+        layout.addWidget(self.heading)
+        layout.addWidget(self.subheading)
+        layout.addSpacing(6)
+        layout.addLayout(form)
+        layout.addSpacing(6)
+        layout.addLayout(buttons)
+        layout.addStretch(1)
+
+        # view -> model
+        self.mode.currentIndexChanged.connect(lambda _i: self._write(mode=self.mode.currentData()))
+        self.prompt.textChanged.connect(lambda: self._write(prompt=self.prompt.toPlainText()))
+        self.seed.valueChanged.connect(lambda v: self._write(seed=v))
+        self.guidance.valueChanged.connect(lambda v: self._write(guidance=v))
+        self.frames.valueChanged.connect(lambda v: self._write(frames=v))
+        self.dice.clicked.connect(lambda: self.draft.set(seed=random.randrange(2**31)))
+        self.open_image.clicked.connect(lambda: studio.load_image(generate=False))
+        self.generate_button.clicked.connect(studio.generate)
+        self.regenerate_button.clicked.connect(lambda: studio.regenerate())
+        self.extend_button.clicked.connect(lambda: studio.extend())
+        self.edit_button.clicked.connect(lambda: studio.edit())
+        self.cancel_button.clicked.connect(studio.cancel)
+        # model -> view
+        self.draft.events.changed.connect(self._on_draft)
+        studio.timeline.events.selection.connect(lambda _id: self._refresh_buttons())
+        studio.timeline.events.changed.connect(self._refresh_buttons)
+        studio.jobs.events.updated.connect(lambda _job: self._refresh_buttons())
+        studio.jobs.events.changed.connect(self._refresh_buttons)
+        for name in ("mode", "prompt", "seed", "guidance", "frames", "image", "clip"):
+            self._on_draft(name)
+
+    def _write(self, **changes) -> None:
+        if not self._updating:
+            self.draft.set(**changes)
+
+    def _on_draft(self, name: str) -> None:
+        self._updating = True
+        try:
+            d = self.draft
+            if name == "mode":
+                self.mode.setCurrentIndex(self.mode.findData(d.mode))
+                self.prompt.setPlaceholderText(PLACEHOLDERS[d.mode])
+                self.frames.setEnabled(d.mode != "v2v")
+                self._refresh_source()
+            elif name == "prompt" and self.prompt.toPlainText() != d.prompt:
+                self.prompt.setPlainText(d.prompt)
+            elif name == "seed":
+                self.seed.setValue(d.seed)
+            elif name == "guidance":
+                self.guidance.setValue(d.guidance)
+            elif name == "frames":
+                self.frames.setValue(d.frames)
+            elif name in ("image", "clip"):
+                self._refresh_source()
+                self._refresh_buttons()
+        finally:
+            self._updating = False
+
+    def _refresh_source(self) -> None:
+        d, t = self.draft, self.studio.timeline
+        thumb, text = None, "none (text only)"
+        if d.mode == "i2v":
+            if d.image is not None:
+                thumb, text = d.image.image, f"start image: {d.image.name}"
+            else:
+                text = "drop an image on the timeline or preview"
+        elif d.mode in ("v2v", "extend"):
+            clip = t.clip(d.clip)
+            if clip is not None:
+                thumb = t.media[clip.media].frames[
+                    clip.stop - 1 if d.mode == "extend" else clip.start
+                ]
+                text = f"clip: {clip.name or clip.id} ({clip.length} frames)"
+            else:
+                text = "select a clip on the timeline"
+        self.source_label.setText(text)
+        if thumb is None:
+            self.source_thumb.clear()
+        else:
+            self.source_thumb.setPixmap(
+                QPixmap.fromImage(to_qimage(thumb)).scaled(
+                    self.source_thumb.size(),
+                    Qt.AspectRatioMode.KeepAspectRatio,
+                    Qt.TransformationMode.SmoothTransformation,
+                )
+            )
+        self.open_image.setVisible(d.mode == "i2v")
+
+    def _refresh_buttons(self) -> None:
+        t = self.studio.timeline
+        clip = t.clip(t.selected)
+        if clip is None:
+            self.heading.setText("New request")
+            self.subheading.setText("Select a clip to see the request it was made with.")
+        else:
+            self.heading.setText(clip.name or "Clip")
+            r = clip.request
+            origin = (
+                "imported video"
+                if r is None
+                else f"{r.mode} · seed {r.seed} · guidance {r.guidance:g} · {r.model}"
+            )
+            self.subheading.setText(
+                f"{clip.length} frames ({clip.start}–{clip.stop - 1}) · {origin}"
+            )
+        self.regenerate_button.setEnabled(clip is not None and clip.request is not None)
+        self.extend_button.setEnabled(clip is not None)
+        self.edit_button.setEnabled(clip is not None)
+        running = self.studio.jobs.running()
+        self.cancel_button.setEnabled(running is not None and running.state == JobState.RUNNING)
+        self._refresh_source()

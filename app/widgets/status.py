@@ -1,0 +1,84 @@
+"""Status bar: device, model and memory in use (process RSS; GPU memory when on CUDA)."""
+
+from __future__ import annotations
+
+import os
+import resource
+import sys
+
+from PySide6.QtCore import QTimer
+from PySide6.QtWidgets import QLabel, QStatusBar
+
+from engine.api import ModelInfo
+
+from ..studio import Studio
+
+REFRESH_MS = 2000
+
+
+def cpu_memory_bytes() -> int:
+    """Resident memory of this process (Linux: current; elsewhere: peak)."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return peak if sys.platform == "darwin" else peak * 1024
+
+
+def gpu_memory_bytes() -> tuple[int, int] | None:
+    """(allocated, reserved) by torch on the current CUDA device, or None without CUDA."""
+    torch = sys.modules.get("torch")
+    if torch is None or not torch.cuda.is_available() or not torch.cuda.is_initialized():
+        return None
+    return torch.cuda.memory_allocated(), torch.cuda.memory_reserved()
+
+
+def human(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit in ("B", "KB", "MB") else f"{n:.2f} {unit}"
+        n /= 1024
+    return f"{n:.2f} GB"
+
+
+class StatusPanel:
+    """Adds permanent labels to a status bar and keeps them current."""
+
+    def __init__(self, studio: Studio, bar: QStatusBar) -> None:
+        self.studio, self.bar = studio, bar
+        self.device = QLabel("device: …")
+        self.model = QLabel("model: loading…")
+        self.memory = QLabel("")
+        for w in (self.model, self.device, self.memory):
+            bar.addPermanentWidget(w)
+        self.timer = QTimer(bar)
+        self.timer.setObjectName("memory-status")
+        self.timer.timeout.connect(self.refresh_memory)
+        self.timer.start(REFRESH_MS)
+        studio.model_loading.connect(lambda: self.model.setText("model: loading…"))
+        studio.model_loaded.connect(self._on_model)
+        studio.model_failed.connect(
+            lambda _m: (self.model.setText("model: not loaded"), self.device.setText("device: –"))
+        )
+        studio.messages.events.added.connect(lambda m: bar.showMessage(m.text, 8000))
+        self.refresh_memory()
+
+    def _on_model(self, info: ModelInfo) -> None:
+        self.model.setText(f"model: {info.name}")
+        device = info.device
+        torch = sys.modules.get("torch")
+        if device.startswith("cuda") and torch is not None and torch.cuda.is_available():
+            device = f"{device} ({torch.cuda.get_device_name()})"
+        self.device.setText(f"device: {device} · {info.dtype}")
+        self.refresh_memory()
+
+    def refresh_memory(self) -> None:
+        text = f"RAM {human(cpu_memory_bytes())}"
+        gpu = gpu_memory_bytes()
+        if gpu is not None:
+            text += f" · GPU {human(gpu[0])} (reserved {human(gpu[1])})"
+        self.memory.setText(text)
+
+    def shutdown(self) -> None:
+        self.timer.stop()

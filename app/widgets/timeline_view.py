@@ -1,0 +1,439 @@
+"""The timeline: clips as thumbnail strips on one track, a ruler and a playhead; zoom and
+horizontal scrolling. Click to select and seek, drag a clip to move it, drag its edges to trim.
+The running job is drawn as a growing ghost clip after the last one."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from PySide6.QtCore import QPointF, QRectF, QSize, Qt
+from PySide6.QtGui import (
+    QBrush,
+    QColor,
+    QFont,
+    QMouseEvent,
+    QPainter,
+    QPainterPath,
+    QPen,
+    QPixmap,
+    QPolygonF,
+    QWheelEvent,
+)
+from PySide6.QtWidgets import (
+    QFrame,
+    QHBoxLayout,
+    QLabel,
+    QScrollArea,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from .. import theme
+from ..images import to_qimage
+from ..models.jobs import JobState
+from ..models.timeline import Clip
+from ..studio import Studio
+from .drops import FileDropMixin
+
+PAD = 12  # left margin, px
+RULER_H = 24
+TRACK_TOP = 32
+TRACK_H = 68
+THUMB_H = TRACK_H - 22  # thumbnails above a label strip
+EDGE = 6  # px around a clip edge that grabs for trimming
+ZOOM_MIN, ZOOM_MAX = 0.5, 64.0
+MAJOR_STEPS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000)
+
+
+class TimelineCanvas(FileDropMixin, QWidget):
+    def __init__(self, studio: Studio, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.studio = studio
+        self.timeline = studio.timeline
+        self.ppf = 12.0  # pixels per frame (zoom)
+        self._thumbs: dict[tuple[str, int], QPixmap] = {}
+        self._drag: dict | None = None
+        self.setAcceptDrops(True)
+        self.setMouseTracking(True)
+        self.setFixedHeight(TRACK_TOP + TRACK_H + 14)
+        self.setFocusPolicy(Qt.FocusPolicy.ClickFocus)
+
+    # ---- geometry --------------------------------------------------------------------------------
+    def x_of(self, frame: float) -> float:
+        return PAD + frame * self.ppf
+
+    def frame_at(self, x: float) -> int:
+        return int(math.floor((x - PAD) / self.ppf))
+
+    def clip_rect(self, clip: Clip) -> QRectF:
+        x = self.x_of(self.timeline.offset(clip.id))
+        return QRectF(x, TRACK_TOP, clip.length * self.ppf, TRACK_H)
+
+    def clip_at(self, x: float, y: float) -> Clip | None:
+        if not TRACK_TOP <= y <= TRACK_TOP + TRACK_H:
+            return None
+        hit = self.timeline.locate(self.frame_at(x))
+        return None if hit is None else hit[0]
+
+    def ghost_frames(self) -> int:
+        job = self.studio.jobs.running()
+        return 0 if job is None else max(job.total, job.received)
+
+    def content_width(self) -> int:
+        return int(self.x_of(self.timeline.duration + self.ghost_frames()) + 240)
+
+    def sizeHint(self) -> QSize:
+        return QSize(self.content_width(), self.height())
+
+    def relayout(self) -> None:
+        self.setMinimumWidth(self.content_width())
+        self.update()
+
+    def set_zoom(self, ppf: float, anchor_x: float | None = None) -> None:
+        old = self.ppf
+        self.ppf = max(ZOOM_MIN, min(ZOOM_MAX, ppf))
+        self.relayout()
+        scroll = self._scroll_area()
+        if scroll is not None and anchor_x is not None:
+            frame = (anchor_x - PAD) / old
+            bar = scroll.horizontalScrollBar()
+            view_x = anchor_x - bar.value()
+            bar.setValue(int(self.x_of(frame) - view_x))
+
+    def _scroll_area(self) -> QScrollArea | None:
+        w = self.parent()
+        while w is not None and not isinstance(w, QScrollArea):
+            w = w.parent()
+        return w
+
+    # ---- thumbnails ------------------------------------------------------------------------------
+    def thumb(self, media_id: str, index: int, frame: np.ndarray | None = None) -> QPixmap:
+        key = (media_id, index)
+        pm = self._thumbs.get(key)
+        if pm is None:
+            if frame is None:
+                frame = self.timeline.media[media_id].frames[index]
+            image = to_qimage(frame)
+            mode = (
+                Qt.TransformationMode.FastTransformation
+                if image.height() < THUMB_H
+                else Qt.TransformationMode.SmoothTransformation
+            )
+            pm = QPixmap.fromImage(image.scaledToHeight(THUMB_H, mode))
+            if len(self._thumbs) > 4000:
+                self._thumbs.clear()
+            self._thumbs[key] = pm
+        return pm
+
+    # ---- painting --------------------------------------------------------------------------------
+    def paintEvent(self, event) -> None:
+        p = QPainter(self)
+        p.fillRect(self.rect(), QColor(theme.BG))
+        p.fillRect(QRectF(0, TRACK_TOP - 4, self.width(), TRACK_H + 8), QColor("#202226"))
+        self._paint_ruler(p, event.rect())
+        for clip in self.timeline.clips:
+            rect = self.clip_rect(clip)
+            if rect.right() >= event.rect().left() - 2 and rect.left() <= event.rect().right() + 2:
+                self._paint_clip(p, clip, rect)
+        self._paint_ghost(p)
+        self._paint_drag(p)
+        self._paint_playhead(p)
+        if not self.timeline.clips and not self.ghost_frames():
+            p.setPen(QColor(theme.DIM))
+            p.drawText(
+                QRectF(PAD, TRACK_TOP, 520, TRACK_H),
+                Qt.AlignmentFlag.AlignVCenter,
+                "Generated clips land here. Drop images or videos to start from them.",
+            )
+
+    def _paint_ruler(self, p: QPainter, area) -> None:
+        p.fillRect(QRectF(0, 0, self.width(), RULER_H), QColor(theme.PANEL))
+        p.setPen(QColor(theme.BORDER))
+        p.drawLine(0, RULER_H, self.width(), RULER_H)
+        step = next((s for s in MAJOR_STEPS if s * self.ppf >= 64), MAJOR_STEPS[-1])
+        first = max(0, self.frame_at(area.left()) // step * step)
+        last = self.frame_at(area.right()) + 1
+        font = QFont(self.font())
+        font.setPointSizeF(max(7.0, font.pointSizeF() - 2))
+        p.setFont(font)
+        fps = max(self.timeline.fps, 1)
+        if self.ppf >= 5:
+            p.setPen(QColor("#3b3e44"))
+            for f in range(max(0, self.frame_at(area.left())), last):
+                x = self.x_of(f)
+                p.drawLine(QPointF(x, RULER_H - 4), QPointF(x, RULER_H))
+        for f in range(first, last + step, step):
+            x = self.x_of(f)
+            p.setPen(QColor(theme.DIM))
+            p.drawLine(QPointF(x, RULER_H - 10), QPointF(x, RULER_H))
+            p.drawText(QPointF(x + 3, RULER_H - 11), f"{f}  {f / fps:.2f}s")
+
+    def _paint_clip(self, p: QPainter, clip: Clip, rect: QRectF) -> None:
+        selected = clip.id == self.timeline.selected
+        path = QPainterPath()
+        path.addRoundedRect(rect.adjusted(0.5, 0.5, -0.5, -0.5), 5, 5)
+        p.save()
+        p.setClipPath(path)
+        p.fillRect(rect, QColor(theme.RAISED))
+        media = self.timeline.media[clip.media]
+        tw = max(1, self.thumb(clip.media, clip.start).width())
+        count = math.ceil(rect.width() / tw)
+        for k in range(count):
+            local = min(clip.length - 1, int(k * tw / self.ppf))
+            x = rect.left() + k * tw
+            p.drawPixmap(QPointF(x, rect.top()), self.thumb(media.id, clip.start + local))
+        label = QRectF(rect.left(), rect.top() + THUMB_H, rect.width(), TRACK_H - THUMB_H)
+        colour = {"generated": "#2c3d5c", "video": "#3d3552", "image": "#2f4a3a"}.get(
+            media.kind, theme.RAISED
+        )
+        if clip.request is not None and "(partial" in clip.name:
+            colour = "#4a3a22"
+        p.fillRect(label, QColor(colour))
+        p.setPen(QColor(theme.TEXT))
+        text = p.fontMetrics().elidedText(
+            f"{clip.name}  ·  {clip.length}f", Qt.TextElideMode.ElideRight, int(label.width()) - 10
+        )
+        p.drawText(label.adjusted(6, 0, -4, 0), Qt.AlignmentFlag.AlignVCenter, text)
+        p.restore()
+        p.setPen(QPen(QColor(theme.ACCENT if selected else theme.BORDER), 2 if selected else 1))
+        p.setBrush(Qt.BrushStyle.NoBrush)
+        p.drawRoundedRect(rect.adjusted(0.5, 0.5, -0.5, -0.5), 5, 5)
+        if selected and rect.width() > 3 * EDGE:
+            p.setBrush(QColor(theme.ACCENT))
+            p.setPen(Qt.PenStyle.NoPen)
+            for x in (rect.left() + 1, rect.right() - 4):
+                p.drawRoundedRect(QRectF(x, rect.top() + TRACK_H / 2 - 10, 3, 20), 1.5, 1.5)
+
+    def _paint_ghost(self, p: QPainter) -> None:
+        job = self.studio.jobs.running()
+        if job is None:
+            return
+        total = max(job.total, job.received, 1)
+        rect = QRectF(
+            self.x_of(self.timeline.duration) + 2, TRACK_TOP, total * self.ppf - 2, TRACK_H
+        )
+        p.save()
+        p.setClipRect(rect)
+        p.fillRect(rect, QBrush(QColor("#26334a"), Qt.BrushStyle.BDiagPattern))
+        frames = [f for batch in job.frames for f in batch]
+        if frames:
+            tw = max(1, self.thumb(f"job{job.id}", 0, frames[0]).width())
+            for k in range(math.ceil(rect.width() / tw)):
+                local = int(k * tw / self.ppf)
+                if local >= len(frames):
+                    break
+                p.drawPixmap(
+                    QPointF(rect.left() + k * tw, rect.top()),
+                    self.thumb(f"job{job.id}", local, frames[local]),
+                )
+        label = QRectF(rect.left(), rect.top() + THUMB_H, rect.width(), TRACK_H - THUMB_H)
+        p.fillRect(label, QColor(30, 40, 60, 220))
+        done = job.received
+        p.fillRect(
+            QRectF(label.left(), label.bottom() - 3, label.width() * done / total, 3),
+            QColor(theme.ACCENT),
+        )
+        p.setPen(QColor(theme.TEXT))
+        text = p.fontMetrics().elidedText(
+            f"generating {done}/{total}  ·  {job.title}",
+            Qt.TextElideMode.ElideRight,
+            int(label.width()) - 10,
+        )
+        p.drawText(label.adjusted(6, 0, -4, -2), Qt.AlignmentFlag.AlignVCenter, text)
+        p.restore()
+        p.setPen(QPen(QColor(theme.ACCENT), 1, Qt.PenStyle.DashLine))
+        p.drawRoundedRect(rect.adjusted(0.5, 0.5, -0.5, -0.5), 5, 5)
+
+    def _paint_drag(self, p: QPainter) -> None:
+        d = self._drag
+        if d is None or d["mode"] not in ("move", "trim"):
+            return
+        p.setPen(QPen(QColor(theme.ACCENT), 2))
+        if d["mode"] == "move" and d.get("moving"):
+            x = self.x_of(self._insertion_frame(d["x"]))
+            p.drawLine(QPointF(x, TRACK_TOP - 6), QPointF(x, TRACK_TOP + TRACK_H + 6))
+        elif d["mode"] == "trim":
+            start, stop = self._trim_range(d)
+            clip = self.timeline.clip(d["clip"])
+            if clip is not None:
+                x0 = self.x_of(self.timeline.offset(clip.id) + start - clip.start)
+                p.fillRect(
+                    QRectF(x0, TRACK_TOP, (stop - start) * self.ppf, TRACK_H),
+                    QColor(79, 140, 255, 50),
+                )
+                p.drawRect(QRectF(x0, TRACK_TOP, (stop - start) * self.ppf, TRACK_H))
+
+    def _paint_playhead(self, p: QPainter) -> None:
+        if self.timeline.duration == 0:
+            return
+        x = self.x_of(self.timeline.playhead + 0.5)
+        p.setPen(QPen(QColor(theme.PLAYHEAD), 2))
+        p.drawLine(QPointF(x, RULER_H - 2), QPointF(x, self.height()))
+        p.setBrush(QColor(theme.PLAYHEAD))
+        p.setPen(Qt.PenStyle.NoPen)
+        p.drawPolygon(QPolygonF([QPointF(x - 6, 4), QPointF(x + 6, 4), QPointF(x, RULER_H - 2)]))
+
+    # ---- interaction -----------------------------------------------------------------------------
+    def _edge_hit(self, x: float, y: float) -> tuple[Clip, str] | None:
+        if not TRACK_TOP <= y <= TRACK_TOP + TRACK_H:
+            return None
+        for clip in self.timeline.clips:
+            r = self.clip_rect(clip)
+            if r.width() < 3 * EDGE:
+                continue
+            if abs(x - r.left()) <= EDGE:
+                return clip, "start"
+            if abs(x - r.right()) <= EDGE:
+                return clip, "end"
+        return None
+
+    def mousePressEvent(self, event: QMouseEvent) -> None:
+        if event.button() != Qt.MouseButton.LeftButton:
+            return
+        x, y = event.position().x(), event.position().y()
+        edge = self._edge_hit(x, y)
+        if edge is not None:
+            clip, side = edge
+            self.timeline.select(clip.id)
+            self._drag = {"mode": "trim", "clip": clip.id, "side": side, "x0": x, "x": x}
+            return
+        clip = self.clip_at(x, y)
+        self.timeline.select(clip.id if clip else None)
+        self.studio.seek(self.frame_at(x))
+        self._drag = {
+            "mode": "move" if clip else "scrub",
+            "clip": clip.id if clip else None,
+            "x0": x,
+            "x": x,
+        }
+
+    def mouseMoveEvent(self, event: QMouseEvent) -> None:
+        x, y = event.position().x(), event.position().y()
+        d = self._drag
+        if d is None:
+            cursor = (
+                Qt.CursorShape.SizeHorCursor if self._edge_hit(x, y) else Qt.CursorShape.ArrowCursor
+            )
+            self.setCursor(cursor)
+            return
+        d["x"] = x
+        if d["mode"] == "scrub":
+            self.studio.seek(self.frame_at(x))
+        elif d["mode"] == "move" and abs(x - d["x0"]) > 6:
+            d["moving"] = True
+        self.update()
+
+    def mouseReleaseEvent(self, event: QMouseEvent) -> None:
+        d, self._drag = self._drag, None
+        if d is None:
+            return
+        if d["mode"] == "trim":
+            start, stop = self._trim_range(d)
+            self.studio.trim(d["clip"], start, stop)
+        elif d["mode"] == "move" and d.get("moving"):
+            self.studio.move_clip(d["clip"], self._insertion_index(d["clip"], d["x"]))
+        self.update()
+
+    def _trim_range(self, d: dict) -> tuple[int, int]:
+        clip = self.timeline.clip(d["clip"])
+        delta = round((d["x"] - d["x0"]) / self.ppf)
+        n = len(self.timeline.media[clip.media])
+        if d["side"] == "start":
+            return max(0, min(clip.start + delta, clip.stop - 1)), clip.stop
+        return clip.start, max(clip.start + 1, min(clip.stop + delta, n))
+
+    def _insertion_index(self, clip_id: str, x: float) -> int:
+        """Where a clip dropped at x goes: before the first other clip whose middle is right of x."""
+        others = [c for c in self.timeline.clips if c.id != clip_id]
+        pos = 0.0
+        for i, c in enumerate(others):
+            if x < self.x_of(pos + c.length / 2):
+                return i
+            pos += c.length
+        return len(others)
+
+    def _insertion_frame(self, x: float) -> int:
+        d = self._drag
+        others = [c for c in self.timeline.clips if c.id != d["clip"]]
+        index = self._insertion_index(d["clip"], x)
+        return sum(c.length for c in others[:index])
+
+    def wheelEvent(self, event: QWheelEvent) -> None:
+        delta = event.angleDelta().y() or event.angleDelta().x()
+        if event.modifiers() & Qt.KeyboardModifier.ControlModifier:
+            self.set_zoom(self.ppf * (1.25 if delta > 0 else 0.8), event.position().x())
+            event.accept()
+            return
+        scroll = self._scroll_area()
+        if scroll is not None:
+            bar = scroll.horizontalScrollBar()
+            bar.setValue(bar.value() - delta)
+            event.accept()
+
+
+class TimelineView(FileDropMixin, QFrame):
+    """Toolbar (zoom) + scrollable canvas."""
+
+    def __init__(self, studio: Studio, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.studio = studio
+        self.setAcceptDrops(True)
+        self.canvas = TimelineCanvas(studio)
+        self.scroll = QScrollArea(self)
+        self.scroll.setWidget(self.canvas)
+        self.scroll.setWidgetResizable(True)
+        self.scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOn)
+        self.scroll.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.scroll.setFrameShape(QFrame.Shape.NoFrame)
+        self.scroll.setMinimumHeight(self.canvas.height() + 16)
+
+        self.zoom_out = QToolButton(text="−", toolTip="Zoom out (Ctrl+wheel)")
+        self.zoom_in = QToolButton(text="+", toolTip="Zoom in (Ctrl+wheel)")
+        self.zoom_fit = QToolButton(text="Fit", toolTip="Fit the whole timeline")
+        self.zoom_out.clicked.connect(lambda: self.canvas.set_zoom(self.canvas.ppf / 1.5))
+        self.zoom_in.clicked.connect(lambda: self.canvas.set_zoom(self.canvas.ppf * 1.5))
+        self.zoom_fit.clicked.connect(self.fit)
+        self.summary = QLabel()
+        self.summary.setObjectName("dim")
+        bar = QHBoxLayout()
+        bar.setContentsMargins(8, 4, 8, 0)
+        bar.addWidget(self.summary)
+        bar.addStretch(1)
+        for b in (self.zoom_out, self.zoom_in, self.zoom_fit):
+            bar.addWidget(b)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSpacing(2)
+        layout.addLayout(bar)
+        layout.addWidget(self.scroll)
+
+        t = studio.timeline
+        t.events.changed.connect(self._on_changed)
+        t.events.selection.connect(lambda _id: self.canvas.update())
+        t.events.playhead.connect(self._on_playhead)
+        studio.jobs.events.changed.connect(self.canvas.relayout)
+        studio.jobs.events.updated.connect(self._on_job)
+        studio.live_frame.connect(lambda *_: self.canvas.update())
+        self._on_changed()
+
+    def fit(self) -> None:
+        frames = max(self.studio.timeline.duration + self.canvas.ghost_frames(), 1)
+        self.canvas.set_zoom((self.scroll.viewport().width() - 2 * PAD - 40) / frames)
+
+    def _on_changed(self) -> None:
+        t = self.studio.timeline
+        self.summary.setText(
+            f"{len(t.clips)} clip(s) · {t.duration} frames · {t.duration / max(t.fps, 1):.2f} s"
+        )
+        self.canvas.relayout()
+
+    def _on_job(self, job) -> None:
+        if job.state in (JobState.RUNNING, JobState.DONE, JobState.CANCELLED, JobState.FAILED):
+            self.canvas.relayout()
+
+    def _on_playhead(self, frame: int) -> None:
+        x = int(self.canvas.x_of(frame + 0.5))
+        self.scroll.ensureVisible(x, TRACK_TOP, 60, 0)
+        self.canvas.update()
