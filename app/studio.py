@@ -96,7 +96,7 @@ class Studio(QObject):
         self.autosave_timer.setObjectName("autosave")
         self.autosave_timer.timeout.connect(self.autosave)
         self.undo.indexChanged.connect(self._on_edit)
-        self.undo.cleanChanged.connect(lambda _clean: self.project_changed.emit())
+        self.undo.cleanChanged.connect(self._on_clean_changed)
         self.timeline.events.selection.connect(self._on_selection)
 
     # ---- life cycle ------------------------------------------------------------------------------
@@ -615,6 +615,9 @@ class Studio(QObject):
             done,
             lambda m: self.messages.error(f"Project not saved: {m}"),
         )
+
+    def _on_clean_changed(self, _clean: bool) -> None:
+        self.project_changed.emit()
 
     def _on_edit(self, _index: int) -> None:
         self._edits += 1

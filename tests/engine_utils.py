@@ -9,9 +9,23 @@ from engine.model import StarFlow
 
 
 def tiny_config(**changes) -> FlowConfig:
-    base = dict(in_channels=4, img_size=4, patch_size=1, channels=32, top_block_channels=48,
-                num_blocks=3, layers_per_block=(1, 1, 2), txt_size=5, txt_dim=8, head_dim=16,
-                pt_seq_len=4, soft_clip=4.0, temporal_causal=2, denoiser_window=2, denoiser_layers=2)
+    base = dict(
+        in_channels=4,
+        img_size=4,
+        patch_size=1,
+        channels=32,
+        top_block_channels=48,
+        num_blocks=3,
+        layers_per_block=(1, 1, 2),
+        txt_size=5,
+        txt_dim=8,
+        head_dim=16,
+        pt_seq_len=4,
+        soft_clip=4.0,
+        temporal_causal=2,
+        denoiser_window=2,
+        denoiser_layers=2,
+    )
     base.update(changes)
     return FlowConfig(**base)
 

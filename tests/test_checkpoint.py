@@ -69,7 +69,9 @@ def test_7b_configuration_gives_exactly_the_official_manifest():
 def test_reference_yaml_reads_as_the_manifest_configuration(tmp_path):
     manifest = json.loads(MANIFEST.read_text())
     (tmp_path / "7b.yaml").write_text(YAML_7B)
-    assert FlowConfig.from_reference_yaml(tmp_path / "7b.yaml") == FlowConfig.from_dict(manifest["config"])
+    assert FlowConfig.from_reference_yaml(tmp_path / "7b.yaml") == FlowConfig.from_dict(
+        manifest["config"]
+    )
 
 
 @pytest.mark.parametrize("suffix", [".safetensors", ".pth"])
@@ -101,9 +103,18 @@ def test_load_in_bf16_builds_directly_in_bf16(tmp_path):
 @pytest.mark.parametrize(
     "damage, message",
     [
-        (lambda s: s.pop("blocks.2.attn_blocks.1.mlp.main.0.weight"), "missing tensors.*blocks.2.attn_blocks.1.mlp.main.0.weight"),
-        (lambda s: s.update({"blocks.9.extra": torch.zeros(2)}), "unexpected tensors.*blocks.9.extra"),
-        (lambda s: s.update({"blocks.0.proj_in.weight": torch.zeros(3, 3)}), r"mis-shaped.*blocks.0.proj_in.weight: file \(3, 3\)"),
+        (
+            lambda s: s.pop("blocks.2.attn_blocks.1.mlp.main.0.weight"),
+            "missing tensors.*blocks.2.attn_blocks.1.mlp.main.0.weight",
+        ),
+        (
+            lambda s: s.update({"blocks.9.extra": torch.zeros(2)}),
+            "unexpected tensors.*blocks.9.extra",
+        ),
+        (
+            lambda s: s.update({"blocks.0.proj_in.weight": torch.zeros(3, 3)}),
+            r"mis-shaped.*blocks.0.proj_in.weight: file \(3, 3\)",
+        ),
     ],
 )
 def test_mismatched_checkpoints_name_the_tensor(tmp_path, damage, message):

@@ -26,7 +26,10 @@ def decode(path) -> tuple[np.ndarray, dict]:
 def test_generate_text_to_video(tmp_path):
     out = tmp_path / "clip.mp4"
     prompt = "a large red circle moves left on a black background"
-    assert main(["generate", "--prompt", prompt, "--frames", "5", "--seed", "1", "--out", str(out)]) == 0
+    assert (
+        main(["generate", "--prompt", prompt, "--frames", "5", "--seed", "1", "--out", str(out)])
+        == 0
+    )
     frames, meta = decode(out)
     assert frames.shape == (5, 48, 64, 3)
     assert meta.get("prompt") == prompt and meta.get("seed") == "1"
@@ -38,8 +41,22 @@ def test_generate_image_to_video_keeps_the_first_frame(tmp_path):
     cv2.imwrite(str(tmp_path / "start.png"), image[:, :, ::-1])
     out = tmp_path / "i2v.mp4"
     prompt = "a large red circle moves left on a black background"
-    assert main(["generate", "--prompt", prompt, "--image", str(tmp_path / "start.png"),
-                 "--frames", "4", "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "generate",
+                "--prompt",
+                prompt,
+                "--image",
+                str(tmp_path / "start.png"),
+                "--frames",
+                "4",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     frames, _ = decode(out)
     assert len(frames) == 4 and psnr(frames[0], image) > 30  # H.264 is lossy
 
@@ -64,10 +81,19 @@ def test_bad_inputs_exit_2_and_write_nothing(tmp_path, caplog):
 
 def test_batch_loads_once_and_reports_failed_jobs(tmp_path):
     jobs = tmp_path / "jobs.jsonl"
-    jobs.write_text("\n".join(json.dumps(j) for j in [
-        {"prompt": "a small blue square stays still on a white background", "frames": 2, "out": "a.mp4"},
-        {"prompt": "a blue blob", "frames": 2, "out": "b.mp4"},
-    ]))
+    jobs.write_text(
+        "\n".join(
+            json.dumps(j)
+            for j in [
+                {
+                    "prompt": "a small blue square stays still on a white background",
+                    "frames": 2,
+                    "out": "a.mp4",
+                },
+                {"prompt": "a blue blob", "frames": 2, "out": "b.mp4"},
+            ]
+        )
+    )
     assert main(["batch", str(jobs), "--out-dir", str(tmp_path / "out")]) == 2
     assert decode(tmp_path / "out" / "a.mp4")[0].shape[0] == 2
     assert not (tmp_path / "out" / "b.mp4").exists()
@@ -89,6 +115,8 @@ def test_demo_model_loads_by_default_and_streams(frames):
 
     pipeline = load_pipeline()
     assert (pipeline.info.width, pipeline.info.height, pipeline.info.fps) == (64, 48, 16)
-    request = GenerateRequest(prompt="a large green triangle moves up on a navy background", frames=frames)
+    request = GenerateRequest(
+        prompt="a large green triangle moves up on a navy background", frames=frames
+    )
     events = list(pipeline.generate(request))
     assert [e.start for e in events] == list(range(frames)) and events[-1].done == frames

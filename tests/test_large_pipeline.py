@@ -22,8 +22,9 @@ from test_large_text import tiny_config as tiny_t5_config  # noqa: E402
 from test_large_text import tiny_tokenizer  # noqa: E402
 from test_large_vae import TINY  # noqa: E402
 
-OPTIONS = LargeOptions(aspect_ratio="16:9", side=32, jacobi_block_size=4, jacobi_max_iter=64,
-                       jacobi_threshold=1e-9)
+OPTIONS = LargeOptions(
+    aspect_ratio="16:9", side=32, jacobi_block_size=4, jacobi_max_iter=64, jacobi_threshold=1e-9
+)
 
 
 @pytest.fixture(scope="module")
@@ -31,8 +32,18 @@ def pipeline():
     torch.manual_seed(0)
     codec = WanCodec(diffusers.AutoencoderKLWan(**TINY))
     text = T5TextEncoder.from_config(tiny_t5_config(), tiny_tokenizer(), max_tokens=12)
-    flow = random_model(tiny_config(in_channels=48, txt_dim=16, txt_size=12, img_size=2, pt_seq_len=2,
-                                    channels=32, top_block_channels=32), std=0.05)
+    flow = random_model(
+        tiny_config(
+            in_channels=48,
+            txt_dim=16,
+            txt_size=12,
+            img_size=2,
+            pt_seq_len=2,
+            channels=32,
+            top_block_channels=32,
+        ),
+        std=0.05,
+    )
     return assemble(flow, codec, text, OPTIONS)
 
 
@@ -58,14 +69,18 @@ def test_text_to_video_streams_what_whole_clip_generation_gives(pipeline):
     latents = sample(pipeline.model, noise, y, y_null, pipeline.options(2.0, 3))
     latents = denoise_clip(pipeline.model, latents, y)
     whole = pipeline.codec.decode(latents)
-    expected = ((whole[0].clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    expected = (
+        ((whole[0].clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    )
     assert np.abs(frames.astype(int) - expected.astype(int)).max() <= 1
 
 
 def test_prompt_goes_through_the_reference_template(pipeline, monkeypatch):
     seen = []
     original = pipeline.text.encode
-    monkeypatch.setattr(pipeline.text, "encode", lambda texts: seen.extend(texts) or original(texts))
+    monkeypatch.setattr(
+        pipeline.text, "encode", lambda texts: seen.extend(texts) or original(texts)
+    )
     pipeline.embed("(v2v) remove the red circle", 2.5)
     assert seen == [
         "Noise Level 500:\nA video with 16 fps:\n(v2v) remove the red circle\n\n in a 16:9 aspect ratio.\n",
@@ -84,9 +99,13 @@ def test_image_to_video_keeps_the_image_as_frame_zero(pipeline):
 def test_extend_and_edit_run_after_a_source_clip(pipeline):
     rng = np.random.default_rng(1)
     clip = rng.integers(0, 255, (9, 32, 48, 3), dtype=np.uint8)
-    _, ext = collect(pipeline, GenerateRequest(prompt="a red circle", mode="extend", video=clip, frames=8))
+    _, ext = collect(
+        pipeline, GenerateRequest(prompt="a red circle", mode="extend", video=clip, frames=8)
+    )
     assert ext.shape == (8, 32, 48, 3)
-    _, edit = collect(pipeline, GenerateRequest(prompt="remove the red circle", mode="v2v", video=clip, frames=9))
+    _, edit = collect(
+        pipeline, GenerateRequest(prompt="remove the red circle", mode="v2v", video=clip, frames=9)
+    )
     assert edit.shape == (9, 32, 48, 3)
 
 

@@ -71,7 +71,9 @@ def test_reverse_sequential(golden):
 
 def test_reverse_guided_sequential(golden):
     _, model, g = golden
-    out = sample(model, g["in.noise"], g["in.y"], g["in.y_null"], SamplerOptions(guidance=2.5, jacobi=False))
+    out = sample(
+        model, g["in.noise"], g["in.y"], g["in.y_null"], SamplerOptions(guidance=2.5, jacobi=False)
+    )
     assert rel_err(out, g["reverse_cfg.x"]) <= SAMPLING
 
 
@@ -87,7 +89,9 @@ def test_reverse_guided_jacobi(golden, block_size):
 def test_image_to_video(golden):
     _, model, g = golden
     first = g["in.first_frame"][:, None]
-    out = sample(model, g["in.noise"], g["in.y"], g["in.y_null"], SamplerOptions(**JACOBI), context=first)
+    out = sample(
+        model, g["in.noise"], g["in.y"], g["in.y_null"], SamplerOptions(**JACOBI), context=first
+    )
     assert rel_err(out, g["i2v.x"]) <= SAMPLING
     assert rel_err(out[:, 0], g["in.first_frame"]) <= SAMPLING
 

@@ -45,7 +45,9 @@ def test_frames_arrive_in_order_and_without_denoising_immediately():
     model, y, y_null, opts = setup()
     session = Session(model, opts, denoise=False)
     session.set_prompt(y, y_null)
-    assert [i for i, _ in session.frames(5, NoiseSource(0, (1, 4, *HW)), latent_hw=HW)] == list(range(5))
+    assert [i for i, _ in session.frames(5, NoiseSource(0, (1, 4, *HW)), latent_hw=HW)] == list(
+        range(5)
+    )
 
 
 def test_context_prefix_continues_the_clip():

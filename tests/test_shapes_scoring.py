@@ -41,10 +41,18 @@ def test_wrong_clips_do_not_follow():
         obj = scene.objects[0]
         text = caption(scene)
         other_colour = "blue" if obj.colour != "blue" else "red"
-        wrong = [dataclasses.replace(scene, background="white" if scene.background != "white" else "navy"),
-                 dataclasses.replace(scene, objects=(dataclasses.replace(obj, colour=other_colour),))]
+        wrong = [
+            dataclasses.replace(
+                scene, background="white" if scene.background != "white" else "navy"
+            ),
+            dataclasses.replace(scene, objects=(dataclasses.replace(obj, colour=other_colour),)),
+        ]
         if obj.motion != "stays still":
-            wrong.append(dataclasses.replace(scene, objects=(dataclasses.replace(obj, motion="stays still"),)))
+            wrong.append(
+                dataclasses.replace(
+                    scene, objects=(dataclasses.replace(obj, motion="stays still"),)
+                )
+            )
         for w in wrong:
             assert not follows_caption(render(w, 17), text), (text, caption(w))
             checked += 1

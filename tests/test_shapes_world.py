@@ -21,7 +21,9 @@ from engine.shapes.world import (
 )
 
 
-def one(shape="square", size="large", motion="stays still", x=20.0, y=20.0, bg="black", colour="red"):
+def one(
+    shape="square", size="large", motion="stays still", x=20.0, y=20.0, bg="black", colour="red"
+):
     return Scene(bg, (ShapeObject(shape, colour, size, motion, x, y),))
 
 
@@ -52,9 +54,16 @@ def test_triangle_is_upright_and_circle_is_round():
     assert abs(circle - np.pi * 7**2) < 12
 
 
-@pytest.mark.parametrize("motion, dx, dy", [("moves left", -1.5, 0), ("moves right", 1.5, 0),
-                                           ("moves up", 0, -1.5), ("moves down", 0, 1.5),
-                                           ("stays still", 0, 0)])
+@pytest.mark.parametrize(
+    "motion, dx, dy",
+    [
+        ("moves left", -1.5, 0),
+        ("moves right", 1.5, 0),
+        ("moves up", 0, -1.5),
+        ("moves down", 0, 1.5),
+        ("stays still", 0, 0),
+    ],
+)
 def test_motion_speed(motion, dx, dy):
     clip = render(one(motion=motion, x=32.0, y=24.0), 5)
     cx = [np.nonzero(object_pixels(f, "red"))[1].mean() for f in clip[[0, 4]]]
@@ -79,16 +88,24 @@ def test_random_scenes_are_valid():
         assert 1 <= len(scene.objects) <= 2
         assert len({o.colour for o in scene.objects}) == len(scene.objects)
         if len(scene.objects) == 2:
-            a, b = (object_pixels(render(dataclasses.replace(scene, objects=(o,)), 1)[0], o.colour)
-                    for o in scene.objects)
+            a, b = (
+                object_pixels(render(dataclasses.replace(scene, objects=(o,)), 1)[0], o.colour)
+                for o in scene.objects
+            )
             assert not (a & b).any()
 
 
 def test_caption_grammar():
-    scene = Scene("navy", (ShapeObject("circle", "red", "small", "moves left", 10, 10),
-                           ShapeObject("square", "blue", "large", "stays still", 40, 30)))
-    assert caption(scene) == ("a small red circle moves left and a large blue square stays still"
-                              " on a navy background")
+    scene = Scene(
+        "navy",
+        (
+            ShapeObject("circle", "red", "small", "moves left", 10, 10),
+            ShapeObject("square", "blue", "large", "stays still", 40, 30),
+        ),
+    )
+    assert caption(scene) == (
+        "a small red circle moves left and a large blue square stays still on a navy background"
+    )
 
 
 def test_edits_change_only_what_they_name():
@@ -103,13 +120,20 @@ def test_edits_change_only_what_they_name():
             assert edited.objects == scene.objects and edited.background != scene.background
         elif text.startswith("make"):
             changed = [(a, b) for a, b in zip(scene.objects, edited.objects, strict=True) if a != b]
-            assert len(changed) == 1 and dataclasses.replace(changed[0][1], colour=changed[0][0].colour) == changed[0][0]
+            assert (
+                len(changed) == 1
+                and dataclasses.replace(changed[0][1], colour=changed[0][0].colour) == changed[0][0]
+            )
         elif text.startswith("remove"):
             assert len(edited.objects) == 1 and edited.objects[0] in scene.objects
             keep = object_pixels(src, edited.objects[0].colour)
-            assert not (keep & ~object_pixels(dst, edited.objects[0].colour)).any()  # only uncovered
+            assert not (
+                keep & ~object_pixels(dst, edited.objects[0].colour)
+            ).any()  # only uncovered
         else:
-            assert edited.objects[: len(scene.objects)] == scene.objects and len(edited.objects) == 2
+            assert (
+                edited.objects[: len(scene.objects)] == scene.objects and len(edited.objects) == 2
+            )
     assert seen == {"add", "remove", "make", "change"}
 
 
@@ -136,16 +160,25 @@ def test_size_defaults_to_large():
     assert spec.objects[0].size == "large"
 
 
-@pytest.mark.parametrize("bad, where", [
-    ("a red circle moves left on a black", "'background'"),
-    ("a purple circle moves left on a black background", "a colour"),
-    ("a red circle moves sideways on a black background", "the rest of 'moves"),
-    ("A red circle moves left on a black background", "lower case"),
-    ("a red circle moves left  on a black background", "single spaces"),
-    ("a red circle moves left on a black background please", "expected the end"),
-    ("a red circle stays still and a red square stays still on a gray background", "same colour"),
-    ("a red circle moves left and a blue square stays still and a green circle stays still on a gray background", "'on'"),
-])
+@pytest.mark.parametrize(
+    "bad, where",
+    [
+        ("a red circle moves left on a black", "'background'"),
+        ("a purple circle moves left on a black background", "a colour"),
+        ("a red circle moves sideways on a black background", "the rest of 'moves"),
+        ("A red circle moves left on a black background", "lower case"),
+        ("a red circle moves left  on a black background", "single spaces"),
+        ("a red circle moves left on a black background please", "expected the end"),
+        (
+            "a red circle stays still and a red square stays still on a gray background",
+            "same colour",
+        ),
+        (
+            "a red circle moves left and a blue square stays still and a green circle stays still on a gray background",
+            "'on'",
+        ),
+    ],
+)
 def test_captions_outside_the_grammar_are_rejected_with_the_reason(bad, where):
     with pytest.raises(CaptionError, match=where):
         parse_caption(bad)

@@ -63,7 +63,7 @@ class InspectorView(QWidget):
         self.prompt.setFixedHeight(84)
         self.seed = QSpinBox()
         self.seed.setRange(0, 2**31 - 1)
-        self.dice = QToolButton(text="🎲", toolTip="Random seed")
+        self.dice = QToolButton(text="Random", toolTip="Pick a random seed")
         self.guidance = QDoubleSpinBox()
         self.guidance.setRange(0.0, 20.0)
         self.guidance.setSingleStep(0.5)

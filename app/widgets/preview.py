@@ -6,8 +6,16 @@ from __future__ import annotations
 import logging
 
 from PySide6.QtCore import QRect, QRectF, Qt, QTimer, Signal
-from PySide6.QtGui import QColor, QFont, QImage, QPainter, QPen
-from PySide6.QtWidgets import QHBoxLayout, QLabel, QSizePolicy, QToolButton, QVBoxLayout, QWidget
+from PySide6.QtGui import QColor, QFont, QIcon, QImage, QPainter, QPen
+from PySide6.QtWidgets import (
+    QHBoxLayout,
+    QLabel,
+    QSizePolicy,
+    QStyle,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
 
 from .. import theme
 from ..images import to_qimage
@@ -96,13 +104,19 @@ class PreviewView(QWidget):
         self.play_timer.timeout.connect(self._tick)
 
         self.start_button = self._button(
-            "⏮", "Go to start (Home)", lambda: self.timeline.set_playhead(0)
+            "SP_MediaSkipBackward", "Go to start (Home)", lambda: self.timeline.set_playhead(0)
         )
-        self.prev_button = self._button("◀", "Previous frame (Left)", lambda: self.step(-1))
-        self.play_button = self._button("▶", "Play / pause (Space)", self.toggle_play)
-        self.next_button = self._button("▶|", "Next frame (Right)", lambda: self.step(1))
+        self.prev_button = self._button(
+            "SP_MediaSeekBackward", "Previous frame (Left)", lambda: self.step(-1)
+        )
+        self.play_button = self._button("SP_MediaPlay", "Play / pause (Space)", self.toggle_play)
+        self.next_button = self._button(
+            "SP_MediaSeekForward", "Next frame (Right)", lambda: self.step(1)
+        )
         self.end_button = self._button(
-            "⏭", "Go to end (End)", lambda: self.timeline.set_playhead(self.timeline.duration)
+            "SP_MediaSkipForward",
+            "Go to end (End)",
+            lambda: self.timeline.set_playhead(self.timeline.duration),
         )
         self.counter = QLabel("0 / 0")
         self.counter.setObjectName("dim")
@@ -134,9 +148,12 @@ class PreviewView(QWidget):
         studio.seeked.connect(lambda _f: self.step(0))
         self._show_timeline_frame()
 
-    def _button(self, text: str, tip: str, slot) -> QToolButton:
+    def _icon(self, name: str) -> QIcon:
+        return self.style().standardIcon(getattr(QStyle.StandardPixmap, name))
+
+    def _button(self, icon: str, tip: str, slot) -> QToolButton:
         b = QToolButton(self)
-        b.setText(text)
+        b.setIcon(self._icon(icon))
         b.setToolTip(tip)
         b.setMinimumWidth(36)
         b.clicked.connect(slot)
@@ -160,12 +177,12 @@ class PreviewView(QWidget):
         if self.timeline.playhead >= self.timeline.duration - 1:
             self.timeline.set_playhead(0)
         self.play_timer.start(max(1, round(1000 / max(self.timeline.fps, 1))))
-        self.play_button.setText("⏸")
+        self.play_button.setIcon(self._icon("SP_MediaPause"))
         self._show_timeline_frame()
 
     def pause(self) -> None:
         self.play_timer.stop()
-        self.play_button.setText("▶")
+        self.play_button.setIcon(self._icon("SP_MediaPlay"))
 
     def step(self, delta: int) -> None:
         self.pause()

@@ -1,0 +1,488 @@
+"""The editor, driven through its real main window with the built-in demo model (headless Qt)."""
+
+from __future__ import annotations
+
+import struct
+import zlib
+
+import av
+import cv2
+import numpy as np
+import pytest
+import torch
+from app_utils import FAULT_SEED, FaultyPipeline, close_editor, demo_loader, open_editor, psnr
+from PySide6.QtCore import QMimeData, QPoint, QPointF, Qt, QUrl
+from PySide6.QtGui import QDragEnterEvent, QDragMoveEvent, QDropEvent
+from PySide6.QtWidgets import QApplication
+
+from app.models.jobs import JobState
+from app.models.project import load_project
+from engine.api import GenerateRequest
+from engine.shapes.world import random_scene, render
+
+PROMPT = "a large red circle moves right on a black background"
+
+
+@pytest.fixture
+def editor(qtbot, tmp_path):
+    ed = open_editor(qtbot, tmp_path)
+    yield ed
+    close_editor(ed)
+
+
+def type_prompt(qtbot, ed, text: str) -> None:
+    box = ed.window.inspector.prompt
+    box.clear()
+    qtbot.keyClicks(box, text)
+
+
+def run_job(qtbot, ed, start, timeout: int = 60_000) -> str:
+    """Call `start` (which queues a job) and wait until it lands; returns the new clip id."""
+    with qtbot.waitSignal(ed.studio.job_landed, timeout=timeout) as blocker:
+        start()
+    return blocker.args[0]
+
+
+def drop_files(qtbot, widget, paths) -> None:
+    """What the file manager does: drag enter, move, then drop local file URLs on `widget`."""
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(p)) for p in paths])
+    centre = QPoint(widget.width() // 2, widget.height() // 2)
+    args = (
+        Qt.DropAction.CopyAction,
+        mime,
+        Qt.MouseButton.LeftButton,
+        Qt.KeyboardModifier.NoModifier,
+    )
+    enter = QDragEnterEvent(centre, *args)
+    assert QApplication.sendEvent(widget, enter) and enter.isAccepted()
+    QApplication.sendEvent(widget, QDragMoveEvent(centre, *args))
+    drop = QDropEvent(QPointF(centre), *args)
+    QApplication.sendEvent(widget, drop)
+    assert drop.isAccepted()
+
+
+def wait_idle(qtbot, ed, timeout: int = 30_000) -> None:
+    qtbot.waitUntil(lambda: not ed.studio.busy, timeout=timeout)
+
+
+def project_state(studio):
+    t = studio.timeline
+    return [(c.name, c.length, c.request) for c in t.clips], t.all_frames().copy()
+
+
+# ---- generation ------------------------------------------------------------------------------------
+def test_text_to_video_streams_frames_in_order_then_lands(qtbot, editor):
+    s, w = editor.studio, editor.window
+    type_prompt(qtbot, editor, PROMPT)
+    w.inspector.frames.setValue(9)
+    live = []
+    w.preview.frame_shown.connect(lambda src, i: live.append((src, i, len(s.timeline.clips))))
+    clip_id = run_job(
+        qtbot,
+        editor,
+        lambda: qtbot.mouseClick(w.inspector.generate_button, Qt.MouseButton.LeftButton),
+    )
+
+    # every frame was shown live, in order, before the clip existed on the timeline
+    shown = [(i, n) for src, i, n in live if src == "live"]
+    assert [i for i, _ in shown] == list(range(9))
+    assert all(n == 0 for _, n in shown)
+    clip = s.timeline.clip(clip_id)
+    assert clip.length == 9 and clip.request.prompt == PROMPT and clip.request.mode == "t2v"
+    # the clip holds exactly what the engine makes for that request
+    expected = np.concatenate(
+        [
+            e.frames
+            for e in demo_loader(None, "cpu", "auto").generate(
+                GenerateRequest(
+                    PROMPT, frames=9, seed=clip.request.seed, guidance=clip.request.guidance
+                )
+            )
+        ]
+    )
+    np.testing.assert_array_equal(s.timeline.clip_frames(clip_id), expected)
+    assert "cpu" in w.status.device.text()
+
+
+def test_ctrl_enter_generates_and_regenerate_uses_another_seed(qtbot, editor):
+    s, w = editor.studio, editor.window
+    type_prompt(qtbot, editor, PROMPT)
+    w.inspector.frames.setValue(5)
+    first = run_job(
+        qtbot,
+        editor,
+        lambda: qtbot.keyClick(w, Qt.Key.Key_Return, Qt.KeyboardModifier.ControlModifier),
+    )
+    s.timeline.select(first)
+    second = run_job(
+        qtbot,
+        editor,
+        lambda: qtbot.mouseClick(w.inspector.regenerate_button, Qt.MouseButton.LeftButton),
+    )
+    a, b = s.timeline.clip(first), s.timeline.clip(second)
+    assert [c.id for c in s.timeline.clips] == [first, second]  # the new take lands after
+    assert b.request.prompt == a.request.prompt and b.request.seed != a.request.seed
+
+
+def write_png(path, image: np.ndarray) -> None:
+    cv2.imwrite(str(path), np.ascontiguousarray(image[:, :, ::-1]))
+
+
+def test_dropped_image_becomes_the_first_frame(qtbot, editor, tmp_path):
+    s, w = editor.studio, editor.window
+    frame = render(random_scene(np.random.default_rng(3)), 1)[0]
+    big = cv2.resize(frame, (256, 192), interpolation=cv2.INTER_NEAREST)  # 4x: fits back exactly
+    path = tmp_path / "start.png"
+    write_png(path, big)
+    type_prompt(qtbot, editor, PROMPT)
+    w.inspector.frames.setValue(5)
+    clip_id = run_job(qtbot, editor, lambda: drop_files(qtbot, w.timeline_view, [path]))
+    clip = s.timeline.clip(clip_id)
+    assert clip.request.mode == "i2v" and clip.length == 5
+    first = s.timeline.clip_frames(clip_id)[0]
+    assert psnr(first, frame) > 30
+    assert w.inspector.source_label.text() != "none"
+
+
+def test_edit_and_extend_make_new_clips_and_keep_the_source(qtbot, editor):
+    s, w = editor.studio, editor.window
+    type_prompt(qtbot, editor, PROMPT)
+    w.inspector.frames.setValue(9)
+    source = run_job(qtbot, editor, s.generate)
+    before = s.timeline.clip_frames(source).copy()
+
+    s.timeline.select(source)
+    type_prompt(qtbot, editor, "make the red circle blue")
+    edited = run_job(
+        qtbot, editor, lambda: qtbot.mouseClick(w.inspector.edit_button, Qt.MouseButton.LeftButton)
+    )
+    e = s.timeline.clip(edited)
+    assert e.request.mode == "v2v" and e.length == 9
+    assert e.request.source.media == s.timeline.clip(source).media
+
+    s.timeline.select(source)
+    w.inspector.frames.setValue(12)
+    extended = run_job(
+        qtbot,
+        editor,
+        lambda: qtbot.mouseClick(w.inspector.extend_button, Qt.MouseButton.LeftButton),
+    )
+    x = s.timeline.clip(extended)
+    assert x.request.mode == "extend" and x.length == 12
+    assert [c.id for c in s.timeline.clips] == [
+        source,
+        extended,
+        edited,
+    ]  # each lands after its source
+    np.testing.assert_array_equal(s.timeline.clip_frames(source), before)  # the original stays
+
+
+def test_cancel_mid_job_keeps_the_frames_made(qtbot, editor):
+    s, w = editor.studio, editor.window
+    type_prompt(qtbot, editor, PROMPT)
+    w.inspector.frames.setValue(64)
+    seen = []
+
+    def on_frame(job_id, index, _image):
+        seen.append(index)
+        if index == 2:
+            qtbot.keyClick(w, Qt.Key.Key_Escape)
+
+    s.live_frame.connect(on_frame)
+    jobs = []
+    clip_id = run_job(qtbot, editor, lambda: jobs.append(s.generate()))
+    assert jobs[0].state == JobState.CANCELLED
+    clip = s.timeline.clip(clip_id)
+    assert 3 <= clip.length < 64 and clip.length <= 3 + 4  # stopped within one latent frame
+    assert "partial" in clip.name
+    np.testing.assert_array_equal(s.timeline.clip_frames(clip_id).shape[0], len(seen))
+
+
+def test_queue_reorders_and_removes_jobs(qtbot, editor):
+    s = editor.studio
+    type_prompt(qtbot, editor, PROMPT)
+    editor.window.inspector.frames.setValue(33)
+    running = s.generate()
+    a, b, c = (s._submit("t2v", f"{PROMPT}", seed, 2.5, 5, None, None) for seed in (1, 2, 3))
+    s.move_job(c.id, -1)
+    s.remove_job(a.id)
+    assert [j.id for j in s.jobs.queued()] == [c.id, b.id]
+    order = []
+    s.job_landed.connect(lambda cid: order.append(s.timeline.clip(cid).request.seed))
+    s.cancel()
+    qtbot.waitUntil(lambda: len(order) == 3, timeout=60_000)
+    assert order == [running.request.seed, 3, 2]
+
+
+# ---- timeline editing -------------------------------------------------------------------------------
+def test_timeline_edits_undo_and_redo(qtbot, editor):
+    s, w = editor.studio, editor.window
+    type_prompt(qtbot, editor, PROMPT)
+    w.inspector.frames.setValue(9)
+    a = run_job(qtbot, editor, s.generate)
+    original = project_state(s)
+
+    s.timeline.select(a)
+    qtbot.keyClick(w, Qt.Key.Key_D, Qt.KeyboardModifier.ControlModifier)  # duplicate
+    assert len(s.timeline.clips) == 2
+    s.seek(4)
+    qtbot.keyClick(w, Qt.Key.Key_K, Qt.KeyboardModifier.ControlModifier)  # split at the playhead
+    assert [c.length for c in s.timeline.clips] == [4, 5, 9]
+    s.timeline.select(s.timeline.clips[0].id)
+    qtbot.keyClick(w, Qt.Key.Key_Delete)
+    assert [c.length for c in s.timeline.clips] == [5, 9]
+    s.trim(s.timeline.clips[1].id, 2, 7)
+    s.move_clip(s.timeline.clips[1].id, 0)
+    assert [c.length for c in s.timeline.clips] == [5, 5]
+    after_edits = project_state(s)
+
+    for _ in range(5):
+        qtbot.keyClick(w, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
+    names, frames = project_state(s)
+    assert names == original[0]
+    np.testing.assert_array_equal(frames, original[1])
+    for _ in range(5):
+        qtbot.keyClick(
+            w, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier | Qt.KeyboardModifier.ShiftModifier
+        )
+    names, frames = project_state(s)
+    assert names == after_edits[0]
+    np.testing.assert_array_equal(frames, after_edits[1])
+
+
+def test_playback_keys(qtbot, editor):
+    s, w = editor.studio, editor.window
+    type_prompt(qtbot, editor, PROMPT)
+    w.inspector.frames.setValue(9)
+    run_job(qtbot, editor, s.generate)
+    s.seek(0)
+    qtbot.keyClick(w, Qt.Key.Key_Right)
+    qtbot.keyClick(w, Qt.Key.Key_Right)
+    assert s.timeline.playhead == 2
+    qtbot.keyClick(w, Qt.Key.Key_Left)
+    assert s.timeline.playhead == 1
+    assert "frame 2 / 9" in w.preview.counter.text()
+    qtbot.keyClick(w, Qt.Key.Key_Space)
+    assert w.preview.playing
+    qtbot.waitUntil(lambda: s.timeline.playhead >= 4, timeout=5_000)
+    qtbot.keyClick(w, Qt.Key.Key_Space)
+    assert not w.preview.playing
+
+
+# ---- projects and export -----------------------------------------------------------------------------
+def test_save_reload_and_export(qtbot, editor, tmp_path):
+    s = editor.studio
+    type_prompt(qtbot, editor, PROMPT)
+    editor.window.inspector.frames.setValue(9)
+    run_job(qtbot, editor, s.generate)
+    s.timeline.select(s.timeline.clips[0].id)
+    s.duplicate_selected()
+    s.trim(s.timeline.clips[1].id, 3, 8)
+    saved = project_state(s)
+
+    folder = tmp_path / "My project"
+    s.save_as(folder)
+    wait_idle(qtbot, editor)
+    assert not s.dirty and s.project_path == folder
+    timeline, _ = load_project(folder)
+    assert [(c.name, c.length, c.request) for c in timeline.clips] == saved[0]
+    np.testing.assert_array_equal(timeline.all_frames(), saved[1])
+
+    s.new_project()
+    assert not s.timeline.clips
+    s.open_project(folder)
+    qtbot.waitUntil(lambda: len(s.timeline.clips) == 2, timeout=10_000)
+    names, frames = project_state(s)
+    assert names == saved[0]
+    np.testing.assert_array_equal(frames, saved[1])
+
+    out = tmp_path / "export.mp4"
+    with qtbot.waitSignal(s.export_done, timeout=30_000):
+        s.export_video(out)
+    with av.open(str(out)) as f:
+        meta = dict(f.metadata)
+        decoded = np.stack([fr.to_ndarray(format="rgb24") for fr in f.decode(video=0)])
+    assert decoded.shape == (14, 48, 64, 3)
+    assert PROMPT in meta.get("prompt", "") and "Shapes" in meta.get("model", "")
+    assert psnr(decoded, saved[1]) > 25
+    assert not list(tmp_path.glob("*.part"))
+
+    s.seek(2)
+    png = tmp_path / "frame.png"
+    with qtbot.waitSignal(s.export_done, timeout=10_000):
+        s.export_frame(png)
+    np.testing.assert_array_equal(cv2.imread(str(png))[:, :, ::-1], saved[1][2])
+
+
+def test_imported_video_can_be_extended(qtbot, editor, tmp_path):
+    s = editor.studio
+    scene = random_scene(np.random.default_rng(5))
+    frames = render(scene, 12)
+    path = tmp_path / "clip.mp4"
+    with av.open(str(path), "w") as f:
+        st = f.add_stream("libx264", rate=16)
+        st.width, st.height, st.pix_fmt = 64, 48, "yuv444p"
+        st.options = {"crf": "0"}
+        for fr in frames:
+            for p in st.encode(av.VideoFrame.from_ndarray(fr, format="rgb24")):
+                f.mux(p)
+        for p in st.encode():
+            f.mux(p)
+    drop_files(qtbot, editor.window.preview.canvas, [path])
+    qtbot.waitUntil(lambda: len(s.timeline.clips) == 1, timeout=10_000)
+    clip = s.timeline.clips[0]
+    assert clip.request is None and clip.length == 12
+    assert psnr(s.timeline.clip_frames(clip.id), frames) > 30
+    s.timeline.select(clip.id)
+    type_prompt(qtbot, editor, PROMPT)
+    editor.window.inspector.frames.setValue(8)
+    new = run_job(qtbot, editor, s.extend)
+    assert s.timeline.clip(new).length == 8 and s.timeline.clip(new).request.mode == "extend"
+
+
+# ---- bad input and faults ---------------------------------------------------------------------------
+def huge_png_header(path) -> None:
+    """A PNG whose header claims 20000 x 20000 pixels (decoding it would need 1.2 GB)."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (
+            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        )
+
+    ihdr = struct.pack(">IIBBBBB", 20000, 20000, 8, 2, 0, 0, 0)
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", ihdr)
+        + chunk(b"IDAT", zlib.compress(b"\0" * 64))
+        + chunk(b"IEND", b"")
+    )
+
+
+def test_bad_files_give_clear_errors_and_change_nothing(qtbot, editor, tmp_path):
+    s = editor.studio
+    type_prompt(qtbot, editor, PROMPT)
+    editor.window.inspector.frames.setValue(5)
+    run_job(qtbot, editor, s.generate)
+    before = project_state(s)
+    undo_index = s.undo.index()
+
+    good = tmp_path / "good.png"
+    write_png(good, np.zeros((48, 64, 3), np.uint8))
+    truncated = tmp_path / "truncated.png"
+    truncated.write_bytes(good.read_bytes()[:40])
+    corrupt = tmp_path / "corrupt.jpg"
+    corrupt.write_bytes(b"\xff\xd8\xff\xe0" + b"garbage" * 50)
+    huge = tmp_path / "huge.png"
+    huge_png_header(huge)
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not media")
+    broken_video = tmp_path / "broken.mp4"
+    broken_video.write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(200))
+    empty_video = tmp_path / "empty.webm"
+    empty_video.write_bytes(b"")
+
+    cases = [
+        (truncated, "truncated.png"),
+        (corrupt, "corrupt.jpg"),
+        (huge, "too large"),
+        (notes, "unsupported"),
+        (broken_video, "broken.mp4"),
+        (empty_video, "empty.webm"),
+    ]
+    for path, words in cases:
+        n = len(s.messages.errors())
+        drop_files(qtbot, editor.window.timeline_view, [path])
+        wait_idle(qtbot, editor)
+        qtbot.waitUntil(lambda n=n: len(s.messages.errors()) > n, timeout=10_000)
+        assert words in s.messages.errors()[-1].text, s.messages.errors()[-1].text
+        assert words in " ".join(editor.window.message_area.texts())
+    names, frames = project_state(s)
+    assert names == before[0] and s.undo.index() == undo_index
+    np.testing.assert_array_equal(frames, before[1])
+    assert s.draft.image is None  # no bad image became the start image
+
+    bad_project = tmp_path / "bad project"
+    bad_project.mkdir()
+    (bad_project / "project.json").write_text("{ not json")
+    s.open_project(bad_project)
+    wait_idle(qtbot, editor)
+    assert "Cannot open the project" in s.messages.errors()[-1].text
+    blocked = tmp_path / "a file"
+    blocked.write_text("")
+    s.export_video(blocked / "out.mp4")  # the parent is a file: the write fails
+    wait_idle(qtbot, editor)
+    assert "Export failed" in s.messages.errors()[-1].text
+    s.save_as(blocked / "project")
+    wait_idle(qtbot, editor)
+    assert "Project not saved" in s.messages.errors()[-1].text and s.dirty
+    names, frames = project_state(s)
+    assert names == before[0]
+    np.testing.assert_array_equal(frames, before[1])
+
+
+def test_damaged_model_file_keeps_the_editor_usable(qtbot, editor, tmp_path):
+    s = editor.studio
+    damaged = tmp_path / "model.safetensors"
+    damaged.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not a header}")
+    with qtbot.waitSignal(s.model_failed, timeout=30_000) as failed:
+        s.load_model(str(damaged))
+    assert "model.safetensors" in failed.args[0] or "safetensors" in failed.args[0]
+    assert "Model not loaded" in s.messages.errors()[-1].text
+    with qtbot.waitSignal(s.model_loaded, timeout=30_000):
+        editor.window.actions_.demo_model.trigger()
+    type_prompt(qtbot, editor, PROMPT)
+    editor.window.inspector.frames.setValue(5)
+    assert s.timeline.clip(run_job(qtbot, editor, s.generate)).length == 5
+
+
+@pytest.mark.parametrize(
+    "error, words",
+    [
+        (RuntimeError("kernel exploded"), "engine error: RuntimeError: kernel exploded"),
+        (torch.cuda.OutOfMemoryError("CUDA out of memory"), "out of memory"),
+    ],
+)
+def test_engine_failure_mid_job_keeps_frames_and_the_thread(qtbot, tmp_path, error, words):
+    loader = lambda m, d, p: FaultyPipeline(demo_loader(m, d, p), error, after=3)  # noqa: E731
+    ed = open_editor(qtbot, tmp_path, loader=loader)
+    try:
+        s = ed.studio
+        type_prompt(qtbot, ed, PROMPT)
+        ed.window.inspector.seed.setValue(FAULT_SEED)
+        ed.window.inspector.frames.setValue(17)
+        jobs = []
+        clip_id = run_job(qtbot, ed, lambda: jobs.append(s.generate()))
+        assert jobs[0].state == JobState.FAILED and words in jobs[0].message
+        assert words in s.messages.errors()[-1].text
+        assert 3 <= s.timeline.clip(clip_id).length < 17  # the frames made are kept
+        ed.window.inspector.seed.setValue(1)
+        ok = run_job(qtbot, ed, lambda: jobs.append(s.generate()))  # the thread takes the next job
+        assert s.timeline.clip(ok).length == 17 and jobs[1].state == JobState.DONE
+    finally:
+        close_editor(ed)
+
+
+def test_crash_recovery_offers_the_autosave(qtbot, tmp_path):
+    ed = open_editor(qtbot, tmp_path)
+    type_prompt(qtbot, ed, PROMPT)
+    ed.window.inspector.frames.setValue(5)
+    run_job(qtbot, ed, ed.studio.generate)  # autosaves after the job
+    wait_idle(qtbot, ed)
+    lost = project_state(ed.studio)
+    close_editor(ed, clean=False)  # as a crash: the autosave stays
+
+    again = open_editor(qtbot, tmp_path, ask=True)
+    try:
+        assert "Recover unsaved work?" in again.studio.dialogs.asked
+        names, frames = project_state(again.studio)
+        assert names == lost[0]
+        np.testing.assert_array_equal(frames, lost[1])
+        assert again.studio.dirty
+    finally:
+        close_editor(again)
+    third = open_editor(qtbot, tmp_path, ask=True)  # a clean exit leaves nothing to recover
+    try:
+        assert "Recover unsaved work?" not in third.studio.dialogs.asked
+    finally:
+        close_editor(third)
