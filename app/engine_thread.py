@@ -48,6 +48,10 @@ def _free_gpu_memory() -> None:
         torch.cuda.empty_cache()
 
 
+class LoadError(Exception):
+    """A model that did not load, with the message for the user."""
+
+
 class EngineWorker(QObject):
     """Lives on the engine thread; its slots run there, its signals reach the GUI queued."""
 
@@ -66,30 +70,48 @@ class EngineWorker(QObject):
         super().__init__()
         self._loader = loader
         self.pipeline = None
+        self._last_good: tuple[str, str, str] | None = None
 
     @Slot(str, str, str)
     def load(self, model: str, device: str, precision: str) -> None:
-        self.pipeline = None
+        """Load a model; when that fails, say why and reload the last model that worked (else the
+        built-in demo model), so a wrong file never leaves the editor without one."""
+        self.pipeline = None  # free the device before loading the next model
         _free_gpu_memory()
+        try:
+            pipeline = self._load(model, device, precision)
+        except LoadError as exc:
+            self.load_failed.emit(str(exc))
+            fallback = self._last_good or (("", device, precision) if model else None)
+            if fallback is not None and fallback != (model, device, precision):
+                try:
+                    pipeline = self._load(*fallback)
+                except LoadError as again:
+                    log.error("the previous model does not load either: %s", again)
+                    return
+                self.pipeline = pipeline
+                self.loaded.emit(pipeline.info)
+            return
+        self._last_good = (model, device, precision)
+        self.pipeline = pipeline
+        self.loaded.emit(pipeline.info)
+
+    def _load(self, model: str, device: str, precision: str):
         try:
             pipeline = self._loader(model or None, device, precision)
         except EngineError as exc:
-            self.load_failed.emit(str(exc))
-            return
+            raise LoadError(str(exc)) from exc
         except _oom_types():
             _free_gpu_memory()
-            self.load_failed.emit(
+            raise LoadError(
                 "out of memory while loading the model: try another device or precision"
-            )
-            return
+            ) from None
         except Exception as exc:  # noqa: BLE001 - a damaged model file can raise anything
             log.exception("loading %s failed", model or "the demo model")
-            self.load_failed.emit(f"cannot load the model: {type(exc).__name__}: {exc}")
-            return
+            raise LoadError(f"cannot load the model: {type(exc).__name__}: {exc}") from exc
         if getattr(pipeline.info, "device", "cpu").startswith("cpu"):
             _leave_a_core_for_the_gui()
-        self.pipeline = pipeline
-        self.loaded.emit(pipeline.info)
+        return pipeline
 
     @Slot(object, object)
     def run(self, request: GenerateRequest, cancel: threading.Event) -> None:

@@ -4,7 +4,9 @@ menus with the keyboard shortcuts, status bar. Every action calls a Studio metho
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from types import SimpleNamespace
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QCoreApplication, Qt
 from PySide6.QtGui import QAction, QActionGroup, QCloseEvent, QKeySequence
@@ -19,6 +21,9 @@ from .widgets.preview import PreviewView
 from .widgets.status import StatusPanel
 from .widgets.timeline_view import TimelineView
 
+if TYPE_CHECKING:
+    from .model_manager import ModelManagerDialog
+
 log = logging.getLogger(__name__)
 
 DEVICES = ("auto", "cpu", "cuda")
@@ -30,6 +35,7 @@ class MainWindow(FileDropMixin, QMainWindow):
         super().__init__(parent)
         self.studio = studio
         self._closed = False
+        self.model_manager: ModelManagerDialog | None = None
         self.setWindowTitle("STARFlow Studio[*]")
         self.setMinimumSize(960, 640)
         self.resize(1400, 860)
@@ -148,7 +154,8 @@ class MainWindow(FileDropMixin, QMainWindow):
         a.start = self._action("Go to start", lambda: s.seek(0), "Home")
         a.end = self._action("Go to end", lambda: s.seek(s.timeline.duration), "End")
 
-        a.open_model = self._action("&Open model…", self._open_model)
+        a.open_model = self._action("&Open model file…", self._open_model)
+        a.model_manager = self._action("STARFlow-V 7B &model manager…", self.open_model_manager)
         a.demo_model = self._action("Use the built-in &demo model", lambda: s.load_model(""))
         a.devices = self._choice_group(DEVICES, s.settings.device, lambda v: s.load_model(device=v))
         a.precisions = self._choice_group(
@@ -206,6 +213,7 @@ class MainWindow(FileDropMixin, QMainWindow):
         for item in (a.play, a.prev, a.next, a.start, a.end):
             play.addAction(item)
         engine = mb.addMenu("E&ngine")
+        engine.addAction(a.model_manager)
         engine.addAction(a.open_model)
         engine.addAction(a.demo_model)
         devices = engine.addMenu("&Device")
@@ -215,6 +223,18 @@ class MainWindow(FileDropMixin, QMainWindow):
         view = mb.addMenu("&View")
         for dock in (self.inspector_dock, self.jobs_dock, self.timeline_dock):
             view.addAction(dock.toggleViewAction())
+
+    def open_model_manager(self, manifest_path: Path | None = None) -> ModelManagerDialog:
+        """The (modeless) model manager: local checkpoint or Hub download, then load."""
+        from .model_manager import MANIFEST_PATH, ModelManagerDialog
+
+        if self.model_manager is None or not self.model_manager.thread.isRunning():
+            self.model_manager = ModelManagerDialog(
+                self.studio, manifest_path or MANIFEST_PATH, parent=self
+            )
+        self.model_manager.show()
+        self.model_manager.raise_()
+        return self.model_manager
 
     def _open_model(self) -> None:
         path = self.studio.dialogs.open_model(self.studio.settings.last_dir("model"))
@@ -274,6 +294,8 @@ class MainWindow(FileDropMixin, QMainWindow):
         s = self.studio
         s.settings.set_window_state(self.saveGeometry(), self.saveState())
         s.settings.sync()
+        if self.model_manager is not None:
+            self.model_manager.shutdown()
         self.preview.shutdown()
         self.status.shutdown()
         s.shutdown(clean)

@@ -109,6 +109,17 @@ class Settings:
         self._set("paths/recovery", str(value))
 
     @property
+    def models_dir(self) -> Path:
+        """Where the model manager downloads checkpoints."""
+        from engine.large.pipeline import DEFAULT_MODELS_DIR
+
+        return Path(self._get("paths/models", str(DEFAULT_MODELS_DIR), str))
+
+    @models_dir.setter
+    def models_dir(self, value: str | Path) -> None:
+        self._set("paths/models", str(value))
+
+    @property
     def autosave_minutes(self) -> float:
         return self._get("project/autosave_minutes", 3.0, float)
 

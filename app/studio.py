@@ -80,6 +80,8 @@ class Studio(QObject):
         self._edits = 0  # counts undo-stack changes, to skip autosaves with nothing new
         self._autosaved_edits = 0
         self._last_progress = 0.0
+        self._good_model: tuple[str, str, str] | None = None  # (model, device, precision)
+        self._failed_model: tuple[str, str, str] | None = None
 
         self.engine = EngineThread(loader, self)
         w = self.engine.worker
@@ -157,6 +159,11 @@ class Studio(QObject):
 
     def _on_loaded(self, info: ModelInfo) -> None:
         self.info, self.engine_ready = info, True
+        s = self.settings
+        if self._failed_model is not None:  # the engine fell back to the last model that worked
+            s.model, s.device, s.precision = self._good_model or ("", "auto", "auto")
+            self._failed_model = None
+        self._good_model = (s.model, s.device, s.precision)
         if not self.timeline.media:
             self.timeline.set_format(info.width, info.height, info.fps)
         self.messages.info(f"Model ready: {info.name} on {info.device} ({info.dtype})")
@@ -164,9 +171,10 @@ class Studio(QObject):
         self._dispatch()
 
     def _on_load_failed(self, message: str) -> None:
-        self.messages.error(
-            f"Model not loaded: {message}. Choose another model in Engine > Open model."
-        )
+        s = self.settings
+        self._failed_model = (s.model, s.device, s.precision)
+        keep = "The previous model stays in use" if self._good_model else "Using the demo model"
+        self.messages.error(f"Model not loaded: {message}. {keep}.")
         self.model_failed.emit(message)
 
     # ---- requests --------------------------------------------------------------------------------

@@ -10,13 +10,13 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from app_utils import FAULT_SEED, FaultyPipeline, close_editor, demo_loader, open_editor, psnr
 from PySide6.QtCore import QMimeData, QPoint, QPointF, Qt, QUrl
 from PySide6.QtGui import QDragEnterEvent, QDragMoveEvent, QDropEvent
 from PySide6.QtWidgets import QApplication
 
 from app.models.jobs import JobState
 from app.models.project import load_project
+from app_utils import FAULT_SEED, FaultyPipeline, close_editor, demo_loader, open_editor, psnr
 from engine.api import GenerateRequest
 from engine.shapes.world import random_scene, render
 
@@ -425,15 +425,32 @@ def test_damaged_model_file_keeps_the_editor_usable(qtbot, editor, tmp_path):
     s = editor.studio
     damaged = tmp_path / "model.safetensors"
     damaged.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not a header}")
-    with qtbot.waitSignal(s.model_failed, timeout=30_000) as failed:
+    failures = []
+    s.model_failed.connect(failures.append)
+    with qtbot.waitSignal(s.model_loaded, timeout=30_000):  # after the failure, the fallback
         s.load_model(str(damaged))
-    assert "model.safetensors" in failed.args[0] or "safetensors" in failed.args[0]
+    (message,) = failures
+    assert "model.safetensors" in message or "safetensors" in message
     assert "Model not loaded" in s.messages.errors()[-1].text
-    with qtbot.waitSignal(s.model_loaded, timeout=30_000):
-        editor.window.actions_.demo_model.trigger()
+    assert "previous model stays in use" in s.messages.errors()[-1].text
+    assert s.settings.model == "" and s.info.name.startswith("Shapes")  # back on the demo model
     type_prompt(qtbot, editor, PROMPT)
     editor.window.inspector.frames.setValue(5)
     assert s.timeline.clip(run_job(qtbot, editor, s.generate)).length == 5
+
+
+def test_a_bad_model_in_the_settings_falls_back_to_the_demo_model(qtbot, tmp_path):
+    from app_utils import isolated_settings
+
+    settings = isolated_settings(tmp_path)
+    settings.model = str(tmp_path / "missing.safetensors")
+    settings.sync()
+    ed = open_editor(qtbot, tmp_path)
+    try:
+        assert ed.studio.info.name.startswith("Shapes") and ed.studio.settings.model == ""
+        assert "missing.safetensors" in ed.studio.messages.errors()[-1].text
+    finally:
+        close_editor(ed)
 
 
 @pytest.mark.parametrize(
