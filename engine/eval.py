@@ -1,0 +1,276 @@
+"""Evaluate a Shapes-world model with the spec's scoring rule (shared/shapes_world.md).
+
+    python -m engine.eval shapes [--model PATH] [--n 200] [--long 20] [--long-frames 480]
+
+For N random captions (fixed seeds) it generates and scores:
+  t2v    caption following;
+  i2v    caption following and the PSNR of frame 0 against the given image;
+  edit   success (the instruction holds, everything else stays) and preservation PSNR;
+  long   (480 frames = 30 s) following in the last 17-frame window and background drift
+         between the first and the last second;
+  speed  median seconds to the first frame and to a 17-frame clip (t2v).
+Ground-truth renders of the same captions go through the same scorer: the ceiling.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .api import GenerateRequest
+from .shapes.scoring import background_drift, follows_caption, psnr, score_edit, score_windows
+from .shapes.world import TRAIN_FRAMES, Scene, caption, random_edit, random_scene, render
+
+log = logging.getLogger("engine.eval")
+
+TASKS = ("t2v", "i2v", "edit", "long")
+Generate = Callable[[GenerateRequest], Iterator]
+
+
+@dataclass
+class Case:
+    """One scored clip: `ok` is the task's pass/fail, `value` its PSNR or drift (if any)."""
+
+    ok: bool
+    value: float | None = None
+    first_s: float | None = None
+    total_s: float | None = None
+
+
+@dataclass
+class TaskResult:
+    task: str
+    model: list[Case] = field(default_factory=list)
+    truth: list[Case] = field(default_factory=list)
+
+    @staticmethod
+    def rate(cases: list[Case]) -> float:
+        return float(np.mean([c.ok for c in cases])) if cases else float("nan")
+
+    @staticmethod
+    def mean_value(cases: list[Case]) -> float:
+        values = [c.value for c in cases if c.value is not None]
+        return float(np.mean(values)) if values else float("nan")
+
+
+def run_clip(pipeline, request: GenerateRequest) -> tuple[np.ndarray, float, float]:
+    """Generate one clip: (frames (T, H, W, 3) uint8, seconds to the first frame, total seconds)."""
+    t0 = time.perf_counter()
+    first, parts = None, []
+    for event in pipeline.generate(request):
+        if first is None:
+            first = time.perf_counter() - t0
+        parts.append(event.frames)
+    return np.concatenate(parts), first or 0.0, time.perf_counter() - t0
+
+
+def _scenes(seed: int, n: int) -> list[Scene]:
+    rng = np.random.default_rng(seed)
+    return [random_scene(rng) for _ in range(n)]
+
+
+def eval_t2v(
+    pipeline, scenes: list[Scene], guidance: float, truth_only: bool = False
+) -> TaskResult:
+    out = TaskResult("t2v")
+    for i, scene in enumerate(scenes):
+        text = caption(scene)
+        out.truth.append(Case(follows_caption(render(scene, TRAIN_FRAMES), text)))
+        if truth_only:
+            continue
+        frames, first, total = run_clip(
+            pipeline, GenerateRequest(text, frames=TRAIN_FRAMES, seed=i, guidance=guidance)
+        )
+        out.model.append(Case(follows_caption(frames, text), None, first, total))
+        log.info("t2v %d/%d %s: %s", i + 1, len(scenes), out.model[-1].ok, text)
+    return out
+
+
+def eval_i2v(
+    pipeline, scenes: list[Scene], guidance: float, truth_only: bool = False
+) -> TaskResult:
+    out = TaskResult("i2v")
+    for i, scene in enumerate(scenes):
+        text, clip = caption(scene), render(scene, TRAIN_FRAMES)
+        out.truth.append(Case(follows_caption(clip, text), 100.0))
+        if truth_only:
+            continue
+        request = GenerateRequest(
+            text, mode="i2v", frames=TRAIN_FRAMES, seed=i, guidance=guidance, image=clip[0]
+        )
+        frames, first, total = run_clip(pipeline, request)
+        out.model.append(
+            Case(follows_caption(frames, text), psnr(frames[0], clip[0]), first, total)
+        )
+        log.info("i2v %d/%d %s: %s", i + 1, len(scenes), out.model[-1].ok, text)
+    return out
+
+
+def eval_edit(
+    pipeline, scenes: list[Scene], guidance: float, seed: int, truth_only: bool = False
+) -> TaskResult:
+    out = TaskResult("edit")
+    rng = np.random.default_rng(seed + 1)
+    for i, scene in enumerate(scenes):
+        instruction, target = random_edit(scene, rng)
+        source = render(scene, TRAIN_FRAMES)
+        truth = score_edit(source, render(target, TRAIN_FRAMES), instruction, scene)
+        out.truth.append(Case(truth.succeeds, truth.preservation_psnr))
+        if truth_only:
+            continue
+        request = GenerateRequest(instruction, mode="v2v", seed=i, guidance=guidance, video=source)
+        frames, first, total = run_clip(pipeline, request)
+        score = score_edit(source, frames, instruction, scene)
+        out.model.append(Case(score.succeeds, score.preservation_psnr, first, total))
+        log.info("edit %d/%d %s: %s", i + 1, len(scenes), score.succeeds, instruction)
+    return out
+
+
+def eval_long(
+    pipeline, scenes: list[Scene], frames: int, guidance: float, truth_only: bool = False
+) -> TaskResult:
+    out = TaskResult("long")
+    for i, scene in enumerate(scenes):
+        text = caption(scene)
+        clip = render(scene, frames)
+        out.truth.append(Case(score_windows(clip, text)[-1], background_drift(clip)))
+        if truth_only:
+            continue
+        made, first, total = run_clip(
+            pipeline, GenerateRequest(text, frames=frames, seed=i, guidance=guidance)
+        )
+        out.model.append(Case(score_windows(made, text)[-1], background_drift(made), first, total))
+        log.info("long %d/%d %s (%.1f s): %s", i + 1, len(scenes), out.model[-1].ok, total, text)
+    return out
+
+
+def evaluate(
+    pipeline,
+    n: int = 200,
+    n_long: int = 20,
+    long_frames: int = 480,
+    guidance: float = 2.5,
+    seed: int = 0,
+    tasks: tuple[str, ...] = TASKS,
+    truth_only: bool = False,
+) -> dict[str, TaskResult]:
+    """Score `pipeline` (anything with .generate(GenerateRequest) -> FrameEvents) on each task."""
+    scenes = _scenes(seed, max(n, n_long))
+    results = {}
+    if "t2v" in tasks:
+        results["t2v"] = eval_t2v(pipeline, scenes[:n], guidance, truth_only)
+    if "i2v" in tasks:
+        results["i2v"] = eval_i2v(pipeline, scenes[:n], guidance, truth_only)
+    if "edit" in tasks:
+        results["edit"] = eval_edit(pipeline, scenes[:n], guidance, seed, truth_only)
+    if "long" in tasks:
+        results["long"] = eval_long(pipeline, scenes[:n_long], long_frames, guidance, truth_only)
+    return results
+
+
+ROWS = {
+    "t2v": ("text to video", "follows caption", None),
+    "i2v": ("image to video", "follows caption", "frame-0 PSNR {:.1f} dB"),
+    "edit": ("video edit", "edit succeeds", "preservation {:.1f} dB"),
+    "long": ("long clip", "last window follows", "background drift {:.1f}"),
+}
+
+
+def _cell(cases: list[Case], value_fmt: str | None) -> str:
+    if not cases:
+        return "-"
+    text = f"{100 * TaskResult.rate(cases):5.1f}%"
+    if value_fmt is not None:
+        text += "  " + value_fmt.format(TaskResult.mean_value(cases))
+    return text
+
+
+def table(results: dict[str, TaskResult], long_frames: int) -> str:
+    """A Markdown table: one row per task, the model's score beside the ground-truth ceiling."""
+    lines = ["| task | n | measure | model | ground truth |", "|---|---|---|---|---|"]
+    for task, r in results.items():
+        name, measure, value_fmt = ROWS[task]
+        if task == "long":
+            name = f"{name} ({long_frames} frames)"
+        n = len(r.model) or len(r.truth)
+        lines.append(
+            f"| {name} | {n} | {measure} | {_cell(r.model, value_fmt)} | {_cell(r.truth, value_fmt)} |"
+        )
+    t2v = results.get("t2v")
+    if t2v is not None and t2v.model:
+        first = np.median([c.first_s for c in t2v.model])
+        total = np.median([c.total_s for c in t2v.model])
+        lines.append(
+            f"\nspeed (t2v, median): first frame {first:.2f} s, {TRAIN_FRAMES}-frame clip {total:.2f} s"
+        )
+    return "\n".join(lines)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(
+        prog="python -m engine.eval",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    ap.add_argument("domain", choices=("shapes",), help="the evaluation domain")
+    ap.add_argument("--model", help="bundle JSON (default: the built-in demo model)")
+    ap.add_argument("--n", type=int, default=200, help="captions per task")
+    ap.add_argument("--long", type=int, default=20, help="captions for the long-clip task")
+    ap.add_argument("--long-frames", type=int, default=480, help="frames of a long clip")
+    ap.add_argument("--tasks", default=",".join(TASKS), help=f"comma list of {', '.join(TASKS)}")
+    ap.add_argument("--guidance", type=float, default=2.5)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--truth-only", action="store_true", help="score only ground-truth renders")
+    ap.add_argument("--json", type=Path, help="also write every case here")
+    ap.add_argument("-v", "--verbose", action="store_true")
+    return ap.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING, format="%(asctime)s %(message)s"
+    )
+    tasks = tuple(t.strip() for t in args.tasks.split(",") if t.strip())
+    unknown = set(tasks) - set(TASKS)
+    if unknown:
+        sys.stderr.write(f"unknown task(s): {', '.join(sorted(unknown))}\n")
+        return 2
+    import torch
+
+    from .pipeline import load_pipeline
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    pipeline = None if args.truth_only else load_pipeline(args.model, args.device)
+    results = evaluate(
+        pipeline,
+        args.n,
+        args.long,
+        args.long_frames,
+        args.guidance,
+        args.seed,
+        tasks,
+        args.truth_only,
+    )
+    name = "ground truth only" if pipeline is None else pipeline.info.name
+    sys.stdout.write(f"Shapes world evaluation: {name}\n\n{table(results, args.long_frames)}\n")
+    if args.json is not None:
+        args.json.write_text(
+            json.dumps({k: asdict(v) for k, v in results.items()}, indent=1) + "\n"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
