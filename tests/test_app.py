@@ -105,6 +105,39 @@ def test_text_to_video_streams_frames_in_order_then_lands(qtbot, editor):
     assert "cpu" in w.status.device.text()
 
 
+def test_live_frames_fill_the_clip_strip_and_show_fps(qtbot, editor):
+    from app.widgets.timeline_view import THUMB_H, TRACK_TOP
+
+    s, w = editor.studio, editor.window
+    type_prompt(qtbot, editor, "a large red circle moves right on a white background")
+    w.inspector.frames.setValue(5)
+    s.timeline.select(run_job(qtbot, editor, s.generate))  # a selected clip before the new one
+    w.inspector.frames.setValue(64)
+    seen = {}
+
+    def on_frame(job_id, index, _image):
+        if index == 12 and not seen:
+            canvas = w.timeline_view.canvas
+            canvas.repaint()
+            seen["strip"] = canvas.grab().toImage()
+            seen["x0"] = canvas.x_of(s.timeline.duration)
+            seen["ppf"] = canvas.ppf
+            seen["bar"] = w.job_queue.progress_of(job_id)[2]
+            seen["counter"] = w.preview.counter.text()
+            s.cancel()
+
+    s.live_frame.connect(on_frame)
+    run_job(qtbot, editor, s.generate)
+    img, x0, ppf = seen["strip"], seen["x0"], seen["ppf"]
+    y = TRACK_TOP + THUMB_H // 2
+    made = img.pixelColor(int(x0 + 4 * ppf), y)  # a thumbnail of a frame already made: white
+    pending = img.pixelColor(int(x0 + 50 * ppf), y)  # frames to come: the dark placeholder
+    assert made.lightness() > 200, made.name()
+    assert pending.lightness() < 100, pending.name()
+    assert "fps" in seen["bar"] and "/64" in seen["bar"]
+    assert "generating: frame 13 / 64" in seen["counter"] and "fps" in seen["counter"]
+
+
 def test_ctrl_enter_generates_and_regenerate_uses_another_seed(qtbot, editor):
     s, w = editor.studio, editor.window
     type_prompt(qtbot, editor, PROMPT)

@@ -7,6 +7,7 @@ Queued jobs can be reordered or removed; the running job can only be cancelled.
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass, field
 from enum import Enum
 from types import SimpleNamespace
@@ -47,6 +48,8 @@ class Job:
     message: str = ""
     frames: list[np.ndarray] = field(default_factory=list, repr=False)
     cancel: threading.Event = field(default_factory=threading.Event, repr=False)
+    started: float | None = None  # time.monotonic() when it began running
+    ended: float | None = None
 
     def __post_init__(self) -> None:
         if not self.total:
@@ -56,6 +59,14 @@ class Job:
     @property
     def id(self) -> int:
         return self.request.id
+
+    @property
+    def fps(self) -> float | None:
+        """Frames made per second of running time (None before it has run)."""
+        if self.started is None:
+            return None
+        seconds = (self.ended or time.monotonic()) - self.started
+        return self.done / seconds if seconds > 0 and self.done else None
 
     @property
     def received(self) -> int:
@@ -125,6 +136,10 @@ class JobQueue:
 
     def set_state(self, job: Job, state: JobState, message: str = "") -> None:
         job.state, job.message = state, message
+        if state == JobState.RUNNING:
+            job.started = time.monotonic()
+        elif state.finished and job.started is not None:
+            job.ended = time.monotonic()
         if state.finished:
             self._trim_history()
         self.events.updated.emit(job)

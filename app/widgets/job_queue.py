@@ -129,8 +129,11 @@ class JobQueueView(QWidget):
         bar.setMaximum(max(job.total, 1))
         bar.setValue(min(job.done, max(job.total, 1)))
         state = STATE_TEXT[job.state]
-        bar.setFormat(f"{job.done}/{job.total}" if job.state == JobState.RUNNING else state)
+        fps = f" · {job.fps:.1f} fps" if job.fps else ""
+        bar.setFormat(f"{job.done}/{job.total}{fps}" if job.state == JobState.RUNNING else state)
         tip = f"{state}: {job.message}" if job.message else state
+        if job.state.finished and job.fps:
+            tip += f" ({job.done} frames, {job.fps:.1f} fps)"
         self.table.item(row, 1).setToolTip(f"{job.title}\n{tip}")
         dim = job.state.finished
         for col in (0, 1):

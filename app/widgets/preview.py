@@ -229,8 +229,9 @@ class PreviewView(QWidget):
         self.live_log.append((job_id, index))
         job = self.studio.jobs.get(job_id)
         total = job.total if job is not None else 0
-        self.canvas.show_image(image, f"LIVE  job #{job_id}  frame {index + 1} / {total}")
-        self.counter.setText(f"generating: frame {index + 1} / {total}")
+        fps = f"  ·  {job.fps:.1f} fps" if job is not None and job.fps else ""
+        self.canvas.show_image(image, f"LIVE  job #{job_id}  frame {index + 1} / {total}{fps}")
+        self.counter.setText(f"generating: frame {index + 1} / {total}{fps}")
         self.frame_shown.emit("live", index)
 
     def _on_job_landed(self, _clip_id: str) -> None:

@@ -244,6 +244,7 @@ class TimelineCanvas(FileDropMixin, QWidget):
         p.drawText(label.adjusted(6, 0, -4, -2), Qt.AlignmentFlag.AlignVCenter, text)
         p.restore()
         p.setPen(QPen(QColor(theme.ACCENT), 1, Qt.PenStyle.DashLine))
+        p.setBrush(Qt.BrushStyle.NoBrush)  # an outline only, whatever the last clip filled with
         p.drawRoundedRect(rect.adjusted(0.5, 0.5, -0.5, -0.5), 5, 5)
 
     def _paint_drag(self, p: QPainter) -> None:

@@ -1,0 +1,64 @@
+"""The README's screenshot: the real main window during a generation, under Xvfb.
+
+xvfb-run -s "-screen 0 1600x1000x24" python scripts/screenshot.py docs/screenshot.png
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
+
+from app.__main__ import create_app  # noqa: E402
+from engine.shapes.world import caption, random_scene, render  # noqa: E402
+
+
+def main(out: str) -> None:
+    app = create_app(["screenshot"])
+    from app.main_window import MainWindow
+    from app.studio import Studio
+    from app_utils import isolated_settings
+
+    folder = Path(tempfile.mkdtemp())
+    studio = Studio(isolated_settings(folder))
+    window = MainWindow(studio)
+    window.resize(1500, 920)
+    window.show()
+    studio.start()
+
+    def pump(until, limit: float = 120.0) -> None:
+        t0 = time.time()
+        while not until() and time.time() - t0 < limit:
+            app.processEvents()
+            time.sleep(0.005)
+
+    pump(lambda: studio.engine_ready)
+    scene = random_scene(np.random.default_rng(7), 2)
+    clip = folder / "shapes.mp4"
+    from engine.media import VideoWriter
+
+    with VideoWriter(clip, 16, 64, 48) as w:
+        w.write(render(scene, 48))
+    studio.import_video(clip)
+    pump(lambda: len(studio.timeline.clips) == 1)
+    start = folder / "start.png"
+    cv2.imwrite(str(start), render(scene, 1)[0][:, :, ::-1])
+    studio.draft.set(prompt=caption(scene), frames=64, seed=3)
+    studio.load_image(start)
+    pump(lambda: studio.jobs.running() is not None and studio.jobs.running().received >= 30)
+    app.processEvents()
+    window.grab().save(out)
+    print(f"saved {out}")
+    studio.cancel()
+    pump(lambda: not studio.busy)
+    window.shutdown()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1] if len(sys.argv) > 1 else "docs/screenshot.png")
