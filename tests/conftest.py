@@ -15,6 +15,23 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(autouse=True)
+def _isolated_qsettings(tmp_path):
+    """No test reads or writes the user's preferences or app data: QSettings default to INI files
+    under tmp_path and QStandardPaths to Qt's test locations."""
+    try:
+        from PySide6.QtCore import QSettings, QStandardPaths
+    except ImportError:  # engine-only environments
+        yield
+        return
+    QStandardPaths.setTestModeEnabled(True)
+    QSettings.setDefaultFormat(QSettings.Format.IniFormat)
+    QSettings.setPath(
+        QSettings.Format.IniFormat, QSettings.Scope.UserScope, str(tmp_path / "qsettings")
+    )
+    yield
+
+
+@pytest.fixture(autouse=True)
 def _seed():
     import torch
 

@@ -348,15 +348,20 @@ def test_save_reload_and_export(qtbot, editor, tmp_path):
     np.testing.assert_array_equal(cv2.imread(str(png))[:, :, ::-1], saved[1][2])
 
 
-def test_imported_video_can_be_extended(qtbot, editor, tmp_path):
+@pytest.mark.parametrize("kind", ["mp4", "gif"])
+def test_imported_video_can_be_extended(qtbot, editor, tmp_path, kind):
     s = editor.studio
     scene = random_scene(np.random.default_rng(5))
     frames = render(scene, 12)
-    path = tmp_path / "clip.mp4"
+    path = tmp_path / f"clip.{kind}"
     with av.open(str(path), "w") as f:
-        st = f.add_stream("libx264", rate=16)
-        st.width, st.height, st.pix_fmt = 64, 48, "yuv444p"
-        st.options = {"crf": "0"}
+        if kind == "mp4":
+            st = f.add_stream("libx264", rate=16)
+            st.width, st.height, st.pix_fmt = 64, 48, "yuv444p"
+            st.options = {"crf": "0"}
+        else:
+            st = f.add_stream("gif", rate=16)
+            st.width, st.height, st.pix_fmt = 64, 48, "rgb8"  # a 3-3-2 palette: lossy
         for fr in frames:
             for p in st.encode(av.VideoFrame.from_ndarray(fr, format="rgb24")):
                 f.mux(p)
@@ -366,7 +371,7 @@ def test_imported_video_can_be_extended(qtbot, editor, tmp_path):
     qtbot.waitUntil(lambda: len(s.timeline.clips) == 1, timeout=10_000)
     clip = s.timeline.clips[0]
     assert clip.request is None and clip.length == 12
-    assert psnr(s.timeline.clip_frames(clip.id), frames) > 30
+    assert psnr(s.timeline.clip_frames(clip.id), frames) > (30 if kind == "mp4" else 12)
     s.timeline.select(clip.id)
     type_prompt(qtbot, editor, PROMPT)
     editor.window.inspector.frames.setValue(8)
@@ -536,3 +541,25 @@ def test_crash_recovery_offers_the_autosave(qtbot, tmp_path):
         assert "Recover unsaved work?" not in third.studio.dialogs.asked
     finally:
         close_editor(third)
+
+
+def test_preferences_persist_between_sessions(qtbot, tmp_path):
+    ed = open_editor(qtbot, tmp_path)
+    w = ed.window
+    type_prompt(qtbot, ed, PROMPT)
+    w.inspector.seed.setValue(42)
+    w.inspector.guidance.setValue(4.0)
+    w.inspector.frames.setValue(6)
+    run_job(qtbot, ed, ed.studio.generate)
+    w.timeline_dock.hide()
+    close_editor(ed)
+
+    again = open_editor(qtbot, tmp_path)
+    try:
+        d = again.studio.draft
+        assert (d.seed, d.guidance, d.frames) == (42, 4.0, 6)
+        assert again.window.inspector.seed.value() == 42
+        assert again.window.timeline_dock.isHidden()  # the window layout came back
+        assert again.studio.settings.window_state()[0] is not None
+    finally:
+        close_editor(again)
