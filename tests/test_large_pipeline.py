@@ -27,8 +27,8 @@ OPTIONS = LargeOptions(
 )
 
 
-@pytest.fixture(scope="module")
-def pipeline():
+def tiny_large_pipeline():
+    """The 7B pipeline's code path (T5 template, Wan VAE, flow) on tiny random parts."""
     torch.manual_seed(0)
     codec = WanCodec(diffusers.AutoencoderKLWan(**TINY))
     text = T5TextEncoder.from_config(tiny_t5_config(), tiny_tokenizer(), max_tokens=12)
@@ -45,6 +45,11 @@ def pipeline():
         std=0.05,
     )
     return assemble(flow, codec, text, OPTIONS)
+
+
+@pytest.fixture(scope="module")
+def pipeline():
+    return tiny_large_pipeline()
 
 
 def collect(pipeline, request):
