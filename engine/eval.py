@@ -15,6 +15,7 @@ Ground-truth renders of the same captions go through the same scorer: the ceilin
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import sys
@@ -227,6 +228,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--long-frames", type=int, default=480, help="frames of a long clip")
     ap.add_argument("--tasks", default=",".join(TASKS), help=f"comma list of {', '.join(TASKS)}")
     ap.add_argument("--guidance", type=float, default=2.5)
+    ap.add_argument(
+        "--temperature", type=float, help="sampling noise scale (default: the model's own)"
+    )
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
     ap.add_argument("--device", default="auto")
@@ -253,6 +257,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     pipeline = None if args.truth_only else load_pipeline(args.model, args.device)
+    if pipeline is not None and args.temperature is not None:
+        if not args.temperature > 0:
+            sys.stderr.write("--temperature must be positive\n")
+            return 2
+        pipeline.settings = dataclasses.replace(pipeline.settings, temperature=args.temperature)
     results = evaluate(
         pipeline,
         args.n,

@@ -42,6 +42,7 @@ class PipelineSettings:
     jacobi_block_size: int = 32
     jacobi_max_iter: int = 32
     jacobi_threshold: float = 1e-3
+    temperature: float = 1.0  # scale of the sampling noise (1: the flow's own distribution)
 
 
 def pick_device(device: str = "auto") -> torch.device:
@@ -204,7 +205,8 @@ class Pipeline:
         session.set_context(context)
         c, sf = self.codec.channels, self.codec.spatial_factor
         hw = (self.info.height // sf, self.info.width // sf)
-        noise = NoiseSource(request.seed + seed_offset, (1, c, *hw), self.device)
+        noise = NoiseSource(request.seed + seed_offset, (1, c, *hw), self.device,
+                            self.settings.temperature)
         decoder = self.codec.stream_decoder()
         with torch.no_grad():
             for t in range(n_ctx):  # warm a causal decoder's state with the context

@@ -24,14 +24,19 @@ from .sampling import FlowSampler, SamplerOptions
 
 
 class NoiseSource:
-    """Per-frame Gaussian noise from a seed: frame t's noise does not depend on the clip length."""
+    """Per-frame Gaussian noise from a seed: frame t's noise does not depend on the clip length.
+    `temperature` scales it (below 1: samples nearer the flow's mode, as for other flows)."""
 
-    def __init__(self, seed: int, shape: tuple[int, ...], device: torch.device | str = "cpu") -> None:
+    def __init__(self, seed: int, shape: tuple[int, ...], device: torch.device | str = "cpu",
+                 temperature: float = 1.0) -> None:
+        if not temperature > 0:
+            raise ValueError(f"sampling temperature must be positive, got {temperature}")
         self.generator = torch.Generator().manual_seed(int(seed))
-        self.shape, self.device = shape, device
+        self.shape, self.device, self.temperature = shape, device, float(temperature)
 
     def next(self) -> torch.Tensor:
-        return torch.randn(self.shape, generator=self.generator).to(self.device)
+        z = torch.randn(self.shape, generator=self.generator)
+        return (z if self.temperature == 1.0 else z * self.temperature).to(self.device)
 
 
 class Session:

@@ -120,3 +120,19 @@ def test_offloaded_model_samples_the_same_frames():
     assert len(offloader.modules) == len(model.shallow) + 1
     got = sample(model, noise_clip(2, 3), y, y_null, opts)
     torch.testing.assert_close(got, expected, rtol=0, atol=0)
+
+
+def test_sampling_temperature_scales_the_noise_and_changes_the_frames():
+    plain, cool = NoiseSource(4, (1, 4, *HW)), NoiseSource(4, (1, 4, *HW), temperature=0.5)
+    for _ in range(3):
+        torch.testing.assert_close(cool.next(), 0.5 * plain.next())
+    with pytest.raises(ValueError, match="temperature"):
+        NoiseSource(4, (1, 4, *HW), temperature=0.0)
+    model, y, y_null, opts = setup()
+    runs = []
+    for temperature in (1.0, 0.5):
+        session = Session(model, opts, denoise=False)
+        session.set_prompt(y, y_null)
+        src = NoiseSource(4, (1, 4, *HW), temperature=temperature)
+        runs.append(torch.stack([f for _, f in session.frames(3, src, latent_hw=HW)]))
+    assert (runs[0] - runs[1]).abs().max() > 1e-3
