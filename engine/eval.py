@@ -258,10 +258,11 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     pipeline = None if args.truth_only else load_pipeline(args.model, args.device)
     if pipeline is not None and args.temperature is not None:
-        if not args.temperature > 0:
-            sys.stderr.write("--temperature must be positive\n")
+        try:
+            pipeline.settings = dataclasses.replace(pipeline.settings, temperature=args.temperature)
+        except ValueError as exc:
+            sys.stderr.write(f"--temperature: {exc}\n")
             return 2
-        pipeline.settings = dataclasses.replace(pipeline.settings, temperature=args.temperature)
     results = evaluate(
         pipeline,
         args.n,

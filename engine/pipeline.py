@@ -44,6 +44,10 @@ class PipelineSettings:
     jacobi_threshold: float = 1e-3
     temperature: float = 1.0  # scale of the sampling noise (1: the flow's own distribution)
 
+    def __post_init__(self) -> None:
+        if not self.temperature > 0:
+            raise ValueError(f"sampling temperature must be positive, got {self.temperature}")
+
 
 def pick_device(device: str = "auto") -> torch.device:
     if device == "auto":

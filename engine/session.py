@@ -35,8 +35,7 @@ class NoiseSource:
         self.shape, self.device, self.temperature = shape, device, float(temperature)
 
     def next(self) -> torch.Tensor:
-        z = torch.randn(self.shape, generator=self.generator)
-        return (z if self.temperature == 1.0 else z * self.temperature).to(self.device)
+        return (torch.randn(self.shape, generator=self.generator) * self.temperature).to(self.device)
 
 
 class Session:
