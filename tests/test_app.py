@@ -243,6 +243,7 @@ def test_queue_reorders_and_removes_jobs(qtbot, editor):
     assert [j.id for j in s.jobs.queued()] == [c.id, b.id]
     order = []
     s.job_landed.connect(lambda cid: order.append(s.timeline.clip(cid).request.seed))
+    qtbot.waitUntil(lambda: running.done > 0, timeout=60_000)  # a partial clip to keep
     s.cancel()
     qtbot.waitUntil(lambda: len(order) == 3, timeout=60_000)
     assert order == [running.request.seed, 3, 2]
