@@ -65,6 +65,7 @@ class TrainConfig:
     codec_lr: float = 2e-3
     codec_noise: float = 0.1  # the decoder sees latents + U(0, codec_noise) * N(0, 1)
     codec_eval_frames: int = 2048  # frames for the latent statistics (a quarter: held-out PSNR)
+    autocast: str = "none"  # "bf16": flow forward and backward under bfloat16 autocast
 
 
 def lr_at(step: int, total: int, peak: float, floor: float, warmup: int) -> float:
@@ -316,7 +317,8 @@ class FlowTrainer:
     def train_step(self, data_step: int | None = None) -> dict[str, float]:
         """One optimiser step on the data of `data_step` (default: the current step)."""
         lr = self.set_lrs()
-        parts = self.losses(self.step if data_step is None else data_step)
+        with torch.autocast(self.device.type, torch.bfloat16, enabled=self.tc.autocast == "bf16"):
+            parts = self.losses(self.step if data_step is None else data_step)
         self.opt.zero_grad(set_to_none=True)
         self.den_opt.zero_grad(set_to_none=True)
         (parts["nll"] + parts["denoise"]).backward()
@@ -431,6 +433,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--batch", type=int, default=TrainConfig.batch)
     ap.add_argument("--lr", type=float, default=TrainConfig.lr)
     ap.add_argument("--noise-std", type=float, default=TrainConfig.noise_std)
+    ap.add_argument(
+        "--autocast",
+        choices=("none", "bf16"),
+        default="none",
+        help="bf16: matrix products in bfloat16 (CPUs with AVX-512 BF16 or AMX, GPUs); "
+        "parameters, optimiser and checkpoints stay float32",
+    )
     ap.add_argument("--codec", type=Path, help="a trained codec .safetensors (skips stage 1)")
     ap.add_argument("--codec-steps", type=int, default=TrainConfig.codec_steps)
     ap.add_argument("--codec-channels", type=int, default=8)
@@ -489,6 +498,7 @@ def main(argv: list[str] | None = None) -> None:
         codec_eval_frames=args.codec_eval_frames,
         codec_noise=args.codec_noise,
         codec_lr=args.codec_lr,
+        autocast=args.autocast,
     )
     codec = stage_codec(args, tc, device)
     if args.decoder_steps:

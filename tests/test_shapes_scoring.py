@@ -68,3 +68,20 @@ def test_detection_of_shapes_and_psnr():
     a = render(random_scene(rng), 2)
     assert psnr(a, a) == 100.0
     assert abs(psnr(a, a + 10) - 10 * np.log10(255**2 / 100)) < 1e-9
+
+
+def test_blobs_and_scattered_colour_are_not_shapes():
+    """Generated frames can hold a colour that is no shape: a bar no template fits, or specks
+    spread wider than the search square. The scorer says so (no shape) and never fails on it."""
+    white, yellow, red = (235, 235, 235), (235, 220, 40), (230, 40, 40)
+    frame = np.zeros((48, 64, 3), np.uint8) + np.array(white, np.uint8)
+    for x, y in ((1, 1), (59, 1), (1, 43), (59, 43), (30, 22)):
+        frame[y : y + 3, x : x + 3] = yellow  # five specks across the whole frame
+    frame[10:13, 10:26] = red  # a 16 x 3 bar
+    found = {f.colour: f for f in detect(frame).objects}
+    assert set(found) == {"yellow", "red"}
+    assert found["yellow"].shapes == () and found["red"].shapes == ()
+    assert found["red"].fit < 0.6
+    clip = np.repeat(frame[None], 17, axis=0)
+    assert not follows_caption(clip, "a yellow square stays still on a white background")
+    assert not follows_caption(clip, "a red square stays still on a white background")

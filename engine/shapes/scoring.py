@@ -58,6 +58,7 @@ KEEP_DISTANCE = 2.0  # px: an object an edit must keep stays this close, frame b
 SHAPE_TOLERANCE = 0.05  # IoU: other shapes that fit this well are accepted for occluded objects
 CENTRE_TOLERANCE = 0.02  # IoU: centres that fit this well are candidates for occluded objects
 SIZE_HINT_BONUS = 0.02  # IoU: preference for the captioned size when fits tie
+MIN_FIT = 0.6  # IoU: a blob no template fits this well has no shape (renders fit 0.79 or more)
 BLURS = (0.0, 0.7, 1.0, 1.4)  # px: Gaussian softness of the edges templates are compared at
 NEAR = 1  # px: centres tried around the visible box's middle
 PATCH = 32  # px: the square searched for templates around an object (> 2 x the largest size)
@@ -149,7 +150,9 @@ class Found:
     pixels: int
     fit: float  # IoU of the best template over the pixels not covered by other objects
     occluded: bool = False  # the best template runs under another object
-    shapes: tuple[str, ...] = ()  # the shapes that fit (best first; several only when occluded)
+    shapes: tuple[
+        str, ...
+    ] = ()  # shapes that fit (best first; several when occluded, none: a blob)
     alternatives: tuple[tuple[float, float], ...] = ()  # centre offsets that fit as well
 
 
@@ -235,7 +238,12 @@ def _fit(
 def _alpha(rgb: np.ndarray, mask: np.ndarray, background: np.ndarray) -> np.ndarray:
     """(P, P) coverage in [0, 1] of each pixel by the object: the position of its colour between
     the local background colour (0) and the object's own colour (1), so soft edges count by how
-    much of the object they hold. Faint values (< 0.15: noise) are dropped."""
+    much of the object they hold. Faint values (< 0.15: noise) are dropped.
+
+    A mask with no pixel in the patch (a colour spread wider than the search square) covers
+    nothing."""
+    if not mask.any():
+        return np.zeros(mask.shape, np.float32)
     px = rgb.astype(np.float32)
     own = np.median(px[mask], axis=0)
     base = np.median(px[background], axis=0) if background.any() else np.zeros(3, np.float32)
@@ -305,6 +313,8 @@ def _found(
     occluded = bool(hidden[i] > 0)
     shapes, offsets = _ambiguity(t.cands, iou, i) if occluded else ((shape,), ())
     fit = float(iou[i])
+    if fit < MIN_FIT:
+        shapes = ()  # a blob of the colour, not a shape
     return Found(colour, shape, size, x, y, int(m.sum()), fit, occluded, shapes, offsets)
 
 
@@ -383,7 +393,7 @@ def track(dets: Sequence[FrameDetection], colour: str, width: int, height: int) 
     anchor = np.array([not f.occluded for _, f in seen])
     for j, (t, f) in enumerate(seen):
         if f.occluded:
-            alt = xy[j] + np.array(f.alternatives)  # (n, 2)
+            alt = xy[j] + np.array(f.alternatives or ((0.0, 0.0),))  # (n, 2)
             if anchor.any():
                 want = _predict(ts[anchor], xy[anchor], t)
                 xy[j] = alt[np.argmin(((alt - want) ** 2).sum(1))]
