@@ -404,6 +404,34 @@ class FlowTrainer:
         log.info("resumed %s at step %d", out, self.step)
 
 
+def replace_bundle_codec(run: Path, codec: DemoCodec, steps: int = 0) -> None:
+    """Put `codec` (a decoder fine-tuned with the encoder frozen) into OUT's bundle: the flow was
+    trained on the same latents, so it stays valid. Written atomically, like a checkpoint."""
+    meta = json.loads((run / f"{BUNDLE}.json").read_text())
+    if meta.get("codec", {}).get("kind") != "autoencoder":
+        raise ValueError(f"{run}: the bundle has no learned codec to replace")
+    old = tuple(
+        tuple(float(v) for v in meta["codec"].get(k, ())) for k in ("latent_mean", "latent_std")
+    )
+    if old != (codec.cfg.latent_mean, codec.cfg.latent_std):
+        raise ValueError(f"{run}: the codec's latents differ from those the flow was trained on")
+    state = {k: v for k, v in load_file(str(run / f"{BUNDLE}.safetensors")).items()}
+    state = {k: v for k, v in state.items() if not k.startswith("codec.")}
+    state.update(
+        {f"codec.{k}": v.detach().cpu().contiguous() for k, v in codec.state_dict().items()}
+    )
+    meta["codec"] = codec.cfg.to_dict()
+    meta.setdefault("training", {})["decoder_finetune"] = {
+        "steps": steps,
+        "sharpen": codec.cfg.sharpen,
+    }
+    save_file(state, str(run / f"{BUNDLE}.safetensors.part"))
+    (run / f"{BUNDLE}.json.part").write_text(json.dumps(meta, indent=1))
+    for name in (f"{BUNDLE}.safetensors", f"{BUNDLE}.json"):
+        (run / f"{name}.part").replace(run / name)
+    log.info("replaced the codec of %s's bundle (sharpen %d)", run, codec.cfg.sharpen)
+
+
 def export_bundle(run: Path, dest: Path, dtype: torch.dtype = torch.float16) -> None:
     """Copy OUT's bundle to `dest` (e.g. resources/models) with weights stored as `dtype`
     (loaders cast to the model's dtype), halving the shipped size."""
@@ -504,7 +532,10 @@ def main(argv: list[str] | None = None) -> None:
     if args.decoder_steps:
         if args.sharpen and not codec.cfg.sharpen:
             codec = codec.with_sharpen(args.sharpen)
-        save_codec(finetune_decoder(codec, args.decoder_steps, tc), args.out)
+        codec = finetune_decoder(codec, args.decoder_steps, tc)
+        save_codec(codec, args.out)
+        if (args.out / f"{BUNDLE}.json").exists():
+            replace_bundle_codec(args.out, codec, args.decoder_steps)
         return
     text = TextConfig(vocab=grammar_vocab())
     flow = default_flow(codec.channels, text.dim, text.max_tokens, **args.flow)

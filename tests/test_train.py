@@ -198,3 +198,9 @@ def test_command_line_trains_codec_and_flow_then_resumes(tmp_path, monkeypatch):
         same = torch.equal(value, after[name])
         assert same if name.startswith("encoder.") else True, name
     assert not torch.equal(before["decoder.conv_out.weight"], after["decoder.conv_out.weight"])
+    # the bundle now holds the fine-tuned codec, and still loads as a pipeline
+    bundle = load_file(str(tmp_path / f"{BUNDLE}.safetensors"))
+    for name, value in after.items():
+        assert torch.equal(bundle[f"codec.{name}"], value), name
+    assert json.loads((tmp_path / f"{BUNDLE}.json").read_text())["training"]["decoder_finetune"]
+    load_bundle(tmp_path / f"{BUNDLE}.json", device="cpu")
