@@ -45,6 +45,7 @@ log = logging.getLogger("engine.train")
 BUNDLE = "shapes_demo"
 CODEC = "codec"
 STATE = "train_state.pt"
+BUNDLE_FILES = (f"{BUNDLE}.safetensors", f"{BUNDLE}.json")
 
 
 @dataclass(frozen=True)
@@ -381,16 +382,12 @@ class FlowTrainer:
             "nll": float(np.mean([h["nll"] for h in recent])) if recent else None,
             "denoise": float(np.mean([h["denoise"] for h in recent])) if recent else None,
         }
-        save_file(self.tensors(), str(out / f"{BUNDLE}.safetensors.part"))
-        (out / f"{BUNDLE}.json.part").write_text(
-            json.dumps({**self.meta, "training": training}, indent=1)
-        )
+        write_bundle_parts(out, self.tensors(), {**self.meta, "training": training})
         torch.save(
             {"step": self.step, "opt": self.opt.state_dict(), "den_opt": self.den_opt.state_dict()},
             out / f"{STATE}.part",
         )
-        for name in (f"{BUNDLE}.safetensors", f"{BUNDLE}.json", STATE):
-            (out / f"{name}.part").replace(out / name)
+        commit_parts(out, (*BUNDLE_FILES, STATE))
         log.info("saved step %d to %s", self.step, out)
 
     def resume(self, out: Path) -> None:
@@ -404,31 +401,37 @@ class FlowTrainer:
         log.info("resumed %s at step %d", out, self.step)
 
 
+def write_bundle_parts(out: Path, tensors: dict[str, torch.Tensor], meta: dict) -> None:
+    """Write a bundle's weights and JSON as `.part` files; commit_parts makes them current."""
+    save_file(tensors, str(out / f"{BUNDLE}.safetensors.part"))
+    (out / f"{BUNDLE}.json.part").write_text(json.dumps(meta, indent=1))
+
+
+def commit_parts(out: Path, names: tuple[str, ...]) -> None:
+    """Rename each OUT/name.part over OUT/name (each file replaced atomically)."""
+    for name in names:
+        (out / f"{name}.part").replace(out / name)
+
+
 def replace_bundle_codec(run: Path, codec: DemoCodec, steps: int = 0) -> None:
     """Put `codec` (a decoder fine-tuned with the encoder frozen) into OUT's bundle: the flow was
     trained on the same latents, so it stays valid. Written atomically, like a checkpoint."""
     meta = json.loads((run / f"{BUNDLE}.json").read_text())
     if meta.get("codec", {}).get("kind") != "autoencoder":
         raise ValueError(f"{run}: the bundle has no learned codec to replace")
-    old = tuple(
-        tuple(float(v) for v in meta["codec"].get(k, ())) for k in ("latent_mean", "latent_std")
-    )
-    if old != (codec.cfg.latent_mean, codec.cfg.latent_std):
+    stats = tuple(tuple(meta["codec"].get(k, ())) for k in ("latent_mean", "latent_std"))
+    if stats != (codec.cfg.latent_mean, codec.cfg.latent_std):
         raise ValueError(f"{run}: the codec's latents differ from those the flow was trained on")
-    state = {k: v for k, v in load_file(str(run / f"{BUNDLE}.safetensors")).items()}
+    state = load_file(str(run / f"{BUNDLE}.safetensors"))
     state = {k: v for k, v in state.items() if not k.startswith("codec.")}
-    state.update(
-        {f"codec.{k}": v.detach().cpu().contiguous() for k, v in codec.state_dict().items()}
-    )
+    state.update({f"codec.{k}": v.cpu().contiguous() for k, v in codec.state_dict().items()})
     meta["codec"] = codec.cfg.to_dict()
     meta.setdefault("training", {})["decoder_finetune"] = {
         "steps": steps,
         "sharpen": codec.cfg.sharpen,
     }
-    save_file(state, str(run / f"{BUNDLE}.safetensors.part"))
-    (run / f"{BUNDLE}.json.part").write_text(json.dumps(meta, indent=1))
-    for name in (f"{BUNDLE}.safetensors", f"{BUNDLE}.json"):
-        (run / f"{name}.part").replace(run / name)
+    write_bundle_parts(run, state, meta)
+    commit_parts(run, BUNDLE_FILES)
     log.info("replaced the codec of %s's bundle (sharpen %d)", run, codec.cfg.sharpen)
 
 

@@ -14,6 +14,7 @@ from conftest import REPO_ROOT
 from engine.demo import load_demo_components
 from engine.demo.codec import CodecConfig, DemoCodec
 from engine.demo.data import random_frames
+from engine.pipeline import to_uint8
 from engine.shapes.scoring import follows_caption
 from engine.shapes.world import caption, random_scene, render
 from engine.train import TrainConfig, codec_psnr, frames_tensor, latent_stats, train_codec
@@ -128,7 +129,6 @@ def test_shipped_codec_keeps_clips_scorable():
         scene = random_scene(rng)
         clip = render(scene, 17)
         with torch.no_grad():
-            rec = codec.decode(codec.encode(frames_tensor(clip)[None]))[0]
-        rec = ((rec.permute(0, 2, 3, 1) + 1) * 127.5).round().clamp(0, 255).byte().numpy()
+            rec = to_uint8(codec.decode(codec.encode(frames_tensor(clip)[None])))
         kept += follows_caption(rec, caption(scene))
     assert kept >= 6

@@ -150,9 +150,8 @@ class Found:
     pixels: int
     fit: float  # IoU of the best template over the pixels not covered by other objects
     occluded: bool = False  # the best template runs under another object
-    shapes: tuple[
-        str, ...
-    ] = ()  # shapes that fit (best first; several when occluded, none: a blob)
+    # the shapes that fit: best first, several only when occluded, none for a blob (fit < MIN_FIT)
+    shapes: tuple[str, ...] = ()
     alternatives: tuple[tuple[float, float], ...] = ()  # centre offsets that fit as well
 
 
@@ -393,7 +392,7 @@ def track(dets: Sequence[FrameDetection], colour: str, width: int, height: int) 
     anchor = np.array([not f.occluded for _, f in seen])
     for j, (t, f) in enumerate(seen):
         if f.occluded:
-            alt = xy[j] + np.array(f.alternatives or ((0.0, 0.0),))  # (n, 2)
+            alt = xy[j] + np.array(f.alternatives)  # (n, 2)
             if anchor.any():
                 want = _predict(ts[anchor], xy[anchor], t)
                 xy[j] = alt[np.argmin(((alt - want) ** 2).sum(1))]
