@@ -23,11 +23,20 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TextIO
 
 import numpy as np
 
 from .api import GenerateRequest
-from .shapes.scoring import background_drift, follows_caption, psnr, score_edit, score_windows
+from .shapes.scoring import (
+    CaptionScore,
+    EditScore,
+    background_drift,
+    psnr,
+    score_caption,
+    score_edit,
+    window_scores,
+)
 from .shapes.world import TRAIN_FRAMES, Scene, caption, random_edit, random_scene, render
 
 log = logging.getLogger("engine.eval")
@@ -38,12 +47,23 @@ Generate = Callable[[GenerateRequest], Iterator]
 
 @dataclass
 class Case:
-    """One scored clip: `ok` is the task's pass/fail, `value` its PSNR or drift (if any)."""
+    """One scored clip: `ok` is the task's pass/fail, `value` its PSNR or drift (if any).
+
+    The parts of the rule, to see where clips fail: `frames` is the share of (window) frames that
+    show exactly the captioned scene, `motion` whether every object moved the captioned way,
+    `kept` (edits) whether every object the edit does not name stayed in place."""
 
     ok: bool
     value: float | None = None
     first_s: float | None = None
     total_s: float | None = None
+    frames: float | None = None
+    motion: bool | None = None
+    kept: bool | None = None
+
+    @classmethod
+    def of(cls, score: CaptionScore, value: float | None = None, *times: float) -> Case:
+        return cls(score.follows, value, *times, frames=score.frame_rate, motion=score.motions_ok)
 
 
 @dataclass
@@ -78,30 +98,66 @@ def _scenes(seed: int, n: int) -> list[Scene]:
     return [random_scene(rng) for _ in range(n)]
 
 
+class Progress:
+    """Reports a task's progress to a stream about every tenth of it: clips done, the pass rate
+    so far and an estimate of the minutes left (from the pace since the first clip)."""
+
+    def __init__(self, stream: TextIO, parts: int = 10) -> None:
+        self.stream, self.parts = stream, parts
+        self.first: dict[str, float] = {}
+
+    def __call__(self, result: TaskResult, n: int) -> None:
+        done, now = len(result.model), time.perf_counter()
+        first = self.first.setdefault(result.task, now)
+        if done % max(1, n // self.parts) and done != n:
+            return
+        line = f"{result.task} {done}/{n}: {100 * result.rate(result.model):.1f}% pass so far"
+        if done > 1:
+            line += f", ~{(now - first) / (done - 1) * (n - done) / 60:.1f} min left"
+        self.stream.write(line + "\n")
+        self.stream.flush()
+
+
+def _edit_case(score: EditScore, *times: float) -> Case:
+    case = Case.of(score.result, score.preservation_psnr, *times)
+    case.ok, case.kept = score.succeeds, all(score.kept)
+    return case
+
+
 def eval_t2v(
-    pipeline, scenes: list[Scene], guidance: float, truth_only: bool = False
+    pipeline,
+    scenes: list[Scene],
+    guidance: float,
+    truth_only: bool = False,
+    progress: Progress | None = None,
 ) -> TaskResult:
     out = TaskResult("t2v")
     for i, scene in enumerate(scenes):
         text = caption(scene)
-        out.truth.append(Case(follows_caption(render(scene, TRAIN_FRAMES), text)))
+        out.truth.append(Case.of(score_caption(render(scene, TRAIN_FRAMES), text)))
         if truth_only:
             continue
         frames, first, total = run_clip(
             pipeline, GenerateRequest(text, frames=TRAIN_FRAMES, seed=i, guidance=guidance)
         )
-        out.model.append(Case(follows_caption(frames, text), None, first, total))
+        out.model.append(Case.of(score_caption(frames, text), None, first, total))
         log.info("t2v %d/%d %s: %s", i + 1, len(scenes), out.model[-1].ok, text)
+        if progress is not None:
+            progress(out, len(scenes))
     return out
 
 
 def eval_i2v(
-    pipeline, scenes: list[Scene], guidance: float, truth_only: bool = False
+    pipeline,
+    scenes: list[Scene],
+    guidance: float,
+    truth_only: bool = False,
+    progress: Progress | None = None,
 ) -> TaskResult:
     out = TaskResult("i2v")
     for i, scene in enumerate(scenes):
         text, clip = caption(scene), render(scene, TRAIN_FRAMES)
-        out.truth.append(Case(follows_caption(clip, text), 100.0))
+        out.truth.append(Case.of(score_caption(clip, text), 100.0))
         if truth_only:
             continue
         request = GenerateRequest(
@@ -109,14 +165,21 @@ def eval_i2v(
         )
         frames, first, total = run_clip(pipeline, request)
         out.model.append(
-            Case(follows_caption(frames, text), psnr(frames[0], clip[0]), first, total)
+            Case.of(score_caption(frames, text), psnr(frames[0], clip[0]), first, total)
         )
         log.info("i2v %d/%d %s: %s", i + 1, len(scenes), out.model[-1].ok, text)
+        if progress is not None:
+            progress(out, len(scenes))
     return out
 
 
 def eval_edit(
-    pipeline, scenes: list[Scene], guidance: float, seed: int, truth_only: bool = False
+    pipeline,
+    scenes: list[Scene],
+    guidance: float,
+    seed: int,
+    truth_only: bool = False,
+    progress: Progress | None = None,
 ) -> TaskResult:
     out = TaskResult("edit")
     rng = np.random.default_rng(seed + 1)
@@ -124,32 +187,43 @@ def eval_edit(
         instruction, target = random_edit(scene, rng)
         source = render(scene, TRAIN_FRAMES)
         truth = score_edit(source, render(target, TRAIN_FRAMES), instruction, scene)
-        out.truth.append(Case(truth.succeeds, truth.preservation_psnr))
+        out.truth.append(_edit_case(truth))
         if truth_only:
             continue
         request = GenerateRequest(instruction, mode="v2v", seed=i, guidance=guidance, video=source)
         frames, first, total = run_clip(pipeline, request)
         score = score_edit(source, frames, instruction, scene)
-        out.model.append(Case(score.succeeds, score.preservation_psnr, first, total))
+        out.model.append(_edit_case(score, first, total))
         log.info("edit %d/%d %s: %s", i + 1, len(scenes), score.succeeds, instruction)
+        if progress is not None:
+            progress(out, len(scenes))
     return out
 
 
 def eval_long(
-    pipeline, scenes: list[Scene], frames: int, guidance: float, truth_only: bool = False
+    pipeline,
+    scenes: list[Scene],
+    frames: int,
+    guidance: float,
+    truth_only: bool = False,
+    progress: Progress | None = None,
 ) -> TaskResult:
     out = TaskResult("long")
     for i, scene in enumerate(scenes):
         text = caption(scene)
         clip = render(scene, frames)
-        out.truth.append(Case(score_windows(clip, text)[-1], background_drift(clip)))
+        out.truth.append(Case.of(window_scores(clip, text)[-1], background_drift(clip)))
         if truth_only:
             continue
         made, first, total = run_clip(
             pipeline, GenerateRequest(text, frames=frames, seed=i, guidance=guidance)
         )
-        out.model.append(Case(score_windows(made, text)[-1], background_drift(made), first, total))
+        out.model.append(
+            Case.of(window_scores(made, text)[-1], background_drift(made), first, total)
+        )
         log.info("long %d/%d %s (%.1f s): %s", i + 1, len(scenes), out.model[-1].ok, total, text)
+        if progress is not None:
+            progress(out, len(scenes))
     return out
 
 
@@ -162,18 +236,21 @@ def evaluate(
     seed: int = 0,
     tasks: tuple[str, ...] = TASKS,
     truth_only: bool = False,
+    progress: Progress | None = None,
 ) -> dict[str, TaskResult]:
     """Score `pipeline` (anything with .generate(GenerateRequest) -> FrameEvents) on each task."""
     scenes = _scenes(seed, max(n, n_long))
     results = {}
     if "t2v" in tasks:
-        results["t2v"] = eval_t2v(pipeline, scenes[:n], guidance, truth_only)
+        results["t2v"] = eval_t2v(pipeline, scenes[:n], guidance, truth_only, progress)
     if "i2v" in tasks:
-        results["i2v"] = eval_i2v(pipeline, scenes[:n], guidance, truth_only)
+        results["i2v"] = eval_i2v(pipeline, scenes[:n], guidance, truth_only, progress)
     if "edit" in tasks:
-        results["edit"] = eval_edit(pipeline, scenes[:n], guidance, seed, truth_only)
+        results["edit"] = eval_edit(pipeline, scenes[:n], guidance, seed, truth_only, progress)
     if "long" in tasks:
-        results["long"] = eval_long(pipeline, scenes[:n_long], long_frames, guidance, truth_only)
+        results["long"] = eval_long(
+            pipeline, scenes[:n_long], long_frames, guidance, truth_only, progress
+        )
     return results
 
 
@@ -192,6 +269,29 @@ def _cell(cases: list[Case], value_fmt: str | None) -> str:
     if value_fmt is not None:
         text += "  " + value_fmt.format(TaskResult.mean_value(cases))
     return text
+
+
+def _part(cases: list[Case], name: str) -> str:
+    values = [float(getattr(c, name)) for c in cases if getattr(c, name) is not None]
+    return f"{100 * np.mean(values):5.1f}%" if values else "-"
+
+
+def breakdown(results: dict[str, TaskResult]) -> str:
+    """A Markdown table of the rule's parts, model / ground truth: the mean share of frames that
+    show exactly the captioned scene (the last window for long clips, the edited caption for
+    edits), the share of clips where every object moves as captioned, and for edits the share
+    where every object the instruction does not name stays in place."""
+    lines = [
+        "| task | frames showing the caption | every motion right | unnamed objects kept |",
+        "|---|---|---|---|",
+    ]
+    for task, r in results.items():
+        cells = [f"{_part(r.model, k)} / {_part(r.truth, k)}" for k in ("frames", "motion")]
+        cells.append(
+            f"{_part(r.model, 'kept')} / {_part(r.truth, 'kept')}" if task == "edit" else "-"
+        )
+        lines.append(f"| {ROWS[task][0]} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def table(results: dict[str, TaskResult], long_frames: int) -> str:
@@ -236,7 +336,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--device", default="auto")
     ap.add_argument("--truth-only", action="store_true", help="score only ground-truth renders")
     ap.add_argument("--json", type=Path, help="also write every case here")
-    ap.add_argument("-v", "--verbose", action="store_true")
+    ap.add_argument("-v", "--verbose", action="store_true", help="log every clip")
+    ap.add_argument("-q", "--quiet", action="store_true", help="no progress lines on stderr")
     return ap.parse_args(argv)
 
 
@@ -272,9 +373,11 @@ def main(argv: list[str] | None = None) -> int:
         args.seed,
         tasks,
         args.truth_only,
+        None if args.quiet else Progress(sys.stderr),
     )
     name = "ground truth only" if pipeline is None else pipeline.info.name
     sys.stdout.write(f"Shapes world evaluation: {name}\n\n{table(results, args.long_frames)}\n")
+    sys.stdout.write(f"\nWhere clips fail (model / ground truth):\n\n{breakdown(results)}\n")
     if args.json is not None:
         args.json.write_text(
             json.dumps({k: asdict(v) for k, v in results.items()}, indent=1) + "\n"

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import io
 import json
 
 import numpy as np
 
-from engine.eval import evaluate, main, table
+from engine.eval import Case, Progress, TaskResult, breakdown, evaluate, main, table
 from engine.pipeline import load_pipeline
 
 
@@ -37,6 +38,38 @@ def test_ground_truth_is_the_ceiling(capsys, tmp_path):
         assert np.mean([c["ok"] for c in cases[task]["truth"]]) >= 0.9, task
     assert min(c["value"] for c in cases["edit"]["truth"]) == 100.0  # nothing else changed
     assert max(c["value"] for c in cases["long"]["truth"]) == 0.0  # no drift in a render
+    # the parts of the rule are recorded per clip, and a pass implies every part holds
+    for task in ("t2v", "i2v", "edit", "long"):
+        for c in cases[task]["truth"]:
+            assert 0.0 <= c["frames"] <= 1.0 and isinstance(c["motion"], bool)
+            if c["ok"]:
+                assert c["frames"] >= 0.8 and c["motion"]
+    assert all(isinstance(c["kept"], bool) for c in cases["edit"]["truth"])
+    assert "Where clips fail" in text and "| video edit |" in text.split("Where clips fail")[1]
+
+
+def test_progress_reports_about_every_tenth_with_the_rate_so_far():
+    stream = io.StringIO()
+    progress, result = Progress(stream), TaskResult("t2v")
+    for i in range(25):
+        result.model.append(Case(ok=i % 5 == 0))
+        progress(result, 25)
+    lines = stream.getvalue().splitlines()
+    assert [line.split(":")[0] for line in lines] == [
+        f"t2v {k}/25" for k in (2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 25)
+    ]
+    assert lines[-1].startswith("t2v 25/25: 20.0% pass so far, ~0.0 min left")
+
+
+def test_breakdown_averages_each_part_over_the_cases():
+    r = TaskResult("edit")
+    r.model = [
+        Case(False, frames=0.5, motion=True, kept=False),
+        Case(False, frames=0.0, motion=False, kept=True),
+    ]
+    r.truth = [Case(True, frames=1.0, motion=True, kept=True)] * 2
+    row = breakdown({"edit": r}).splitlines()[-1]
+    assert row == "| video edit |  25.0% / 100.0% |  50.0% / 100.0% |  50.0% / 100.0% |"
 
 
 def test_the_demo_model_goes_through_every_task():
@@ -47,6 +80,8 @@ def test_the_demo_model_goes_through_every_task():
     assert all(c.first_s is not None and c.total_s >= c.first_s for c in results["t2v"].model)
     assert all(c.value == 100.0 for c in results["i2v"].model)  # frame 0 is the given image
     assert "speed (t2v, median)" in table(results, 40)
+    for r in results.values():  # the parts are recorded for the model's clips too
+        assert all(c.frames is not None and c.motion is not None for c in r.model)
 
 
 def test_unknown_task_is_refused(capsys):

@@ -425,8 +425,13 @@ class CaptionScore:
         return float(np.mean(self.frames_ok)) if self.frames_ok else 0.0
 
     @property
+    def motions_ok(self) -> bool:
+        """Every captioned object was seen often enough and moved the captioned way."""
+        return all(o.moves_ok for o in self.objects)
+
+    @property
     def follows(self) -> bool:
-        return self.frame_rate >= FOLLOW_RATE and all(o.moves_ok for o in self.objects)
+        return self.frame_rate >= FOLLOW_RATE and self.motions_ok
 
 
 def motion_ok(motion: str, velocity: np.ndarray, extent: np.ndarray) -> bool:
@@ -595,9 +600,14 @@ def _stays(src: np.ndarray, res: np.ndarray, n: int, width: int, height: int) ->
 
 @dataclass(frozen=True)
 class EditScore:
-    follows: bool  # the result follows the caption of the edited source
+    result: CaptionScore  # the result scored against the caption of the edited source
     kept: tuple[bool, ...]  # per object the edit must keep: it stayed in place, frame by frame
     preservation_psnr: float
+
+    @property
+    def follows(self) -> bool:
+        """The result follows the caption of the edited source."""
+        return self.result.follows
 
     @property
     def succeeds(self) -> bool:
@@ -624,8 +634,8 @@ def score_edit(
         _stays(track(src_dets, a, w, h), track(res_dets, b, w, h), n, w, h)
         for a, b in _kept(src_spec, ins)
     )
-    follows = _score(res_dets, target, w, h).follows
-    return EditScore(follows, kept, preservation_psnr(source, result, ins))
+    scored = _score(res_dets, target, w, h)
+    return EditScore(scored, kept, preservation_psnr(source, result, ins))
 
 
 def edit_succeeds(
