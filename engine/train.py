@@ -259,6 +259,15 @@ def score_target(nll: torch.Tensor, noisy: torch.Tensor, noise_std: float) -> to
     return (grad * noisy.numel() * noise_std**2 / DENOISE_STEP).detach()
 
 
+def earlier_record(previous: dict) -> dict:
+    """What a resumed run's training record keeps of the record it resumes: the decoder fine-tune
+    (the bundle's codec is still that one) and each earlier run's last step and autocast."""
+    kept = {k: previous[k] for k in ("decoder_finetune",) if k in previous}
+    run = {"until": previous.get("step"), "autocast": previous.get("autocast", "none")}
+    kept["runs"] = [*previous.get("runs", []), run]
+    return kept
+
+
 class FlowTrainer:
     """Stage 2 state: modules, optimisers and the step counter (the data is a function of it)."""
 
@@ -282,6 +291,7 @@ class FlowTrainer:
             den.parameters(), lr=tc.denoiser_lr, weight_decay=tc.weight_decay
         )
         self.step = 0
+        self.earlier: dict = {}  # carried from the record of the run this one resumes
 
     def inputs(self, step: int) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
         """Noisy latents (B, T, C, h, w), clean latents and texts (some dropped) of `step`."""
@@ -382,6 +392,7 @@ class FlowTrainer:
             "nll": float(np.mean([h["nll"] for h in recent])) if recent else None,
             "denoise": float(np.mean([h["denoise"] for h in recent])) if recent else None,
         }
+        training.update(self.earlier)
         write_bundle_parts(out, self.tensors(), {**self.meta, "training": training})
         torch.save(
             {"step": self.step, "opt": self.opt.state_dict(), "den_opt": self.den_opt.state_dict()},
@@ -543,10 +554,12 @@ def main(argv: list[str] | None = None) -> None:
     text = TextConfig(vocab=grammar_vocab())
     flow = default_flow(codec.channels, text.dim, text.max_tokens, **args.flow)
     meta = bundle_meta(flow, codec.cfg, text, tc)
+    earlier = {}
     if args.resume and (args.out / STATE).exists():
         meta = json.loads((args.out / f"{BUNDLE}.json").read_text())
-        meta.pop("training")
+        earlier = earlier_record(meta.pop("training"))
     trainer = FlowTrainer(meta, tc, codec, device)
+    trainer.earlier = earlier
     log.info(
         "flow %d parameters, text %d",
         sum(p.numel() for p in trainer.flow.parameters()),

@@ -204,3 +204,9 @@ def test_command_line_trains_codec_and_flow_then_resumes(tmp_path, monkeypatch):
         assert torch.equal(bundle[f"codec.{name}"], value), name
     assert json.loads((tmp_path / f"{BUNDLE}.json").read_text())["training"]["decoder_finetune"]
     load_bundle(tmp_path / f"{BUNDLE}.json", device="cpu")
+    # training on after the fine-tune keeps its record and that of each earlier run
+    main([*args[:3], "4", *args[4:], "--resume", "--autocast", "bf16"])
+    record = json.loads((tmp_path / f"{BUNDLE}.json").read_text())["training"]
+    assert record["step"] == 4 and record["autocast"] == "bf16"
+    assert record["decoder_finetune"] == {"steps": 2, "sharpen": 0}
+    assert record["runs"] == [{"until": 2, "autocast": "none"}, {"until": 3, "autocast": "none"}]
