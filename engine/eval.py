@@ -120,8 +120,7 @@ class Progress:
 
 def _edit_case(score: EditScore, *times: float) -> Case:
     case = Case.of(score.result, score.preservation_psnr, *times)
-    case.ok, case.kept = score.succeeds, all(score.kept)
-    return case
+    return dataclasses.replace(case, ok=score.succeeds, kept=all(score.kept))
 
 
 def eval_t2v(

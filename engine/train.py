@@ -272,9 +272,16 @@ class FlowTrainer:
     """Stage 2 state: modules, optimisers and the step counter (the data is a function of it)."""
 
     def __init__(
-        self, meta: dict, tc: TrainConfig, codec: DemoCodec, device: str | torch.device = "cpu"
+        self,
+        meta: dict,
+        tc: TrainConfig,
+        codec: DemoCodec,
+        device: str | torch.device = "cpu",
+        earlier: dict | None = None,
     ) -> None:
+        """earlier: what the saved training record carries from the run this one resumes."""
         self.meta, self.tc, self.device = meta, tc, torch.device(device)
+        self.earlier = earlier or {}
         torch.manual_seed(tc.seed)
         self.flow = StarFlow(FlowConfig.from_dict(meta["flow"])).to(self.device)
         self.text = DemoTextEncoder.from_config(meta["text"]).to(self.device)
@@ -291,7 +298,6 @@ class FlowTrainer:
             den.parameters(), lr=tc.denoiser_lr, weight_decay=tc.weight_decay
         )
         self.step = 0
-        self.earlier: dict = {}  # carried from the record of the run this one resumes
 
     def inputs(self, step: int) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
         """Noisy latents (B, T, C, h, w), clean latents and texts (some dropped) of `step`."""
@@ -558,8 +564,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.resume and (args.out / STATE).exists():
         meta = json.loads((args.out / f"{BUNDLE}.json").read_text())
         earlier = earlier_record(meta.pop("training"))
-    trainer = FlowTrainer(meta, tc, codec, device)
-    trainer.earlier = earlier
+    trainer = FlowTrainer(meta, tc, codec, device, earlier)
     log.info(
         "flow %d parameters, text %d",
         sum(p.numel() for p in trainer.flow.parameters()),
