@@ -23,6 +23,7 @@ import json
 import logging
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,7 @@ from engine.demo import split_state
 from engine.demo.codec import CodecConfig, DemoCodec
 from engine.demo.data import EDIT_FRAMES, batch_rng, make_batch, random_frames, to_unit
 from engine.demo.text import DemoTextEncoder, TextConfig, grammar_vocab
+from engine.denoise import denoise_clip
 from engine.model import StarFlow
 from engine.model.starflow import DENOISE_STEP
 from engine.shapes.world import FPS, HEIGHT, TRAIN_FRAMES, WIDTH
@@ -116,20 +118,31 @@ def codec_psnr(codec: DemoCodec, frames: torch.Tensor, noise: float = 0.0, seed:
 
 
 def optimise_codec(
-    codec: DemoCodec, steps: int, tc: TrainConfig, frozen: bool, data_seed: int
+    codec: DemoCodec,
+    steps: int,
+    tc: TrainConfig,
+    frozen: bool,
+    data_seed: int,
+    batch_loss: Callable[[int, torch.Generator], torch.Tensor] | None = None,
 ) -> None:
-    """AdamW with warm-up and cosine decay on the decoder (and the encoder unless `frozen`)."""
+    """AdamW with warm-up and cosine decay on the decoder (and the encoder unless `frozen`).
+    batch_loss(step, generator): the loss of `step`'s batch; default: codec_loss on
+    tc.codec_batch random frames."""
     params = list((codec.decoder if frozen else codec).parameters())
+    if batch_loss is None:
+
+        def batch_loss(step: int, gen: torch.Generator) -> torch.Tensor:
+            frames = random_frames(batch_rng(data_seed, step), tc.codec_batch)
+            x = frames_tensor(frames, codec_device(codec))
+            return codec_loss(codec, x, tc.codec_noise, gen, frozen)
+
     opt = torch.optim.AdamW(params, lr=tc.codec_lr, weight_decay=1e-4)
     gen = torch.Generator().manual_seed(data_seed)
     t0, warmup = time.perf_counter(), min(100, max(1, steps // 10))
     for step in range(steps):
         for group in opt.param_groups:
             group["lr"] = lr_at(step, steps, tc.codec_lr, tc.codec_lr / 50, warmup)
-        x = frames_tensor(
-            random_frames(batch_rng(data_seed, step), tc.codec_batch), codec_device(codec)
-        )
-        loss = codec_loss(codec, x, tc.codec_noise, gen, frozen)
+        loss = batch_loss(step, gen)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, tc.grad_clip)
@@ -173,11 +186,49 @@ def train_codec(cfg: CodecConfig, tc: TrainConfig, device: torch.device) -> Demo
     return codec
 
 
-def finetune_decoder(codec: DemoCodec, steps: int, tc: TrainConfig) -> DemoCodec:
+def denoised_decoder_loss(
+    codec: DemoCodec,
+    flow: StarFlow,
+    text: DemoTextEncoder,
+    frames: np.ndarray,
+    texts: list[str],
+    noise_std: float,
+    gen: torch.Generator,
+) -> torch.Tensor:
+    """MSE of decoding what the pipeline decodes: clips (B, T, H, W, 3) encoded, noised as the
+    flow was trained (noise_std), then cleaned by the flow's denoiser under their texts."""
+    x = frames_tensor(frames, codec_device(codec))
+    with torch.no_grad():
+        z = codec.encode(x)
+        noisy = z + noise_std * torch.randn(z.shape, generator=gen).to(z.device)
+        y, _ = text.encode(texts)
+        z = denoise_clip(flow, noisy, y.to(z.device))
+    return (codec.decoder(z.flatten(0, 1)) - x.flatten(0, 1)).pow(2).mean()
+
+
+def finetune_decoder(
+    codec: DemoCodec,
+    steps: int,
+    tc: TrainConfig,
+    denoiser: tuple[StarFlow, DemoTextEncoder] | None = None,
+) -> DemoCodec:
     """More decoder training with the encoder and normalisation frozen: the latents (and so a
-    flow trained on them) stay valid."""
+    flow trained on them) stay valid. The decoder learns to decode latents with noise of up to
+    tc.codec_noise added; or, given the trained (flow, text encoder), the denoiser's output for
+    latents with the flow's training noise: what it decodes in the pipeline."""
     codec.requires_grad_(False).decoder.requires_grad_(True)
-    optimise_codec(codec, steps, tc, frozen=True, data_seed=tc.seed + 11)
+    batch_loss = None
+    if denoiser is not None:
+        flow, text = denoiser
+        clips = max(1, math.ceil(tc.codec_batch / TRAIN_FRAMES))
+
+        def batch_loss(step: int, gen: torch.Generator) -> torch.Tensor:
+            batch = make_batch(batch_rng(tc.seed + 13, step), clips)
+            return denoised_decoder_loss(
+                codec, flow, text, batch.frames, batch.texts, tc.noise_std, gen
+            )
+
+    optimise_codec(codec, steps, tc, frozen=True, data_seed=tc.seed + 11, batch_loss=batch_loss)
     codec.eval().requires_grad_(False)
     report_codec(codec, tc)
     return codec
@@ -430,23 +481,50 @@ def commit_parts(out: Path, names: tuple[str, ...]) -> None:
         (out / f"{name}.part").replace(out / name)
 
 
-def replace_bundle_codec(run: Path, codec: DemoCodec, steps: int = 0) -> None:
-    """Put `codec` (a decoder fine-tuned with the encoder frozen) into OUT's bundle: the flow was
-    trained on the same latents, so it stays valid. Written atomically, like a checkpoint."""
+def check_bundle_codec(run: Path, codec: DemoCodec) -> dict:
+    """OUT's bundle JSON, after checking that its flow was trained on `codec`'s latents."""
     meta = json.loads((run / f"{BUNDLE}.json").read_text())
     if meta.get("codec", {}).get("kind") != "autoencoder":
         raise ValueError(f"{run}: the bundle has no learned codec to replace")
     stats = tuple(tuple(meta["codec"].get(k, ())) for k in ("latent_mean", "latent_std"))
     if stats != (codec.cfg.latent_mean, codec.cfg.latent_std):
         raise ValueError(f"{run}: the codec's latents differ from those the flow was trained on")
+    return meta
+
+
+def bundle_denoiser(
+    run: Path, codec: DemoCodec, device: torch.device
+) -> tuple[StarFlow, DemoTextEncoder]:
+    """The trained flow (with its denoiser) and text encoder of OUT's bundle, frozen."""
+    if not (run / f"{BUNDLE}.json").exists():
+        raise ValueError(f"{run}: no trained flow to denoise with (train the flow first)")
+    meta = check_bundle_codec(run, codec)
+    state = load_file(str(run / f"{BUNDLE}.safetensors"))
+    flow = StarFlow(FlowConfig.from_dict(meta["flow"]))
+    flow.load_state_dict(split_state(state, "flow."))
+    text = DemoTextEncoder.from_config(meta["text"])
+    text.load_state_dict(split_state(state, "text."))
+    return (
+        flow.to(device).eval().requires_grad_(False),
+        text.to(device).eval().requires_grad_(False),
+    )
+
+
+def replace_bundle_codec(run: Path, codec: DemoCodec, steps: int = 0, source: str = "noisy") -> None:
+    """Put `codec` (a decoder fine-tuned with the encoder frozen) into OUT's bundle: the flow was
+    trained on the same latents, so it stays valid. Written atomically, like a checkpoint. The
+    training record lists each fine-tune (steps, sharpening width, what the decoder was fed)."""
+    meta = check_bundle_codec(run, codec)
     state = load_file(str(run / f"{BUNDLE}.safetensors"))
     state = {k: v for k, v in state.items() if not k.startswith("codec.")}
     state.update({f"codec.{k}": v.cpu().contiguous() for k, v in codec.state_dict().items()})
     meta["codec"] = codec.cfg.to_dict()
-    meta.setdefault("training", {})["decoder_finetune"] = {
-        "steps": steps,
-        "sharpen": codec.cfg.sharpen,
-    }
+    record = meta.setdefault("training", {})
+    earlier = record.get("decoder_finetune", [])
+    record["decoder_finetune"] = [
+        *([earlier] if isinstance(earlier, dict) else earlier),
+        {"steps": steps, "sharpen": codec.cfg.sharpen, "input": source},
+    ]
     write_bundle_parts(run, state, meta)
     commit_parts(run, BUNDLE_FILES)
     log.info("replaced the codec of %s's bundle (sharpen %d)", run, codec.cfg.sharpen)
@@ -506,6 +584,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=0,
         help="only fine-tune the decoder of OUT's codec this many steps, then exit",
     )
+    ap.add_argument(
+        "--decoder-input",
+        choices=("noisy", "denoised"),
+        default="noisy",
+        help="with --decoder-steps: noisy: latents with noise up to --codec-noise; denoised: "
+        "the denoiser of OUT's trained flow applied to latents with the flow's training noise "
+        "(what the decoder gets when generating)",
+    )
     ap.add_argument("--codec-eval-frames", type=int, default=TrainConfig.codec_eval_frames)
     ap.add_argument("--save-every", type=float, default=300.0, help="seconds between checkpoints")
     ap.add_argument(
@@ -552,10 +638,13 @@ def main(argv: list[str] | None = None) -> None:
     if args.decoder_steps:
         if args.sharpen and not codec.cfg.sharpen:
             codec = codec.with_sharpen(args.sharpen)
-        codec = finetune_decoder(codec, args.decoder_steps, tc)
+        denoiser = None
+        if args.decoder_input == "denoised":
+            denoiser = bundle_denoiser(args.out, codec, device)
+        codec = finetune_decoder(codec, args.decoder_steps, tc, denoiser)
         save_codec(codec, args.out)
         if (args.out / f"{BUNDLE}.json").exists():
-            replace_bundle_codec(args.out, codec, args.decoder_steps)
+            replace_bundle_codec(args.out, codec, args.decoder_steps, args.decoder_input)
         return
     text = TextConfig(vocab=grammar_vocab())
     flow = default_flow(codec.channels, text.dim, text.max_tokens, **args.flow)

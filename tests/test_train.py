@@ -24,7 +24,9 @@ from engine.train import (
     TrainConfig,
     bundle_meta,
     default_flow,
+    denoised_decoder_loss,
     export_bundle,
+    finetune_decoder,
     lr_at,
     main,
     score_target,
@@ -204,9 +206,45 @@ def test_command_line_trains_codec_and_flow_then_resumes(tmp_path, monkeypatch):
         assert torch.equal(bundle[f"codec.{name}"], value), name
     assert json.loads((tmp_path / f"{BUNDLE}.json").read_text())["training"]["decoder_finetune"]
     load_bundle(tmp_path / f"{BUNDLE}.json", device="cpu")
+    # then on what the trained flow's denoiser makes of noisy latents
+    main([*args, "--decoder-steps", "2", "--decoder-input", "denoised"])
+    again = load_file(str(tmp_path / "codec.safetensors"))
+    assert not torch.equal(after["decoder.conv_out.weight"], again["decoder.conv_out.weight"])
+    assert torch.equal(after["encoder.conv_out.weight"], again["encoder.conv_out.weight"])
+    bundle = load_file(str(tmp_path / f"{BUNDLE}.safetensors"))
+    assert torch.equal(bundle["codec.decoder.conv_out.weight"], again["decoder.conv_out.weight"])
+    with pytest.raises(ValueError, match="no trained flow"):
+        main(["--out", str(tmp_path / "empty"), "--codec", str(tmp_path / "codec.safetensors"),
+              "--decoder-steps", "2", "--decoder-input", "denoised", "--threads", "1"])
     # training on after the fine-tune keeps its record and that of each earlier run
     main([*args[:3], "4", *args[4:], "--resume", "--autocast", "bf16"])
     record = json.loads((tmp_path / f"{BUNDLE}.json").read_text())["training"]
     assert record["step"] == 4 and record["autocast"] == "bf16"
-    assert record["decoder_finetune"] == {"steps": 2, "sharpen": 0}
+    assert record["decoder_finetune"] == [
+        {"steps": 2, "sharpen": 0, "input": "noisy"},
+        {"steps": 2, "sharpen": 0, "input": "denoised"},
+    ]
     assert record["runs"] == [{"until": 2, "autocast": "none"}, {"until": 3, "autocast": "none"}]
+
+
+def test_decoder_learns_to_decode_the_denoisers_output():
+    meta, codec = tiny_meta()
+    trainer = FlowTrainer(meta, TC, codec)
+    trainer.train(2)
+    flow, text = trainer.flow.eval(), trainer.text.eval()
+    held_out = make_batch(batch_rng(99, 0), 2)
+
+    def loss() -> float:
+        with torch.no_grad():
+            return denoised_decoder_loss(
+                codec, flow, text, held_out.frames, held_out.texts, TC.noise_std,
+                torch.Generator().manual_seed(5),
+            ).item()
+
+    before, encoder = loss(), codec.encoder.conv_out.weight.clone()
+    flow_state = {k: v.clone() for k, v in flow.state_dict().items()}
+    tc = dataclasses.replace(TC, codec_batch=TRAIN_FRAMES, codec_lr=1e-2)
+    finetune_decoder(codec, 80, tc, denoiser=(flow, text))
+    assert loss() < 0.5 * before
+    assert torch.equal(codec.encoder.conv_out.weight, encoder)  # the latents stay valid
+    assert all(torch.equal(v, flow.state_dict()[k]) for k, v in flow_state.items())
