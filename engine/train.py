@@ -510,10 +510,13 @@ def bundle_denoiser(
     )
 
 
-def replace_bundle_codec(run: Path, codec: DemoCodec, steps: int = 0, source: str = "noisy") -> None:
+def replace_bundle_codec(
+    run: Path, codec: DemoCodec, steps: int = 0, source: str = "noisy", lr: float | None = None
+) -> None:
     """Put `codec` (a decoder fine-tuned with the encoder frozen) into OUT's bundle: the flow was
     trained on the same latents, so it stays valid. Written atomically, like a checkpoint. The
-    training record lists each fine-tune (steps, sharpening width, what the decoder was fed)."""
+    training record lists each fine-tune (steps, sharpening width, what the decoder was fed,
+    peak learning rate)."""
     meta = check_bundle_codec(run, codec)
     state = load_file(str(run / f"{BUNDLE}.safetensors"))
     state = {k: v for k, v in state.items() if not k.startswith("codec.")}
@@ -523,7 +526,7 @@ def replace_bundle_codec(run: Path, codec: DemoCodec, steps: int = 0, source: st
     earlier = record.get("decoder_finetune", [])
     record["decoder_finetune"] = [
         *([earlier] if isinstance(earlier, dict) else earlier),
-        {"steps": steps, "sharpen": codec.cfg.sharpen, "input": source},
+        {"steps": steps, "sharpen": codec.cfg.sharpen, "input": source, "lr": lr},
     ]
     write_bundle_parts(run, state, meta)
     commit_parts(run, BUNDLE_FILES)
@@ -644,7 +647,9 @@ def main(argv: list[str] | None = None) -> None:
         codec = finetune_decoder(codec, args.decoder_steps, tc, denoiser)
         save_codec(codec, args.out)
         if (args.out / f"{BUNDLE}.json").exists():
-            replace_bundle_codec(args.out, codec, args.decoder_steps, args.decoder_input)
+            replace_bundle_codec(
+                args.out, codec, args.decoder_steps, args.decoder_input, tc.codec_lr
+            )
         return
     text = TextConfig(vocab=grammar_vocab())
     flow = default_flow(codec.channels, text.dim, text.max_tokens, **args.flow)

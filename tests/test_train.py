@@ -221,8 +221,8 @@ def test_command_line_trains_codec_and_flow_then_resumes(tmp_path, monkeypatch):
     record = json.loads((tmp_path / f"{BUNDLE}.json").read_text())["training"]
     assert record["step"] == 4 and record["autocast"] == "bf16"
     assert record["decoder_finetune"] == [
-        {"steps": 2, "sharpen": 0, "input": "noisy"},
-        {"steps": 2, "sharpen": 0, "input": "denoised"},
+        {"steps": 2, "sharpen": 0, "input": "noisy", "lr": TrainConfig.codec_lr},
+        {"steps": 2, "sharpen": 0, "input": "denoised", "lr": TrainConfig.codec_lr},
     ]
     assert record["runs"] == [{"until": 2, "autocast": "none"}, {"until": 3, "autocast": "none"}]
 
