@@ -14,7 +14,8 @@ from conftest import REPO_ROOT
 from engine.demo import load_demo_components
 from engine.demo.codec import CodecConfig, DemoCodec
 from engine.demo.data import random_frames
-from engine.pipeline import to_uint8
+from engine.denoise import denoise_clip
+from engine.pipeline import load_bundle, to_uint8
 from engine.shapes.scoring import follows_caption
 from engine.shapes.world import caption, random_scene, render
 from engine.train import TrainConfig, codec_psnr, frames_tensor, latent_stats, train_codec
@@ -106,29 +107,37 @@ def test_shipped_codec_reconstructs_held_out_renders():
     codec, _ = load_demo_components(BUNDLE, BUNDLE.with_suffix(".safetensors"))
     rng = np.random.default_rng(12345)  # scenes the codec never saw
     frames = frames_tensor(random_frames(rng, 96))
-    # shipped codec (8 channels at 6x8, decoder fine-tuned with a sharpening stage): 29.1 dB
-    # clean, 28.4 dB with latent noise 0.1, frame 0 of image to video 27.5 dB or more
-    assert codec_psnr(codec, frames) >= 28.0
+    # shipped codec (8 channels at 6x8, decoder fine-tuned with a sharpening stage, then on the
+    # denoiser's output): 28.1 dB clean, 27.7 dB with latent noise 0.1
+    assert codec_psnr(codec, frames) >= 27.5
     assert codec_psnr(codec, frames, noise=0.1) >= 27.0  # robust to small latent errors
     z = codec.encode(frames[:, None])
     assert 0.8 < z.std().item() < 1.2  # normalised latents
-    for _ in range(8):  # image to video: frame 0 through encode -> decode
+    for _ in range(8):  # one frame through encode -> decode
         first = frames_tensor(render(random_scene(rng), 1))
         mse = (codec.decode(codec.encode(first[None])) - first).pow(2).mean().item()
-        assert 10 * math.log10(4 / mse) >= 26.0
+        assert 10 * math.log10(4 / mse) >= 25.0
 
 
 @pytest.mark.skipif(not shipped_autoencoder(), reason="the shipped demo model has no learned codec")
-def test_shipped_codec_keeps_clips_scorable():
-    """The codec is the demo model's ceiling: ground-truth clips through encode -> decode must
-    still follow their captions under the spec's strict rule (measured: 33 of 40)."""
-    codec, _ = load_demo_components(BUNDLE, BUNDLE.with_suffix(".safetensors"))
-    rng = np.random.default_rng(2024)
-    kept = 0
-    for _ in range(10):
+def test_shipped_model_keeps_clips_scorable_through_the_generation_chain():
+    """The demo model's ceiling: ground-truth clips through what generation does to latents
+    (encode, the flow's training noise, the learnable denoiser under the caption, decode) must
+    still look like the clip and often follow their caption under the spec's strict rule
+    (measured on these 20: 28.0 dB, 7 follow)."""
+    pipe = load_bundle(BUNDLE, device="cpu")
+    rng, gen = np.random.default_rng(2024), torch.Generator().manual_seed(0)
+    kept, psnrs = 0, []
+    for _ in range(20):
         scene = random_scene(rng)
         clip = render(scene, 17)
+        x = frames_tensor(clip)[None]
         with torch.no_grad():
-            rec = to_uint8(codec.decode(codec.encode(frames_tensor(clip)[None])))
-        kept += follows_caption(rec, caption(scene))
-    assert kept >= 6
+            z = pipe.codec.encode(x)
+            noisy = z + pipe.settings.context_noise * torch.randn(z.shape, generator=gen)
+            y, _ = pipe.text.encode([caption(scene)])
+            rec = pipe.codec.decode(denoise_clip(pipe.model, noisy, y)).float()
+        psnrs.append(10 * math.log10(4 / (rec - x).pow(2).mean().item()))
+        kept += follows_caption(to_uint8(rec), caption(scene))
+    assert np.mean(psnrs) >= 27.0
+    assert kept >= 5
