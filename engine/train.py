@@ -40,6 +40,7 @@ from engine.demo.text import DemoTextEncoder, TextConfig, grammar_vocab
 from engine.denoise import denoise_clip
 from engine.model import StarFlow
 from engine.model.starflow import DENOISE_STEP
+from engine.pipeline import load_bundle
 from engine.shapes.world import FPS, HEIGHT, TRAIN_FRAMES, WIDTH
 
 log = logging.getLogger("engine.train")
@@ -495,19 +496,13 @@ def check_bundle_codec(run: Path, codec: DemoCodec) -> dict:
 def bundle_denoiser(
     run: Path, codec: DemoCodec, device: torch.device
 ) -> tuple[StarFlow, DemoTextEncoder]:
-    """The trained flow (with its denoiser) and text encoder of OUT's bundle, frozen."""
+    """The trained flow (with its denoiser) and text encoder of OUT's bundle, frozen, loaded as
+    the pipeline loads them (in float32)."""
     if not (run / f"{BUNDLE}.json").exists():
         raise ValueError(f"{run}: no trained flow to denoise with (train the flow first)")
-    meta = check_bundle_codec(run, codec)
-    state = load_file(str(run / f"{BUNDLE}.safetensors"))
-    flow = StarFlow(FlowConfig.from_dict(meta["flow"]))
-    flow.load_state_dict(split_state(state, "flow."))
-    text = DemoTextEncoder.from_config(meta["text"])
-    text.load_state_dict(split_state(state, "text."))
-    return (
-        flow.to(device).eval().requires_grad_(False),
-        text.to(device).eval().requires_grad_(False),
-    )
+    check_bundle_codec(run, codec)
+    pipe = load_bundle(run / f"{BUNDLE}.json", str(device), "float32")
+    return pipe.model, pipe.text
 
 
 def replace_bundle_codec(
