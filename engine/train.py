@@ -22,6 +22,7 @@ import dataclasses
 import json
 import logging
 import math
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -32,6 +33,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
+from engine.api import EngineError
 from engine.config import FlowConfig
 from engine.demo import split_state
 from engine.demo.codec import CodecConfig, DemoCodec
@@ -664,5 +666,16 @@ def main(argv: list[str] | None = None) -> None:
     trainer.train(tc.steps, args.out, args.save_every)
 
 
+def run(argv: list[str] | None = None) -> int:
+    """The command line: bad input (a missing or wrong run, a truncated file) exits with status 2
+    and a one-line message; nothing in OUT is replaced."""
+    try:
+        main(argv)
+    except (EngineError, OSError, ValueError) as exc:
+        log.error("error: %s", exc)
+        return 2
+    return 0
+
+
 if __name__ == "__main__":
-    main()
+    sys.exit(run())

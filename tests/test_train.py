@@ -29,6 +29,7 @@ from engine.train import (
     finetune_decoder,
     lr_at,
     main,
+    run,
     score_target,
 )
 
@@ -213,9 +214,11 @@ def test_command_line_trains_codec_and_flow_then_resumes(tmp_path, monkeypatch):
     assert torch.equal(after["encoder.conv_out.weight"], again["encoder.conv_out.weight"])
     bundle = load_file(str(tmp_path / f"{BUNDLE}.safetensors"))
     assert torch.equal(bundle["codec.decoder.conv_out.weight"], again["decoder.conv_out.weight"])
+    empty = ["--out", str(tmp_path / "empty"), "--codec", str(tmp_path / "codec.safetensors"),
+             "--decoder-steps", "2", "--decoder-input", "denoised", "--threads", "1"]
     with pytest.raises(ValueError, match="no trained flow"):
-        main(["--out", str(tmp_path / "empty"), "--codec", str(tmp_path / "codec.safetensors"),
-              "--decoder-steps", "2", "--decoder-input", "denoised", "--threads", "1"])
+        main(empty)
+    assert run(empty) == 2  # the command line: a one-line message, status 2
     # training on after the fine-tune keeps its record and that of each earlier run
     main([*args[:3], "4", *args[4:], "--resume", "--autocast", "bf16"])
     record = json.loads((tmp_path / f"{BUNDLE}.json").read_text())["training"]
