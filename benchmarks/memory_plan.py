@@ -38,7 +38,10 @@ def main() -> None:
     cfg = FlowConfig.from_dict(manifest["config"])
     numel = {k: math.prod(s) for k, s in expected_manifest(cfg).items()}
     top = sum(v for k, v in numel.items() if k.startswith(f"blocks.{cfg.num_blocks - 1}."))
-    rest = sum(v for k, v in numel.items() if k.startswith(("blocks.", "learnable_self_denoiser."))) - top
+    rest = (
+        sum(v for k, v in numel.items() if k.startswith(("blocks.", "learnable_self_denoiser.")))
+        - top
+    )
     h, w = frame_size(args.aspect)
     t = latent_frames(args.frames)
     tokens_per_frame = (h // 16) * (w // 16)
@@ -49,8 +52,10 @@ def main() -> None:
         return per_token * (cfg.txt_size + frames * tokens_per_frame) * bytes_per / GIB
 
     vae = VAE_PARAMS * 2 / GIB
-    print(f"{args.frames} frames at {w}x{h} -> {t} latent frames of {tokens_per_frame} tokens; "
-          f"deep block {top / 1e9:.2f}B, shallow+denoiser {rest / 1e9:.2f}B parameters")
+    print(
+        f"{args.frames} frames at {w}x{h} -> {t} latent frames of {tokens_per_frame} tokens; "
+        f"deep block {top / 1e9:.2f}B, shallow+denoiser {rest / 1e9:.2f}B parameters"
+    )
     rows = [
         ("reference (fp32 KV cache)", (top + rest) * 2 / GIB, cache(t, 4)),
         ("ours: bf16 weights + bf16 KV cache", (top + rest) * 2 / GIB, cache(t, 2)),
@@ -59,12 +64,18 @@ def main() -> None:
         ("ours + --offload --window 4", top * 2 / GIB, cache(4, 2)),
     ]
     base = rows[0][1] + rows[0][2] + vae
-    print(f"{'setting':<38}{'weights':>9}{'KV cache':>10}{'VAE':>6}{'total GiB':>11}{'vs reference':>14}")
+    print(
+        f"{'setting':<38}{'weights':>9}{'KV cache':>10}{'VAE':>6}{'total GiB':>11}{'vs reference':>14}"
+    )
     for name, weights, kv in rows:
         total = weights + kv + vae
-        print(f"{name:<38}{weights:>9.1f}{kv:>10.1f}{vae:>6.1f}{total:>11.1f}{total / base:>13.2f}x")
-    print(f"text encoder (flan-t5-xl, bf16) visits the GPU only while encoding: "
-          f"{T5_XL_ENCODER_PARAMS * 2 / GIB:.1f} GiB, then leaves")
+        print(
+            f"{name:<38}{weights:>9.1f}{kv:>10.1f}{vae:>6.1f}{total:>11.1f}{total / base:>13.2f}x"
+        )
+    print(
+        f"text encoder (flan-t5-xl, bf16) visits the GPU only while encoding: "
+        f"{T5_XL_ENCODER_PARAMS * 2 / GIB:.1f} GiB, then leaves"
+    )
 
 
 if __name__ == "__main__":

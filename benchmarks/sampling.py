@@ -27,9 +27,22 @@ from engine.config import FlowConfig  # noqa: E402
 from engine.sampling import SamplerOptions  # noqa: E402
 from engine.session import NoiseSource, Session  # noqa: E402
 
-MINI = dict(in_channels=4, img_size=8, patch_size=1, channels=64, top_block_channels=96, num_blocks=3,
-            layers_per_block=(1, 1, 2), txt_size=6, txt_dim=24, head_dim=32, pt_seq_len=4,
-            soft_clip=4.0, temporal_causal=2, denoiser_window=2)
+MINI = dict(
+    in_channels=4,
+    img_size=8,
+    patch_size=1,
+    channels=64,
+    top_block_channels=96,
+    num_blocks=3,
+    layers_per_block=(1, 1, 2),
+    txt_size=6,
+    txt_dim=24,
+    head_dim=32,
+    pt_seq_len=4,
+    soft_clip=4.0,
+    temporal_causal=2,
+    denoiser_window=2,
+)
 MANIFEST = ROOT.parent / "shared" / "reference" / "starflow-v_7B_manifest.json"
 
 
@@ -37,7 +50,11 @@ def load_config(name: str) -> FlowConfig:
     if name == "mini":
         return FlowConfig(**MINI)
     if name == "7b":
-        path = MANIFEST if MANIFEST.exists() else ROOT / "engine" / "large" / "starflow-v_7B_manifest.json"
+        path = (
+            MANIFEST
+            if MANIFEST.exists()
+            else ROOT / "engine" / "large" / "starflow-v_7B_manifest.json"
+        )
         return FlowConfig.from_dict(json.loads(path.read_text())["config"])
     if name.startswith("golden:"):
         return FlowConfig.from_json(ROOT.parent / "shared" / "golden" / f"{name[7:]}.json")
@@ -61,7 +78,9 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def run(model, opts: SamplerOptions, frames: int, hw, device, txt, denoise=True) -> tuple[float, float]:
+def run(
+    model, opts: SamplerOptions, frames: int, hw, device, txt, denoise=True
+) -> tuple[float, float]:
     """Seconds to the first frame and for all `frames` latent frames (incl. denoising)."""
     y, y_null = txt
     session = Session(model, opts, denoise=denoise)
@@ -85,7 +104,9 @@ def peak_memory(device: torch.device) -> str:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--config", default="mini")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--dtype", default="fp32", choices=["fp32", "bf16"])
@@ -96,8 +117,11 @@ def main() -> None:
     ap.add_argument("--threshold", type=float, default=1e-3)
     ap.add_argument("--window", type=int, default=None)
     ap.add_argument("--skip-sequential", action="store_true")
-    ap.add_argument("--no-denoise", action="store_true",
-                    help="time raw frames (the denoiser delays frame t until t + lookahead exists)")
+    ap.add_argument(
+        "--no-denoise",
+        action="store_true",
+        help="time raw frames (the denoiser delays frame t until t + lookahead exists)",
+    )
     args = ap.parse_args()
 
     device = torch.device(args.device)
@@ -109,11 +133,19 @@ def main() -> None:
     y = torch.randn(1, cfg.txt_size, cfg.txt_dim, device=device, dtype=dtype)
     txt = (y, torch.randn_like(y))
     params = sum(p.numel() for p in model.parameters())
-    print(f"config {args.config}: {params / 1e6:.1f}M parameters, latent {hw[0]}x{hw[1]}, "
-          f"{args.frames} latent frames, {device} {args.dtype}, guidance {args.guidance}, "
-          f"denoiser {'on' if not args.no_denoise else 'off'}")
-    jac = SamplerOptions(guidance=args.guidance, jacobi=True, block_size=args.block_size,
-                         max_iter=64, threshold=args.threshold, window=args.window)
+    print(
+        f"config {args.config}: {params / 1e6:.1f}M parameters, latent {hw[0]}x{hw[1]}, "
+        f"{args.frames} latent frames, {device} {args.dtype}, guidance {args.guidance}, "
+        f"denoiser {'on' if not args.no_denoise else 'off'}"
+    )
+    jac = SamplerOptions(
+        guidance=args.guidance,
+        jacobi=True,
+        block_size=args.block_size,
+        max_iter=64,
+        threshold=args.threshold,
+        window=args.window,
+    )
     seq = SamplerOptions(guidance=args.guidance, jacobi=False, window=args.window)
     dn = not args.no_denoise
     rows = []
@@ -123,10 +155,14 @@ def main() -> None:
     half = max(1, args.frames // 2)
     rows.append((f"jacobi, {half} frames", *run(model, jac, half, hw, device, txt, dn)))
     base = rows[0][2]
-    print(f"{'sampler':<22}{'first frame s':>14}{'total s':>10}{'frames/s':>10}{'vs first row':>14}")
+    print(
+        f"{'sampler':<22}{'first frame s':>14}{'total s':>10}{'frames/s':>10}{'vs first row':>14}"
+    )
     for name, first, total in rows:
         n = half if "," in name else args.frames
-        print(f"{name:<22}{first:>14.3f}{total:>10.3f}{n / total:>10.2f}{base / total * n / args.frames:>13.2f}x")
+        print(
+            f"{name:<22}{first:>14.3f}{total:>10.3f}{n / total:>10.2f}{base / total * n / args.frames:>13.2f}x"
+        )
     print(f"peak memory: {peak_memory(device)}")
 
 

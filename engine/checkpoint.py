@@ -54,7 +54,11 @@ def open_state_dict(path: str | Path) -> Mapping[str, torch.Tensor]:
             state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
             if not isinstance(state, Mapping):
                 raise EngineError(f"{path.name} is not a state dict (found {type(state).__name__})")
-            return state.get("model", state) if "model" in state and isinstance(state["model"], Mapping) else state
+            return (
+                state.get("model", state)
+                if "model" in state and isinstance(state["model"], Mapping)
+                else state
+            )
     except EngineError:
         raise
     except Exception as exc:  # truncated/corrupt files raise many different errors
@@ -77,13 +81,16 @@ def load_into(model: StarFlow, state: Mapping[str, torch.Tensor], prefix: str = 
     raises an EngineError naming it. Nothing is copied unless every name and shape checks out.
     """
     own = model.state_dict()
-    given = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+    given = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
     skipped = sorted(k for k in given if DEPRECATED.match(k))
     given = {k: v for k, v in given.items() if not DEPRECATED.match(k)}
     missing = sorted(set(own) - set(given))
     unexpected = sorted(set(given) - set(own))
-    wrong = [f"{k}: file {_shape(given[k])} vs model {tuple(own[k].shape)}"
-             for k in sorted(set(own) & set(given)) if _shape(given[k]) != tuple(own[k].shape)]
+    wrong = [
+        f"{k}: file {_shape(given[k])} vs model {tuple(own[k].shape)}"
+        for k in sorted(set(own) & set(given))
+        if _shape(given[k]) != tuple(own[k].shape)
+    ]
     problems = []
     if missing:
         problems.append(f"missing tensors ({len(missing)}): {', '.join(missing[:8])}")
@@ -92,7 +99,9 @@ def load_into(model: StarFlow, state: Mapping[str, torch.Tensor], prefix: str = 
     if wrong:
         problems.append(f"mis-shaped tensors ({len(wrong)}): {'; '.join(wrong[:8])}")
     if problems:
-        raise EngineError("checkpoint does not match the model configuration: " + " | ".join(problems))
+        raise EngineError(
+            "checkpoint does not match the model configuration: " + " | ".join(problems)
+        )
     if skipped:
         log.info("skipped deprecated buffers: %s", ", ".join(skipped))
     with torch.no_grad():
@@ -100,9 +109,13 @@ def load_into(model: StarFlow, state: Mapping[str, torch.Tensor], prefix: str = 
             target.copy_(_tensor(given[name]).to(target.dtype))
 
 
-def build_model(cfg: FlowConfig, weights: str | Path | Mapping[str, torch.Tensor] | None,
-                device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32,
-                prefix: str = "") -> StarFlow:
+def build_model(
+    cfg: FlowConfig,
+    weights: str | Path | Mapping[str, torch.Tensor] | None,
+    device: str | torch.device = "cpu",
+    dtype: torch.dtype = torch.float32,
+    prefix: str = "",
+) -> StarFlow:
     """Build directly in `dtype` on `device` (no fp32 copy of a large model) and load weights."""
     with torch.device(device):
         default = torch.get_default_dtype()

@@ -38,12 +38,15 @@ def request_from(job: dict[str, Any], pipeline) -> GenerateRequest:
     if not prompt:
         raise EngineError("a prompt is required")
     frames = int(job.get("frames") or 0)
-    seed, cfg = int(job.get("seed") or 0), float(job.get("cfg") if job.get("cfg") is not None else 2.5)
+    seed, cfg = (
+        int(job.get("seed") or 0),
+        float(job.get("cfg") if job.get("cfg") is not None else 2.5),
+    )
     image = video = None
     mode = "t2v"
     for prefix, name in (("(v2v) ", "v2v"), ("(extend) ", "extend")):
         if prompt.startswith(prefix):
-            mode, prompt = name, prompt[len(prefix):]
+            mode, prompt = name, prompt[len(prefix) :]
     if job.get("image"):
         if mode != "t2v":
             raise EngineError("--image goes with a plain caption (image to video)")
@@ -56,17 +59,24 @@ def request_from(job: dict[str, Any], pipeline) -> GenerateRequest:
         raise EngineError(f"a {mode} prompt needs --video")
     if frames <= 0:
         frames = len(video) if mode == "v2v" else pipeline.info.train_frames
-    return GenerateRequest(prompt=prompt, mode=mode, frames=frames, seed=seed, guidance=cfg,
-                           image=image, video=video)
+    return GenerateRequest(
+        prompt=prompt, mode=mode, frames=frames, seed=seed, guidance=cfg, image=image, video=video
+    )
 
 
-def render(pipeline, request: GenerateRequest, out: Path, cancel: threading.Event | None = None) -> int:
+def render(
+    pipeline, request: GenerateRequest, out: Path, cancel: threading.Event | None = None
+) -> int:
     """Stream a request's frames into `out` (atomic); returns the number of frames written."""
     from . import media
 
     info = pipeline.info
-    meta = {"prompt": request.text, "seed": str(request.seed), "model": info.name,
-            "guidance": str(request.guidance)}
+    meta = {
+        "prompt": request.text,
+        "seed": str(request.seed),
+        "model": info.name,
+        "guidance": str(request.guidance),
+    }
     writer = media.VideoWriter(out, info.fps, info.width, info.height, meta)
     t0, written = time.perf_counter(), 0
     try:
@@ -75,8 +85,13 @@ def render(pipeline, request: GenerateRequest, out: Path, cancel: threading.Even
             written = event.done
             if written == len(event.frames) + event.start and event.start == 0:
                 log.info("first frame after %.2f s", time.perf_counter() - t0)
-            log.info("%s: %d/%d frames (%.1f fps)", out.name, event.done, event.total,
-                     written / max(time.perf_counter() - t0, 1e-9))
+            log.info(
+                "%s: %d/%d frames (%.1f fps)",
+                out.name,
+                event.done,
+                event.total,
+                written / max(time.perf_counter() - t0, 1e-9),
+            )
     except BaseException:
         writer.abort()
         raise
@@ -88,14 +103,27 @@ def render(pipeline, request: GenerateRequest, out: Path, cancel: threading.Even
 def _load(args: argparse.Namespace):
     from .pipeline import load_pipeline
 
-    return load_pipeline(args.model, args.device, args.dtype, accept_license=args.accept_license,
-                         offload=args.offload, window=args.window, aspect_ratio=args.aspect)
+    return load_pipeline(
+        args.model,
+        args.device,
+        args.dtype,
+        accept_license=args.accept_license,
+        offload=args.offload,
+        window=args.window,
+        aspect_ratio=args.aspect,
+    )
 
 
 def cmd_generate(args: argparse.Namespace) -> None:
     pipeline = _load(args)
-    job = {"prompt": args.prompt, "image": args.image, "video": args.video, "frames": args.frames,
-           "seed": args.seed, "cfg": args.cfg}
+    job = {
+        "prompt": args.prompt,
+        "image": args.image,
+        "video": args.video,
+        "frames": args.frames,
+        "seed": args.seed,
+        "cfg": args.cfg,
+    }
     render(pipeline, request_from(job, pipeline), Path(args.out))
 
 
@@ -133,25 +161,44 @@ def cmd_convert(args: argparse.Namespace) -> None:
 
 
 def parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="python -m engine", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        prog="python -m engine",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     sub = ap.add_subparsers(dest="command", required=True)
 
     def model_args(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--model", default=None, help="model bundle JSON, checkpoint, or hub repo (default: demo)")
+        p.add_argument(
+            "--model",
+            default=None,
+            help="model bundle JSON, checkpoint, or hub repo (default: demo)",
+        )
         p.add_argument("--device", default="auto")
         p.add_argument("--dtype", default="auto", help="auto, fp32 or bf16")
-        p.add_argument("--accept-license", action="store_true", help="accept the STARFlow model licence (download)")
-        p.add_argument("--offload", action="store_true", default=None,
-                       help="7B: keep shallow blocks and denoiser in CPU memory between uses")
-        p.add_argument("--window", type=int, default=None, help="7B: attention window in latent frames")
+        p.add_argument(
+            "--accept-license",
+            action="store_true",
+            help="accept the STARFlow model licence (download)",
+        )
+        p.add_argument(
+            "--offload",
+            action="store_true",
+            default=None,
+            help="7B: keep shallow blocks and denoiser in CPU memory between uses",
+        )
+        p.add_argument(
+            "--window", type=int, default=None, help="7B: attention window in latent frames"
+        )
         p.add_argument("--aspect", default=None, help="7B: aspect ratio, e.g. 16:9")
 
     g = sub.add_parser("generate", help="render one clip")
     g.add_argument("--prompt", required=True)
     g.add_argument("--image", help="start frame (image to video)")
     g.add_argument("--video", help="source clip (with a (v2v) or (extend) prompt)")
-    g.add_argument("--frames", type=int, default=0, help="frames to produce (default: training length)")
+    g.add_argument(
+        "--frames", type=int, default=0, help="frames to produce (default: training length)"
+    )
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--cfg", type=float, default=2.5, help="classifier-free guidance weight")
     g.add_argument("--out", required=True)

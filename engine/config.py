@@ -12,15 +12,33 @@ from typing import Any
 _YAML_RENAMES = {"channel_size": "in_channels", "blocks": "num_blocks", "sos": "sos"}
 # reference constructor arguments we accept but do not need (training-only or unused switches)
 _IGNORED = {
-    "use_checkpoint", "use_checkpoint_mlp", "use_pretrained_lm", "use_mm_attn", "num_heads",
-    "num_kv_heads", "use_swiglu", "use_bias", "use_qk_norm", "use_post_norm", "norm_type",
-    "hf_style_rope", "adaln", "nvp",
+    "use_checkpoint",
+    "use_checkpoint_mlp",
+    "use_pretrained_lm",
+    "use_mm_attn",
+    "num_heads",
+    "num_kv_heads",
+    "use_swiglu",
+    "use_bias",
+    "use_qk_norm",
+    "use_post_norm",
+    "norm_type",
+    "hf_style_rope",
+    "adaln",
+    "nvp",
 }
 # reference defaults for switches that must hold for this implementation
 _REQUIRED = {
-    "num_heads": (None,), "num_kv_heads": (None,), "use_swiglu": (0, False), "use_bias": (1, True),
-    "use_qk_norm": (0, False), "use_post_norm": (0, False), "norm_type": ("layer_norm",),
-    "use_pretrained_lm": (None,), "use_mm_attn": (0, False), "hf_style_rope": (0, False),
+    "num_heads": (None,),
+    "num_kv_heads": (None,),
+    "use_swiglu": (0, False),
+    "use_bias": (1, True),
+    "use_qk_norm": (0, False),
+    "use_post_norm": (0, False),
+    "norm_type": ("layer_norm",),
+    "use_pretrained_lm": (None,),
+    "use_mm_attn": (0, False),
+    "hf_style_rope": (0, False),
     "adaln": (0, False),
 }
 
@@ -63,21 +81,29 @@ class FlowConfig:
             lpb = lpb * self.num_blocks
         object.__setattr__(self, "layers_per_block", lpb)
         if len(lpb) != self.num_blocks:
-            raise ValueError(f"layers_per_block has {len(lpb)} entries for {self.num_blocks} blocks")
+            raise ValueError(
+                f"layers_per_block has {len(lpb)} entries for {self.num_blocks} blocks"
+            )
         if self.seq_order not in ("L2R", "R2L"):
             raise ValueError(f"seq_order must be L2R or R2L, got {self.seq_order!r}")
         if self.temporal_causal and self.seq_order != "L2R":
             raise ValueError("a temporally causal model needs seq_order L2R")
         if not self.sos:
-            raise ValueError("only SOS-token models are supported (every released STARFlow-V uses sos=1)")
+            raise ValueError(
+                "only SOS-token models are supported (every released STARFlow-V uses sos=1)"
+            )
         if not self.rope:
-            raise ValueError("only RoPE models are supported (every released STARFlow-V uses rope=1)")
+            raise ValueError(
+                "only RoPE models are supported (every released STARFlow-V uses rope=1)"
+            )
         if self.txt_size <= 0 or self.txt_dim <= 0:
             raise ValueError("a text-conditioned model is required (txt_size and txt_dim > 0)")
         for name in ("channels", "top", "denoiser"):
             width = self.top_channels if name == "top" else self.channels
             if width % self.head_dim:
-                raise ValueError(f"{name} width {width} is not a multiple of head_dim {self.head_dim}")
+                raise ValueError(
+                    f"{name} width {width} is not a multiple of head_dim {self.head_dim}"
+                )
 
     @property
     def top_channels(self) -> int:
@@ -109,8 +135,16 @@ class FlowConfig:
                 kwargs[key] = value
             elif key not in _IGNORED and key not in _REQUIRED:
                 raise ValueError(f"unknown model config field {key!r}")
-        for key in ("rope", "sos", "cond_top_only", "use_softplus", "use_final_norm",
-                    "learnable_self_denoiser", "conditional_denoiser", "shallow_block_local"):
+        for key in (
+            "rope",
+            "sos",
+            "cond_top_only",
+            "use_softplus",
+            "use_final_norm",
+            "learnable_self_denoiser",
+            "conditional_denoiser",
+            "shallow_block_local",
+        ):
             if key in kwargs:
                 kwargs[key] = bool(kwargs[key])
         return cls(**kwargs)
@@ -127,7 +161,9 @@ class FlowConfig:
         return cls.from_dict(data.get("config", data.get("flow", data)))
 
     @classmethod
-    def from_reference_yaml(cls, path: str | Path, txt_dim: int = 2048, vae_factor: int = 16) -> FlowConfig:
+    def from_reference_yaml(
+        cls, path: str | Path, txt_dim: int = 2048, vae_factor: int = 16
+    ) -> FlowConfig:
         """Read a reference training YAML (`arguments:` list of one-key maps)."""
         import yaml
 

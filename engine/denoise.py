@@ -16,7 +16,9 @@ import torch
 from .model import StarFlow
 
 
-def chunk_schedule(total: int, steps: int | None, overlap: int | None) -> list[tuple[int, int, int]]:
+def chunk_schedule(
+    total: int, steps: int | None, overlap: int | None
+) -> list[tuple[int, int, int]]:
     """[(start, keep_from, end)] chunks: frames keep_from..end-1 come from chunk start..end-1."""
     steps = steps or total
     chunks, start, skip = [], 0, 0
@@ -33,22 +35,33 @@ def chunk_schedule(total: int, steps: int | None, overlap: int | None) -> list[t
     return chunks
 
 
-def denoise_clip(model: StarFlow, x: torch.Tensor, y: torch.Tensor | None, steps: int | None = None,
-                 overlap: int | None = None) -> torch.Tensor:
+def denoise_clip(
+    model: StarFlow,
+    x: torch.Tensor,
+    y: torch.Tensor | None,
+    steps: int | None = None,
+    overlap: int | None = None,
+) -> torch.Tensor:
     """Whole-clip denoising x (B, T, C, H, W) -> x - 0.3 * denoiser(x), in the chunk schedule."""
     out = x.clone()
     with torch.no_grad():
         for start, keep, end in chunk_schedule(x.size(1), steps, overlap):
             den = model.denoise(out[:, start:end], y)
-            out[:, keep:end] = den[:, keep - start:]
+            out[:, keep:end] = den[:, keep - start :]
     return out
 
 
 class DenoiseStream:
     """Feed raw latent frames one at a time; get denoised frames as soon as they are final."""
 
-    def __init__(self, model: StarFlow, y: torch.Tensor | None, total: int, steps: int | None = None,
-                 overlap: int | None = None) -> None:
+    def __init__(
+        self,
+        model: StarFlow,
+        y: torch.Tensor | None,
+        total: int,
+        steps: int | None = None,
+        overlap: int | None = None,
+    ) -> None:
         self.model, self.y, self.total = model, y, total
         self.chunks = chunk_schedule(total, steps, overlap)
         self.lookahead = model.learnable_self_denoiser.lookahead

@@ -140,7 +140,9 @@ def read_video(path: str | Path, max_frames: int | None = None) -> tuple[np.ndar
                 raise EngineError(f"{path.name} has no video stream")
             stream = container.streams.video[0]
             if stream.width * stream.height > MAX_PIXELS:
-                raise EngineError(f"{path.name}: frames too large ({stream.width} x {stream.height})")
+                raise EngineError(
+                    f"{path.name}: frames too large ({stream.width} x {stream.height})"
+                )
             rate = stream.average_rate or stream.guessed_rate
             fps = float(rate) if rate else 16.0
             for frame in container.decode(stream):
@@ -151,7 +153,9 @@ def read_video(path: str | Path, max_frames: int | None = None) -> tuple[np.ndar
                     raise EngineError(f"{path.name} is too long to load ({len(frames)}+ frames)")
     except (av.FFmpegError, ValueError, IndexError) as exc:
         if not frames:
-            raise EngineError(f"{path.name} is not a readable video (corrupt or unsupported)") from exc
+            raise EngineError(
+                f"{path.name} is not a readable video (corrupt or unsupported)"
+            ) from exc
         log.warning("%s: decoding stopped after %d frames: %s", path.name, len(frames), exc)
     if not frames:
         raise EngineError(f"{path.name} has no video frames")

@@ -61,8 +61,13 @@ def pick_dtype(dtype: str, device: torch.device) -> torch.dtype:
     if dtype == "auto":
         return torch.bfloat16 if device.type == "cuda" else torch.float32
     try:
-        return {"fp32": torch.float32, "float32": torch.float32, "bf16": torch.bfloat16,
-                "bfloat16": torch.bfloat16, "fp16": torch.float16}[dtype]
+        return {
+            "fp32": torch.float32,
+            "float32": torch.float32,
+            "bf16": torch.bfloat16,
+            "bfloat16": torch.bfloat16,
+            "fp16": torch.float16,
+        }[dtype]
     except KeyError:
         raise EngineError(f"unknown precision {dtype!r} (use auto, fp32 or bf16)") from None
 
@@ -85,7 +90,7 @@ def fit_frame(image: np.ndarray, width: int, height: int) -> np.ndarray:
         interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
         img = cv2.resize(img, (nw, nh), interpolation=interp)
     top, left = (nh - height) // 2, (nw - width) // 2
-    return np.ascontiguousarray(img[top:top + height, left:left + width])
+    return np.ascontiguousarray(img[top : top + height, left : left + width])
 
 
 def to_tensor(frames: np.ndarray, device) -> torch.Tensor:
@@ -101,8 +106,15 @@ def to_uint8(frames: torch.Tensor) -> np.ndarray:
 
 
 class Pipeline:
-    def __init__(self, model: StarFlow, codec: Codec, text: TextEncoder, info: ModelInfo,
-                 settings: PipelineSettings, prompt_format: Callable[[str], str] = lambda s: s) -> None:
+    def __init__(
+        self,
+        model: StarFlow,
+        codec: Codec,
+        text: TextEncoder,
+        info: ModelInfo,
+        settings: PipelineSettings,
+        prompt_format: Callable[[str], str] = lambda s: s,
+    ) -> None:
         self.model, self.codec, self.text, self.info = model, codec, text, info
         self.settings, self.prompt_format = settings, prompt_format
         self.device = model.top.proj_in.weight.device
@@ -117,7 +129,9 @@ class Pipeline:
         if video.ndim != 4 or video.shape[0] < 1:
             raise EngineError(f"expected a clip of shape (T, H, W, 3), got {video.shape}")
         if video.shape[0] > MAX_SOURCE_FRAMES:
-            raise EngineError(f"source clip too long ({video.shape[0]} frames, max {MAX_SOURCE_FRAMES})")
+            raise EngineError(
+                f"source clip too long ({video.shape[0]} frames, max {MAX_SOURCE_FRAMES})"
+            )
         return np.stack([self.prepare_image(f) for f in video])
 
     def latent_count(self, frames: int) -> int:
@@ -144,18 +158,30 @@ class Pipeline:
     def options(self, guidance: float, total_latents: int) -> SamplerOptions:
         s = self.settings
         window = s.train_latent_frames if total_latents > s.train_latent_frames else None
-        return SamplerOptions(guidance=guidance, jacobi=True, block_size=s.jacobi_block_size,
-                              max_iter=s.jacobi_max_iter, threshold=s.jacobi_threshold, window=window)
+        return SamplerOptions(
+            guidance=guidance,
+            jacobi=True,
+            block_size=s.jacobi_block_size,
+            max_iter=s.jacobi_max_iter,
+            threshold=s.jacobi_threshold,
+            window=window,
+        )
 
-    def generate(self, request: GenerateRequest, cancel: threading.Event | None = None) -> Iterator[FrameEvent]:
+    def generate(
+        self, request: GenerateRequest, cancel: threading.Event | None = None
+    ) -> Iterator[FrameEvent]:
         """Run a request, yielding each batch of new final frames. Raises Cancelled / EngineError."""
         try:
             yield from self._generate(request, cancel)
         except torch.cuda.OutOfMemoryError as exc:
             torch.cuda.empty_cache()
-            raise EngineError("out of GPU memory: try fewer frames, a shorter window, or --offload") from exc
+            raise EngineError(
+                "out of GPU memory: try fewer frames, a shorter window, or --offload"
+            ) from exc
 
-    def _generate(self, request: GenerateRequest, cancel: threading.Event | None) -> Iterator[FrameEvent]:
+    def _generate(
+        self, request: GenerateRequest, cancel: threading.Event | None
+    ) -> Iterator[FrameEvent]:
         if cancel is not None and cancel.is_set():
             raise Cancelled()
         y, y_null = self.embed(request.text, request.guidance)
@@ -192,25 +218,29 @@ class Pipeline:
         seg = self.settings.v2v_segment or len(source)
         emitted = 0
         for start in range(0, total, seg):
-            part = source[start % len(source):][:seg]
+            part = source[start % len(source) :][:seg]
             context = self.encode(part, request.seed + start)
             n_lat = self.latent_count(len(part))
-            for frames in self._stream(y, y_null, context, n_lat, request, cancel, seed_offset=start):
+            for frames in self._stream(
+                y, y_null, context, n_lat, request, cancel, seed_offset=start
+            ):
                 frames = frames[: total - emitted]
                 if len(frames):
                     yield FrameEvent(request.id, emitted, frames, emitted + len(frames), total)
                     emitted += len(frames)
 
-    def _stream(self, y, y_null, context, n_lat: int, request: GenerateRequest, cancel,
-                seed_offset: int = 0) -> Iterator[np.ndarray]:
+    def _stream(
+        self, y, y_null, context, n_lat: int, request: GenerateRequest, cancel, seed_offset: int = 0
+    ) -> Iterator[np.ndarray]:
         n_ctx = 0 if context is None else context.size(1)
         session = Session(self.model, self.options(request.guidance, n_ctx + n_lat))
         session.set_prompt(y, y_null)
         session.set_context(context)
         c, sf = self.codec.channels, self.codec.spatial_factor
         hw = (self.info.height // sf, self.info.width // sf)
-        noise = NoiseSource(request.seed + seed_offset, (1, c, *hw), self.device,
-                            self.settings.temperature)
+        noise = NoiseSource(
+            request.seed + seed_offset, (1, c, *hw), self.device, self.settings.temperature
+        )
         decoder = self.codec.stream_decoder()
         with torch.no_grad():
             for t in range(n_ctx):  # warm a causal decoder's state with the context
@@ -219,8 +249,13 @@ class Pipeline:
                 yield to_uint8(decoder.push(latent))
 
 
-def load_pipeline(model: str | Path | None = None, device: str = "auto", dtype: str = "auto",
-                  accept_license: bool = False, **large_options) -> Pipeline:
+def load_pipeline(
+    model: str | Path | None = None,
+    device: str = "auto",
+    dtype: str = "auto",
+    accept_license: bool = False,
+    **large_options,
+) -> Pipeline:
     """Load a model: None = the built-in demo model; a bundle JSON; or the released STARFlow-V as
     a .pth/.safetensors checkpoint or a Hub repo id (large_options: engine.large.pipeline.LargeOptions)."""
     path = Path(model) if model is not None else DEMO_MODEL
@@ -277,8 +312,15 @@ def load_bundle(json_path: Path, device: str = "auto", dtype: str = "auto") -> P
     text = text.to(dev).eval()
     sampling = meta.get("sampling", {})
     settings = PipelineSettings(train_latent_frames=meta.get("train_frames", 17), **sampling)
-    info = ModelInfo(name=meta.get("name", json_path.stem), width=meta["width"], height=meta["height"],
-                     fps=meta.get("fps", 16), train_frames=meta.get("train_frames", 17), device=str(dev),
-                     dtype=str(dt).replace("torch.", ""), parameters=sum(p.numel() for p in flow.parameters()))
+    info = ModelInfo(
+        name=meta.get("name", json_path.stem),
+        width=meta["width"],
+        height=meta["height"],
+        fps=meta.get("fps", 16),
+        train_frames=meta.get("train_frames", 17),
+        device=str(dev),
+        dtype=str(dt).replace("torch.", ""),
+        parameters=sum(p.numel() for p in flow.parameters()),
+    )
     log.info("loaded %s (%d parameters) on %s", info.name, info.parameters, dev)
     return Pipeline(flow, codec, text, info, settings)

@@ -31,9 +31,18 @@ class SamplerOptions:
     context: int | None = None
 
 
-def invert_frame(block: FlowBlock, z: torch.Tensor, cache: KVCache, rope, last: torch.Tensor,
-                 init: torch.Tensor, chunk: int, opts: SamplerOptions, guidance: float,
-                 check: Callable[[], None] | None = None) -> torch.Tensor:
+def invert_frame(
+    block: FlowBlock,
+    z: torch.Tensor,
+    cache: KVCache,
+    rope,
+    last: torch.Tensor,
+    init: torch.Tensor,
+    chunk: int,
+    opts: SamplerOptions,
+    guidance: float,
+    check: Callable[[], None] | None = None,
+) -> torch.Tensor:
     """Invert `block` for one frame's tokens z (B, n, C) in block order, continuing after `last`.
 
     Chunks of `chunk` tokens are solved by Jacobi iteration (a chunk of one token is exact in one
@@ -46,9 +55,9 @@ def invert_frame(block: FlowBlock, z: torch.Tensor, cache: KVCache, rope, last: 
         if check is not None:
             check()
         e = min(s + chunk, n)
-        before = last if s == 0 else x[:, s - 1:s]
+        before = last if s == 0 else x[:, s - 1 : s]
         for i in range(opts.max_iter):
-            scale, shift = block.step(torch.cat([before, x[:, s:e - 1]], dim=1), cache, rope)
+            scale, shift = block.step(torch.cat([before, x[:, s : e - 1]], dim=1), cache, rope)
             if guidance > 0:
                 scale, shift = guided(scale, shift, guidance)
             new = shift + scale * z[:, s:e]
@@ -66,12 +75,21 @@ def invert_frame(block: FlowBlock, z: torch.Tensor, cache: KVCache, rope, last: 
 class TopSampler:
     """The deep causal block: text and context in its KV cache, one new frame per call."""
 
-    def __init__(self, model: StarFlow, y: torch.Tensor, hw: tuple[int, int], opts: SamplerOptions,
-                 max_frames: int, check: Callable[[], None] | None = None) -> None:
+    def __init__(
+        self,
+        model: StarFlow,
+        y: torch.Tensor,
+        hw: tuple[int, int],
+        opts: SamplerOptions,
+        max_frames: int,
+        check: Callable[[], None] | None = None,
+    ) -> None:
         self.block, self.opts, self.y, self.check = model.top, opts, y, check
         self.guidance = opts.guidance
         if self.block.order == "flip" and max_frames > 1:
-            raise ValueError("a model whose top block is not temporally causal cannot stream frames")
+            raise ValueError(
+                "a model whose top block is not temporally causal cannot stream frames"
+            )
         self.window = opts.window or model.cfg.local_attn_window
         frames = self.window or max_frames
         self.context = opts.context if opts.context is not None else (self.window or 1) - 1
@@ -80,7 +98,9 @@ class TopSampler:
         dtype = self.block.proj_in.weight.dtype
         device = self.block.proj_in.weight.device
         self.rope = self.block.rope(*hw, frames, y.size(1), dtype, device)
-        self.cache = self.block.new_cache(y.size(0), y.size(1) + frames * hw[0] * hw[1], device, dtype)
+        self.cache = self.block.new_cache(
+            y.size(0), y.size(1) + frames * hw[0] * hw[1], device, dtype
+        )
         self.history: deque[torch.Tensor] = deque(maxlen=max(self.context, 1))
         self.prev: torch.Tensor | None = None
         self.frames_done = 0
@@ -102,7 +122,9 @@ class TopSampler:
 
     def _slide_if_full(self) -> None:
         if self.window and self.in_window >= self.window:
-            self._start_window(list(self.history)[len(self.history) - self.context:] if self.context else [])
+            self._start_window(
+                list(self.history)[len(self.history) - self.context :] if self.context else []
+            )
 
     def _to_block(self, frame: torch.Tensor) -> torch.Tensor:
         """(B, h, w, C) natural order -> (B', h*w, C) block order, duplicated for guidance."""
@@ -128,8 +150,18 @@ class TopSampler:
         opts = self.opts
         chunk = 1 if not opts.jacobi else opts.block_size * (1 if self.frames_done == 0 else 4)
         init = self.prev if self.prev is not None else z
-        x = invert_frame(self.block, z, self.cache, self.rope, self.last, init, chunk, opts,
-                         self.guidance, self.check)
+        x = invert_frame(
+            self.block,
+            z,
+            self.cache,
+            self.rope,
+            self.last,
+            init,
+            chunk,
+            opts,
+            self.guidance,
+            self.check,
+        )
         self.last = x[:, -1:]
         self.in_window += 1
         self._record(x)
@@ -149,7 +181,9 @@ def shallow_reverse(model: StarFlow, frame: torch.Tensor, opts: SamplerOptions) 
             z = permute(x.to(device), block.order, 1)
             last = block.sos_embed.expand(b, -1, -1).float()
             chunk = opts.block_size if opts.jacobi else 1
-            x = permute(invert_frame(block, z, cache, rope, last, z, chunk, opts, 0.0), block.order, 1)
+            x = permute(
+                invert_frame(block, z, cache, rope, last, z, chunk, opts, 0.0), block.order, 1
+            )
     return x.reshape(b, h, w, c)
 
 
@@ -159,9 +193,16 @@ class FlowSampler:
     y: text (B, L, D) for the prompts; y_null: the null prompt (B, L, D) when guidance is on.
     """
 
-    def __init__(self, model: StarFlow, y: torch.Tensor, y_null: torch.Tensor | None,
-                 latent_hw: tuple[int, int], opts: SamplerOptions, max_frames: int,
-                 check: Callable[[], None] | None = None) -> None:
+    def __init__(
+        self,
+        model: StarFlow,
+        y: torch.Tensor,
+        y_null: torch.Tensor | None,
+        latent_hw: tuple[int, int],
+        opts: SamplerOptions,
+        max_frames: int,
+        check: Callable[[], None] | None = None,
+    ) -> None:
         if opts.guidance > 0 and y_null is None:
             raise ValueError("classifier-free guidance needs the null prompt")
         self.model, self.opts = model, opts
@@ -187,8 +228,14 @@ class FlowSampler:
 
 
 @torch.no_grad()
-def sample(model: StarFlow, noise: torch.Tensor, y: torch.Tensor, y_null: torch.Tensor | None = None,
-           opts: SamplerOptions = SamplerOptions(), context: torch.Tensor | None = None) -> torch.Tensor:
+def sample(
+    model: StarFlow,
+    noise: torch.Tensor,
+    y: torch.Tensor,
+    y_null: torch.Tensor | None = None,
+    opts: SamplerOptions = SamplerOptions(),
+    context: torch.Tensor | None = None,
+) -> torch.Tensor:
     """Whole-clip sampling: noise (B, T, C, H, W) -> latents (B, T, C, H, W), not denoised.
 
     With `context` (B, T0, C, H, W) the first T0 output frames are the context and sampling

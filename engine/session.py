@@ -27,20 +27,32 @@ class NoiseSource:
     """Per-frame Gaussian noise from a seed: frame t's noise does not depend on the clip length.
     `temperature` scales it (below 1: samples nearer the flow's mode, as for other flows)."""
 
-    def __init__(self, seed: int, shape: tuple[int, ...], device: torch.device | str = "cpu",
-                 temperature: float = 1.0) -> None:
+    def __init__(
+        self,
+        seed: int,
+        shape: tuple[int, ...],
+        device: torch.device | str = "cpu",
+        temperature: float = 1.0,
+    ) -> None:
         if not temperature > 0:
             raise ValueError(f"sampling temperature must be positive, got {temperature}")
         self.generator = torch.Generator().manual_seed(int(seed))
         self.shape, self.device, self.temperature = shape, device, float(temperature)
 
     def next(self) -> torch.Tensor:
-        return (torch.randn(self.shape, generator=self.generator) * self.temperature).to(self.device)
+        return (torch.randn(self.shape, generator=self.generator) * self.temperature).to(
+            self.device
+        )
 
 
 class Session:
-    def __init__(self, model: StarFlow, opts: SamplerOptions, denoise: bool = True,
-                 denoise_steps: int | None = None) -> None:
+    def __init__(
+        self,
+        model: StarFlow,
+        opts: SamplerOptions,
+        denoise: bool = True,
+        denoise_steps: int | None = None,
+    ) -> None:
         self.model, self.opts = model, opts
         self.denoise = denoise and hasattr(model, "learnable_self_denoiser")
         self.denoise_steps = denoise_steps
@@ -64,8 +76,13 @@ class Session:
             raise RuntimeError("call set_prompt before set_context")
         self.context = None if latents is None else latents.to(self.device, torch.float32)
 
-    def frames(self, count: int, noise: NoiseSource, cancel: threading.Event | None = None,
-               latent_hw: tuple[int, int] | None = None) -> Iterator[tuple[int, torch.Tensor]]:
+    def frames(
+        self,
+        count: int,
+        noise: NoiseSource,
+        cancel: threading.Event | None = None,
+        latent_hw: tuple[int, int] | None = None,
+    ) -> Iterator[tuple[int, torch.Tensor]]:
         """Yield (index, latent (B, C, H, W) float32) for `count` new frames; index 0 is the first
         frame after the context. Raises `Cancelled` when `cancel` is set."""
         if self.y is None:
@@ -84,7 +101,9 @@ class Session:
         if self.denoise:
             window = self.opts.window or self.model.cfg.local_attn_window
             steps = self.denoise_steps or window
-            stream = DenoiseStream(self.model, self.y, n_ctx + count, steps, self.model.cfg.denoiser_window)
+            stream = DenoiseStream(
+                self.model, self.y, n_ctx + count, steps, self.model.cfg.denoiser_window
+            )
         if self.context is not None:
             sampler.prefill(self.context)
             if stream is not None:

@@ -214,8 +214,18 @@ def test_command_line_trains_codec_and_flow_then_resumes(tmp_path, monkeypatch):
     assert torch.equal(after["encoder.conv_out.weight"], again["encoder.conv_out.weight"])
     bundle = load_file(str(tmp_path / f"{BUNDLE}.safetensors"))
     assert torch.equal(bundle["codec.decoder.conv_out.weight"], again["decoder.conv_out.weight"])
-    empty = ["--out", str(tmp_path / "empty"), "--codec", str(tmp_path / "codec.safetensors"),
-             "--decoder-steps", "2", "--decoder-input", "denoised", "--threads", "1"]
+    empty = [
+        "--out",
+        str(tmp_path / "empty"),
+        "--codec",
+        str(tmp_path / "codec.safetensors"),
+        "--decoder-steps",
+        "2",
+        "--decoder-input",
+        "denoised",
+        "--threads",
+        "1",
+    ]
     with pytest.raises(ValueError, match="no trained flow"):
         main(empty)
     assert run(empty) == 2  # the command line: a one-line message, status 2
@@ -240,7 +250,12 @@ def test_decoder_learns_to_decode_the_denoisers_output():
     def loss() -> float:
         with torch.no_grad():
             return denoised_decoder_loss(
-                codec, flow, text, held_out.frames, held_out.texts, TC.noise_std,
+                codec,
+                flow,
+                text,
+                held_out.frames,
+                held_out.texts,
+                TC.noise_std,
                 torch.Generator().manual_seed(5),
             ).item()
 

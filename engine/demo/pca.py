@@ -84,9 +84,25 @@ class FrameDecoder:
 
 
 GRAMMAR_WORDS = (
-    ["(v2v)", "(extend)", "a", "and", "on", "background", "add", "that", "remove", "the", "make",
-     "change", "to"]
-    + list(SIZES) + list(COLOURS) + list(SHAPES) + list(BACKGROUNDS)
+    [
+        "(v2v)",
+        "(extend)",
+        "a",
+        "and",
+        "on",
+        "background",
+        "add",
+        "that",
+        "remove",
+        "the",
+        "make",
+        "change",
+        "to",
+    ]
+    + list(SIZES)
+    + list(COLOURS)
+    + list(SHAPES)
+    + list(BACKGROUNDS)
     + sorted({w for m in MOTIONS for w in m.split()})
 )
 WORD_VOCAB = ["<pad>"] + list(dict.fromkeys(GRAMMAR_WORDS))
@@ -108,7 +124,9 @@ class WordText(nn.Module):
         for row, text in enumerate(texts):
             words = text.split()
             if len(words) > self.max_tokens:
-                raise EngineError(f"prompt too long for the demo model ({len(words)} > {self.max_tokens} words)")
+                raise EngineError(
+                    f"prompt too long for the demo model ({len(words)} > {self.max_tokens} words)"
+                )
             unknown = [w for w in words if w not in self.index]
             if unknown:
                 raise EngineError(f"the demo model does not know the word(s): {', '.join(unknown)}")

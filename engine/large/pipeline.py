@@ -47,22 +47,39 @@ class LargeOptions:
 
 def assemble(flow, codec, text, options: LargeOptions, name: str = "STARFlow-V 7B") -> Pipeline:
     """Put loaded parts together (also used by tests with tiny random parts)."""
-    height, width = frame_size(options.aspect_ratio, side=options.side, multiple=codec.spatial_factor * flow.cfg.patch_size)
+    height, width = frame_size(
+        options.aspect_ratio, side=options.side, multiple=codec.spatial_factor * flow.cfg.patch_size
+    )
     train_latents = latent_frames(TRAIN_FRAMES)
     settings = PipelineSettings(
-        train_latent_frames=options.window or train_latents, context_noise=NOISE_STD,
-        jacobi_block_size=options.jacobi_block_size, jacobi_max_iter=options.jacobi_max_iter,
-        jacobi_threshold=options.jacobi_threshold, v2v_segment=TRAIN_FRAMES // 2 + 1)
+        train_latent_frames=options.window or train_latents,
+        context_noise=NOISE_STD,
+        jacobi_block_size=options.jacobi_block_size,
+        jacobi_max_iter=options.jacobi_max_iter,
+        jacobi_threshold=options.jacobi_threshold,
+        v2v_segment=TRAIN_FRAMES // 2 + 1,
+    )
     device = flow.top.proj_in.weight.device
-    info = ModelInfo(name=name, width=width, height=height, fps=FPS, train_frames=TRAIN_FRAMES,
-                     device=str(device), dtype=str(flow.top.proj_in.weight.dtype).replace("torch.", ""),
-                     parameters=sum(p.numel() for p in flow.parameters()))
+    info = ModelInfo(
+        name=name,
+        width=width,
+        height=height,
+        fps=FPS,
+        train_frames=TRAIN_FRAMES,
+        device=str(device),
+        dtype=str(flow.top.proj_in.weight.dtype).replace("torch.", ""),
+        parameters=sum(p.numel() for p in flow.parameters()),
+    )
     template = PromptTemplate(fps=FPS, noise_std=NOISE_STD, aspect_ratio=options.aspect_ratio)
     return Pipeline(flow, codec, text, info, settings, prompt_format=template)
 
 
-def resolve_checkpoint(model: str | Path, accept_license: bool = False,
-                       models_dir: Path = DEFAULT_MODELS_DIR, progress=None) -> Path:
+def resolve_checkpoint(
+    model: str | Path,
+    accept_license: bool = False,
+    models_dir: Path = DEFAULT_MODELS_DIR,
+    progress=None,
+) -> Path:
     """A local .pth/.safetensors path, or a Hub repo id ("apple/starflow[@revision]")."""
     path = Path(model).expanduser()
     if path.exists():
@@ -74,8 +91,13 @@ def resolve_checkpoint(model: str | Path, accept_license: bool = False,
     raise EngineError(f"model not found: {model}")
 
 
-def load_large_pipeline(model: str | Path, device: str = "auto", dtype: str = "auto",
-                        options: LargeOptions = LargeOptions(), accept_license: bool = False) -> Pipeline:
+def load_large_pipeline(
+    model: str | Path,
+    device: str = "auto",
+    dtype: str = "auto",
+    options: LargeOptions = LargeOptions(),
+    accept_license: bool = False,
+) -> Pipeline:
     checkpoint = resolve_checkpoint(model, accept_license)
     dev = pick_device(device)
     dt = pick_dtype(dtype, dev)
@@ -86,10 +108,17 @@ def load_large_pipeline(model: str | Path, device: str = "auto", dtype: str = "a
     flow = build_model(cfg, checkpoint, build_on, dt)
     if options.offload:
         enable_offload(flow, dev)
-    text = T5TextEncoder.from_pretrained(options.text_encoder, device=dev, dtype=dt,
-                                         offload_after_use=dev.type == "cuda")
+    text = T5TextEncoder.from_pretrained(
+        options.text_encoder, device=dev, dtype=dt, offload_after_use=dev.type == "cuda"
+    )
     codec = WanCodec.from_pretrained(options.vae, device=dev, dtype=dt)
-    log.info("STARFlow-V ready on %s (%s, offload=%s, window=%s)", dev, dt, options.offload, options.window)
+    log.info(
+        "STARFlow-V ready on %s (%s, offload=%s, window=%s)",
+        dev,
+        dt,
+        options.offload,
+        options.window,
+    )
     return assemble(flow, codec, text, options)
 
 

@@ -9,8 +9,9 @@ from .layers import AttentionBlock, RMSNorm
 from .rope import Rotary, positions
 
 
-def frame_window_mask(frames: int, tokens_per_frame: int, txt_len: int, ahead: int,
-                      window: int | None) -> torch.Tensor:
+def frame_window_mask(
+    frames: int, tokens_per_frame: int, txt_len: int, ahead: int, window: int | None
+) -> torch.Tensor:
     """Boolean (S, S) mask over [text; frames]: text keys are always visible; a frame-f query sees
     frames f + ahead - 1 - window .. f + ahead - 1 (the reference's block-causal window)."""
     s = txt_len + frames * tokens_per_frame
@@ -25,9 +26,20 @@ def frame_window_mask(frames: int, tokens_per_frame: int, txt_len: int, ahead: i
 class Denoiser(nn.Module):
     """Predicts, for latents x (B, T, h, w, C), the residual that the sampler removes."""
 
-    def __init__(self, token_channels: int, channels: int, layers: int, head_dim: int, txt_dim: int,
-                 *, expansion: float = 4.0, use_final_norm: bool = True, pt_seq_len: int = 1,
-                 block_causal: int = 0, window: int | None = None) -> None:
+    def __init__(
+        self,
+        token_channels: int,
+        channels: int,
+        layers: int,
+        head_dim: int,
+        txt_dim: int,
+        *,
+        expansion: float = 4.0,
+        use_final_norm: bool = True,
+        pt_seq_len: int = 1,
+        block_causal: int = 0,
+        window: int | None = None,
+    ) -> None:
         super().__init__()
         self.proj_in = nn.Linear(token_channels, channels)
         self.proj_out = nn.Linear(channels, token_channels)

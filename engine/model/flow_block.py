@@ -43,10 +43,22 @@ def guided(scale: torch.Tensor, shift: torch.Tensor, w: float) -> tuple[torch.Te
 
 
 class FlowBlock(nn.Module):
-    def __init__(self, token_channels: int, channels: int, layers: int, head_dim: int,
-                 txt_dim: int, order: str, *, expansion: float = 4.0, soft_clip: float = 0.0,
-                 use_softplus: bool = True, use_final_norm: bool = True, pt_seq_len: int = 1,
-                 local_attn_window: int | None = None) -> None:
+    def __init__(
+        self,
+        token_channels: int,
+        channels: int,
+        layers: int,
+        head_dim: int,
+        txt_dim: int,
+        order: str,
+        *,
+        expansion: float = 4.0,
+        soft_clip: float = 0.0,
+        use_softplus: bool = True,
+        use_final_norm: bool = True,
+        pt_seq_len: int = 1,
+        local_attn_window: int | None = None,
+    ) -> None:
         super().__init__()
         self.proj_in = nn.Linear(token_channels, channels)
         self.proj_out = nn.Linear(channels, 2 * token_channels)
@@ -96,8 +108,9 @@ class FlowBlock(nn.Module):
         return torch.cat([sos, tokens[:, :-1]], dim=1)
 
     # ---- likelihood direction --------------------------------------------------------------------
-    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None,
-                cache: KVCache | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, x: torch.Tensor, y: torch.Tensor | None = None, cache: KVCache | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """x (B, T, h, w, C) -> z (same), logdet (B, T*h*w, C) in block order.
 
         With a cache, the keys/values of [text; SOS; tokens[:-1]] are stored (context prefill).
@@ -122,9 +135,13 @@ class FlowBlock(nn.Module):
 
     # ---- sampling ----------------------------------------------------------------------------------
     def new_cache(self, batch: int, capacity: int, device, dtype) -> KVCache:
-        return KVCache(len(self.attn_blocks), batch, self.heads, capacity, self.head_dim, device, dtype)
+        return KVCache(
+            len(self.attn_blocks), batch, self.heads, capacity, self.head_dim, device, dtype
+        )
 
-    def step(self, inputs: torch.Tensor, cache: KVCache, rope_table) -> tuple[torch.Tensor, torch.Tensor]:
+    def step(
+        self, inputs: torch.Tensor, cache: KVCache, rope_table
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Run `inputs` (B, n, C) at the next n cache positions (written, not committed)."""
         start, end = cache.length, cache.length + inputs.size(1)
         rope = (rope_table[0][start:end], rope_table[1][start:end])
@@ -133,6 +150,9 @@ class FlowBlock(nn.Module):
 
     def prefill_text(self, y: torch.Tensor, cache: KVCache, rope_table) -> None:
         n = y.size(1)
-        rope = (rope_table[0][cache.length:cache.length + n], rope_table[1][cache.length:cache.length + n])
+        rope = (
+            rope_table[0][cache.length : cache.length + n],
+            rope_table[1][cache.length : cache.length + n],
+        )
         self.transform(self.text_hidden(y), rope, cache)
         cache.commit(n)

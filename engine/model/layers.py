@@ -29,8 +29,16 @@ class KVCache:
     Entries written past `length` are provisional (a Jacobi iterate) until `commit(n)`.
     """
 
-    def __init__(self, layers: int, batch: int, heads: int, capacity: int, head_dim: int,
-                 device: torch.device | str, dtype: torch.dtype) -> None:
+    def __init__(
+        self,
+        layers: int,
+        batch: int,
+        heads: int,
+        capacity: int,
+        head_dim: int,
+        device: torch.device | str,
+        dtype: torch.dtype,
+    ) -> None:
         shape = (layers, batch, heads, capacity, head_dim)
         self.k = torch.zeros(shape, device=device, dtype=dtype)
         self.v = torch.zeros(shape, device=device, dtype=dtype)
@@ -40,13 +48,15 @@ class KVCache:
     def capacity(self) -> int:
         return self.k.size(3)
 
-    def write(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def write(
+        self, layer: int, k: torch.Tensor, v: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Store k, v (B, H, n, D) after the committed entries; return all keys/values so far."""
         end = self.length + k.size(2)
         if end > self.capacity:
             raise RuntimeError(f"KV cache overflow: {end} > {self.capacity}")
-        self.k[layer, :, :, self.length:end] = k
-        self.v[layer, :, :, self.length:end] = v
+        self.k[layer, :, :, self.length : end] = k
+        self.v[layer, :, :, self.length : end] = v
         return self.k[layer, :, :, :end], self.v[layer, :, :, :end]
 
     def commit(self, n: int) -> None:
@@ -70,12 +80,20 @@ class Attention(nn.Module):
         self.qkv = nn.Linear(channels, 3 * channels)
         self.proj = nn.Linear(channels, channels)
 
-    def forward(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor], causal: bool,
-                mask: torch.Tensor | None = None, cache: KVCache | None = None,
-                layer: int = 0) -> torch.Tensor:
+    def forward(
+        self,
+        x: torch.Tensor,
+        rope: tuple[torch.Tensor, torch.Tensor],
+        causal: bool,
+        mask: torch.Tensor | None = None,
+        cache: KVCache | None = None,
+        layer: int = 0,
+    ) -> torch.Tensor:
         """x (B, S, C); rope cos/sin (S, D) for these S positions; with a cache, keys extend it."""
         b, s, _ = x.shape
-        q, k, v = self.qkv(self.norm(x)).view(b, s, 3, self.heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        q, k, v = (
+            self.qkv(self.norm(x)).view(b, s, 3, self.heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        )
         cos, sin = rope
         q, k = rotate(q, cos, sin), rotate(k, cos, sin)  # (B, H, S, D)
         if cache is not None:
@@ -83,8 +101,9 @@ class Attention(nn.Module):
         if causal and k.size(2) > s and mask is None:
             mask = torch.ones(s, k.size(2), dtype=torch.bool, device=x.device).tril(k.size(2) - s)
             causal = False
-        out = F.scaled_dot_product_attention(q, k.to(q.dtype), v.to(q.dtype), attn_mask=mask,
-                                             is_causal=causal and mask is None)
+        out = F.scaled_dot_product_attention(
+            q, k.to(q.dtype), v.to(q.dtype), attn_mask=mask, is_causal=causal and mask is None
+        )
         return self.proj(out.transpose(1, 2).reshape(b, s, -1))
 
 
@@ -93,7 +112,9 @@ class MLP(nn.Module):
         super().__init__()
         hidden = int(channels * expansion)
         self.norm = nn.LayerNorm(channels)
-        self.main = nn.Sequential(nn.Linear(channels, hidden), nn.GELU(), nn.Linear(hidden, channels))
+        self.main = nn.Sequential(
+            nn.Linear(channels, hidden), nn.GELU(), nn.Linear(hidden, channels)
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.main(self.norm(x))
@@ -105,8 +126,14 @@ class AttentionBlock(nn.Module):
         self.attention = Attention(channels, head_dim)
         self.mlp = MLP(channels, expansion)
 
-    def forward(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor], causal: bool,
-                mask: torch.Tensor | None = None, cache: KVCache | None = None,
-                layer: int = 0) -> torch.Tensor:
+    def forward(
+        self,
+        x: torch.Tensor,
+        rope: tuple[torch.Tensor, torch.Tensor],
+        causal: bool,
+        mask: torch.Tensor | None = None,
+        cache: KVCache | None = None,
+        layer: int = 0,
+    ) -> torch.Tensor:
         x = x + self.attention(x, rope, causal, mask, cache, layer)
         return x + self.mlp(x)

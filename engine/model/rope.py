@@ -47,7 +47,9 @@ class Rotary:
         )
         return a.repeat_interleave(2, dim=-1)
 
-    def cos_sin(self, pos: torch.Tensor, dtype: torch.dtype, device) -> tuple[torch.Tensor, torch.Tensor]:
+    def cos_sin(
+        self, pos: torch.Tensor, dtype: torch.dtype, device
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         a = self.angles(pos).to(device)
         return a.cos().to(dtype), a.sin().to(dtype)
 

@@ -32,24 +32,52 @@ class StarFlow(nn.Module):
         super().__init__()
         self.cfg = cfg
         orders = block_orders(cfg)
-        common = dict(expansion=cfg.expansion, soft_clip=cfg.soft_clip, use_softplus=cfg.use_softplus,
-                      use_final_norm=cfg.use_final_norm, pt_seq_len=cfg.rope_seq_len)
+        common = dict(
+            expansion=cfg.expansion,
+            soft_clip=cfg.soft_clip,
+            use_softplus=cfg.use_softplus,
+            use_final_norm=cfg.use_final_norm,
+            pt_seq_len=cfg.rope_seq_len,
+        )
         tc = cfg.token_channels
         blocks = [
-            FlowBlock(tc, cfg.channels, n, cfg.head_dim, 0 if cfg.cond_top_only else cfg.txt_dim,
-                      orders[i], **common)
+            FlowBlock(
+                tc,
+                cfg.channels,
+                n,
+                cfg.head_dim,
+                0 if cfg.cond_top_only else cfg.txt_dim,
+                orders[i],
+                **common,
+            )
             for i, n in enumerate(cfg.layers_per_block[:-1])
         ]
-        blocks.append(FlowBlock(tc, cfg.top_channels, cfg.layers_per_block[-1], cfg.head_dim,
-                                cfg.txt_dim, orders[-1], local_attn_window=cfg.local_attn_window,
-                                **common))
+        blocks.append(
+            FlowBlock(
+                tc,
+                cfg.top_channels,
+                cfg.layers_per_block[-1],
+                cfg.head_dim,
+                cfg.txt_dim,
+                orders[-1],
+                local_attn_window=cfg.local_attn_window,
+                **common,
+            )
+        )
         self.blocks = nn.ModuleList(blocks)
         if cfg.learnable_self_denoiser:
             self.learnable_self_denoiser = Denoiser(
-                tc, cfg.channels, cfg.denoiser_layers, cfg.head_dim,
-                cfg.txt_dim if cfg.conditional_denoiser else 0, expansion=cfg.expansion,
-                use_final_norm=cfg.use_final_norm, pt_seq_len=cfg.rope_seq_len,
-                block_causal=cfg.temporal_causal, window=cfg.denoiser_window)
+                tc,
+                cfg.channels,
+                cfg.denoiser_layers,
+                cfg.head_dim,
+                cfg.txt_dim if cfg.conditional_denoiser else 0,
+                expansion=cfg.expansion,
+                use_final_norm=cfg.use_final_norm,
+                pt_seq_len=cfg.rope_seq_len,
+                block_causal=cfg.temporal_causal,
+                window=cfg.denoiser_window,
+            )
 
     @property
     def top(self) -> FlowBlock:
@@ -76,7 +104,9 @@ class StarFlow(nn.Module):
         return x.permute(0, 1, 6, 2, 4, 3, 5).reshape(b, t, -1, h * p, w * p)
 
     # ---- likelihood ------------------------------------------------------------------------------
-    def shallow_forward(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor]]:
+    def shallow_forward(
+        self, x: torch.Tensor
+    ) -> tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor]]:
         """Patchified x (B, T, h, w, c) through the shallow blocks, each frame on its own."""
         b, t, h, w, c = x.shape
         from engine.offload import resident
@@ -91,7 +121,9 @@ class StarFlow(nn.Module):
             outputs.append(x)
         return x, outputs, logdets
 
-    def forward(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor]]:
+    def forward(
+        self, x: torch.Tensor, y: torch.Tensor
+    ) -> tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor]]:
         """Latents x (B, T, C, H, W), text y (B, L, D) -> noise z (same layout as x), the patchified
         tensor entering each block (+ the top output), and each block's log-determinant terms."""
         h, outputs, logdets = self.shallow_forward(self.patchify(x))
