@@ -189,6 +189,25 @@ def train_codec(cfg: CodecConfig, tc: TrainConfig, device: torch.device) -> Demo
     return codec
 
 
+def denoised_latents(
+    codec: DemoCodec,
+    flow: StarFlow,
+    text: DemoTextEncoder,
+    x: torch.Tensor,
+    texts: list[str],
+    noise_std: float,
+    gen: torch.Generator,
+) -> torch.Tensor:
+    """What generation hands the decoder for clips x (B, T, 3, H, W) in [-1, 1]: their latents
+    with the flow's training noise (noise_std) added, cleaned by the flow's denoiser under their
+    texts. No gradients."""
+    with torch.no_grad():
+        z = codec.encode(x)
+        noisy = z + noise_std * torch.randn(z.shape, generator=gen).to(z.device)
+        y, _ = text.encode(texts)
+        return denoise_clip(flow, noisy, y.to(z.device))
+
+
 def denoised_decoder_loss(
     codec: DemoCodec,
     flow: StarFlow,
@@ -198,14 +217,10 @@ def denoised_decoder_loss(
     noise_std: float,
     gen: torch.Generator,
 ) -> torch.Tensor:
-    """MSE of decoding what the pipeline decodes: clips (B, T, H, W, 3) encoded, noised as the
-    flow was trained (noise_std), then cleaned by the flow's denoiser under their texts."""
+    """MSE of decoding what the pipeline decodes (`denoised_latents`) for clips
+    (B, T, H, W, 3) against the clips themselves."""
     x = frames_tensor(frames, codec_device(codec))
-    with torch.no_grad():
-        z = codec.encode(x)
-        noisy = z + noise_std * torch.randn(z.shape, generator=gen).to(z.device)
-        y, _ = text.encode(texts)
-        z = denoise_clip(flow, noisy, y.to(z.device))
+    z = denoised_latents(codec, flow, text, x, texts, noise_std, gen)
     return (codec.decoder(z.flatten(0, 1)) - x.flatten(0, 1)).pow(2).mean()
 
 

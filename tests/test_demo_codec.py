@@ -14,11 +14,17 @@ from conftest import REPO_ROOT
 from engine.demo import load_demo_components
 from engine.demo.codec import CodecConfig, DemoCodec
 from engine.demo.data import random_frames
-from engine.denoise import denoise_clip
 from engine.pipeline import load_bundle, to_uint8
 from engine.shapes.scoring import follows_caption
 from engine.shapes.world import caption, random_scene, render
-from engine.train import TrainConfig, codec_psnr, frames_tensor, latent_stats, train_codec
+from engine.train import (
+    TrainConfig,
+    codec_psnr,
+    denoised_latents,
+    frames_tensor,
+    latent_stats,
+    train_codec,
+)
 
 BUNDLE = REPO_ROOT / "resources" / "models" / "shapes_demo.json"
 TINY = CodecConfig(channels=4, width=16, mid=8, blocks=1)
@@ -132,11 +138,10 @@ def test_shipped_model_keeps_clips_scorable_through_the_generation_chain():
         scene = random_scene(rng)
         clip = render(scene, 17)
         x = frames_tensor(clip)[None]
+        noise = pipe.settings.context_noise
+        z = denoised_latents(pipe.codec, pipe.model, pipe.text, x, [caption(scene)], noise, gen)
         with torch.no_grad():
-            z = pipe.codec.encode(x)
-            noisy = z + pipe.settings.context_noise * torch.randn(z.shape, generator=gen)
-            y, _ = pipe.text.encode([caption(scene)])
-            rec = pipe.codec.decode(denoise_clip(pipe.model, noisy, y)).float()
+            rec = pipe.codec.decode(z).float()
         psnrs.append(10 * math.log10(4 / (rec - x).pow(2).mean().item()))
         kept += follows_caption(to_uint8(rec), caption(scene))
     assert np.mean(psnrs) >= 27.0
