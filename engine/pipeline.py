@@ -310,8 +310,12 @@ def load_bundle(json_path: Path, device: str = "auto", dtype: str = "auto") -> P
     codec, text = _companions(meta, json_path, weights)
     codec = codec.to(dev).eval()
     text = text.to(dev).eval()
-    sampling = meta.get("sampling", {})
-    settings = PipelineSettings(train_latent_frames=meta.get("train_frames", 17), **sampling)
+    try:
+        settings = PipelineSettings(
+            train_latent_frames=meta.get("train_frames", 17), **meta.get("sampling", {})
+        )
+    except (ValueError, TypeError) as exc:
+        raise EngineError(f"{json_path.name} has bad sampling settings: {exc}") from exc
     info = ModelInfo(
         name=meta.get("name", json_path.stem),
         width=meta["width"],

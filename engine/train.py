@@ -545,9 +545,15 @@ def replace_bundle_codec(
     log.info("replaced the codec of %s's bundle (sharpen %d)", run, codec.cfg.sharpen)
 
 
-def export_bundle(run: Path, dest: Path, dtype: torch.dtype = torch.float16) -> None:
+def export_bundle(
+    run: Path, dest: Path, dtype: torch.dtype = torch.float16, temperature: float | None = None
+) -> None:
     """Copy OUT's bundle to `dest` (e.g. resources/models) with weights stored as `dtype`
-    (loaders cast to the model's dtype), halving the shipped size."""
+    (loaders cast to the model's dtype), halving the shipped size. `temperature`: the bundle's
+    default sampling temperature (what `python -m engine.eval shapes --temperature` measured best);
+    None keeps the run's (1 unless set)."""
+    if temperature is not None and not temperature > 0:
+        raise ValueError(f"sampling temperature must be positive, got {temperature}")
     state = load_file(str(run / f"{BUNDLE}.safetensors"))
     dest.mkdir(parents=True, exist_ok=True)
     save_file(
@@ -556,6 +562,8 @@ def export_bundle(run: Path, dest: Path, dtype: torch.dtype = torch.float16) -> 
     )
     meta = json.loads((run / f"{BUNDLE}.json").read_text())
     meta["weights_dtype"] = str(dtype).removeprefix("torch.")
+    if temperature is not None:
+        meta["sampling"]["temperature"] = temperature
     (dest / f"{BUNDLE}.json").write_text(json.dumps(meta, indent=1))
     log.info("exported %s (step %s) to %s", run, meta["training"]["step"], dest)
 
@@ -593,6 +601,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="with --decoder-steps: add a full-resolution sharpening stage this wide",
     )
     ap.add_argument("--export", type=Path, help="write OUT's bundle in float16 here, then exit")
+    ap.add_argument(
+        "--temperature",
+        type=float,
+        help="with --export: the bundle's default sampling temperature (noise scale)",
+    )
     ap.add_argument(
         "--decoder-steps",
         type=int,
@@ -635,7 +648,7 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     if args.export is not None:
-        export_bundle(args.out, args.export)
+        export_bundle(args.out, args.export, temperature=args.temperature)
         return
     tc = TrainConfig(
         steps=args.steps,

@@ -11,7 +11,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from engine.api import GenerateRequest
+from engine.api import EngineError, GenerateRequest
 from engine.demo import load_demo_components
 from engine.demo.codec import CodecConfig, DemoCodec
 from engine.demo.data import EDIT_FRAMES, batch_rng, make_batch
@@ -149,6 +149,19 @@ def test_checkpoint_is_a_loadable_bundle(tmp_path):
     request = GenerateRequest("a red circle moves left on a black background", frames=3, seed=1)
     frames = np.concatenate([e.frames for e in pipe.generate(request)])
     assert frames.shape == (3, 48, 64, 3) and frames.dtype == np.uint8
+    assert pipe.settings.temperature == 1.0
+    export_bundle(tmp_path, tmp_path / "cool", temperature=0.5)  # a default sampling temperature
+    cool = load_bundle(tmp_path / "cool" / f"{BUNDLE}.json", device="cpu")
+    assert cool.settings.temperature == 0.5
+    colder = np.concatenate([e.frames for e in cool.generate(request)])
+    assert colder.shape == frames.shape and not np.array_equal(colder, frames)
+    with pytest.raises(ValueError, match="temperature"):
+        export_bundle(tmp_path, tmp_path / "bad", temperature=0.0)
+    meta = json.loads((tmp_path / "cool" / f"{BUNDLE}.json").read_text())
+    meta["sampling"]["temperature"] = -1.0
+    (tmp_path / "cool" / f"{BUNDLE}.json").write_text(json.dumps(meta))
+    with pytest.raises(EngineError, match="bad sampling settings"):
+        load_bundle(tmp_path / "cool" / f"{BUNDLE}.json", device="cpu")
 
 
 def test_command_line_trains_codec_and_flow_then_resumes(tmp_path, monkeypatch):
@@ -238,6 +251,14 @@ def test_command_line_trains_codec_and_flow_then_resumes(tmp_path, monkeypatch):
         {"steps": 2, "sharpen": 0, "input": "denoised", "lr": TrainConfig.codec_lr},
     ]
     assert record["runs"] == [{"until": 2, "autocast": "none"}, {"until": 3, "autocast": "none"}]
+    # export: float16 weights and, where given, the default sampling temperature
+    ship = tmp_path / "ship"
+    main(["--out", str(tmp_path), "--export", str(ship), "--temperature", "0.5"])
+    assert load_bundle(ship / f"{BUNDLE}.json", device="cpu").settings.temperature == 0.5
+    assert (
+        run(["--out", str(tmp_path), "--export", str(tmp_path / "bad"), "--temperature", "0"]) == 2
+    )
+    assert not (tmp_path / "bad").exists()
 
 
 def test_decoder_learns_to_decode_the_denoisers_output():
