@@ -291,6 +291,13 @@ def _companions(meta: dict, json_path: Path, weights: Path):
     return load_demo_components(json_path, weights)
 
 
+def sampling_settings(meta: dict) -> PipelineSettings:
+    """A bundle JSON's sampling settings; ValueError / TypeError where they are bad."""
+    return PipelineSettings(
+        train_latent_frames=meta.get("train_frames", 17), **meta.get("sampling", {})
+    )
+
+
 def load_bundle(json_path: Path, device: str = "auto", dtype: str = "auto") -> Pipeline:
     from .checkpoint import build_model, open_state_dict
     from .config import FlowConfig
@@ -302,6 +309,10 @@ def load_bundle(json_path: Path, device: str = "auto", dtype: str = "auto") -> P
         cfg = FlowConfig.from_dict(meta["flow"])
     except (ValueError, KeyError, TypeError) as exc:
         raise EngineError(f"{json_path.name} is not a valid model description: {exc}") from exc
+    try:
+        settings = sampling_settings(meta)
+    except (ValueError, TypeError) as exc:
+        raise EngineError(f"{json_path.name} has bad sampling settings: {exc}") from exc
     weights = json_path.with_suffix(".safetensors")
     dev = pick_device(device)
     dt = pick_dtype(dtype, dev)
@@ -310,12 +321,6 @@ def load_bundle(json_path: Path, device: str = "auto", dtype: str = "auto") -> P
     codec, text = _companions(meta, json_path, weights)
     codec = codec.to(dev).eval()
     text = text.to(dev).eval()
-    try:
-        settings = PipelineSettings(
-            train_latent_frames=meta.get("train_frames", 17), **meta.get("sampling", {})
-        )
-    except (ValueError, TypeError) as exc:
-        raise EngineError(f"{json_path.name} has bad sampling settings: {exc}") from exc
     info = ModelInfo(
         name=meta.get("name", json_path.stem),
         width=meta["width"],

@@ -42,7 +42,7 @@ from engine.demo.text import DemoTextEncoder, TextConfig, grammar_vocab
 from engine.denoise import denoise_clip
 from engine.model import StarFlow
 from engine.model.starflow import DENOISE_STEP
-from engine.pipeline import load_bundle
+from engine.pipeline import load_bundle, sampling_settings
 from engine.shapes.world import FPS, HEIGHT, TRAIN_FRAMES, WIDTH
 
 log = logging.getLogger("engine.train")
@@ -552,18 +552,17 @@ def export_bundle(
     (loaders cast to the model's dtype), halving the shipped size. `temperature`: the bundle's
     default sampling temperature (what `python -m engine.eval shapes --temperature` measured best);
     None keeps the run's (1 unless set)."""
-    if temperature is not None and not temperature > 0:
-        raise ValueError(f"sampling temperature must be positive, got {temperature}")
+    meta = json.loads((run / f"{BUNDLE}.json").read_text())
+    meta["weights_dtype"] = str(dtype).removeprefix("torch.")
+    if temperature is not None:
+        meta["sampling"]["temperature"] = temperature
+    sampling_settings(meta)  # what the loader will check, checked before anything is written
     state = load_file(str(run / f"{BUNDLE}.safetensors"))
     dest.mkdir(parents=True, exist_ok=True)
     save_file(
         {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()},
         str(dest / f"{BUNDLE}.safetensors"),
     )
-    meta = json.loads((run / f"{BUNDLE}.json").read_text())
-    meta["weights_dtype"] = str(dtype).removeprefix("torch.")
-    if temperature is not None:
-        meta["sampling"]["temperature"] = temperature
     (dest / f"{BUNDLE}.json").write_text(json.dumps(meta, indent=1))
     log.info("exported %s (step %s) to %s", run, meta["training"]["step"], dest)
 
