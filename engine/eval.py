@@ -51,7 +51,8 @@ class Case:
 
     The parts of the rule, to see where clips fail: `frames` is the share of (window) frames that
     show exactly the captioned scene, `motion` whether every object moved the captioned way,
-    `kept` (edits) whether every object the edit does not name stayed in place."""
+    `kept` (edits) whether every object the edit does not name stayed in place; `by_frame`, frame
+    by frame, whether it showed exactly the captioned scene (`frames` is its mean)."""
 
     ok: bool
     value: float | None = None
@@ -60,10 +61,18 @@ class Case:
     frames: float | None = None
     motion: bool | None = None
     kept: bool | None = None
+    by_frame: tuple[bool, ...] | None = None
 
     @classmethod
     def of(cls, score: CaptionScore, value: float | None = None, *times: float) -> Case:
-        return cls(score.follows, value, *times, frames=score.frame_rate, motion=score.motions_ok)
+        return cls(
+            score.follows,
+            value,
+            *times,
+            frames=score.frame_rate,
+            motion=score.motions_ok,
+            by_frame=tuple(bool(f) for f in score.frames_ok),
+        )
 
 
 @dataclass
@@ -293,6 +302,28 @@ def breakdown(results: dict[str, TaskResult]) -> str:
     return "\n".join(lines)
 
 
+def by_frame(results: dict[str, TaskResult]) -> str:
+    """A Markdown table of the model's clips frame by frame: the share of clips whose frame t (of
+    the last window for long clips, of the edited clip for edits) shows exactly the captioned
+    scene. It shows where a causal generator loses the scene: at once, or as frames go on."""
+    rows = {}
+    for task, r in results.items():
+        seqs = [c.by_frame for c in r.model if c.by_frame]
+        if seqs and len({len(q) for q in seqs}) == 1:
+            rows[task] = np.mean(seqs, axis=0)
+    if not rows:
+        return ""
+    width = max(len(v) for v in rows.values())
+    lines = [
+        "| task | " + " | ".join(str(t) for t in range(width)) + " |",
+        "|---|" + "---|" * width,
+    ]
+    for task, shares in rows.items():
+        cells = [f"{100 * v:.0f}" for v in shares] + ["-"] * (width - len(shares))
+        lines.append(f"| {ROWS[task][0]} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def table(results: dict[str, TaskResult], long_frames: int) -> str:
     """A Markdown table: one row per task, the model's score beside the ground-truth ceiling."""
     lines = ["| task | n | measure | model | ground truth |", "|---|---|---|---|---|"]
@@ -377,6 +408,11 @@ def main(argv: list[str] | None = None) -> int:
     name = "ground truth only" if pipeline is None else pipeline.info.name
     sys.stdout.write(f"Shapes world evaluation: {name}\n\n{table(results, args.long_frames)}\n")
     sys.stdout.write(f"\nWhere clips fail (model / ground truth):\n\n{breakdown(results)}\n")
+    frames = by_frame(results)
+    if frames:
+        sys.stdout.write(
+            f"\nFrames showing the caption, % of clips, by frame (model):\n\n{frames}\n"
+        )
     if args.json is not None:
         args.json.write_text(
             json.dumps({k: asdict(v) for k, v in results.items()}, indent=1) + "\n"

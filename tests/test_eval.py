@@ -7,7 +7,7 @@ import json
 
 import numpy as np
 
-from engine.eval import Case, Progress, TaskResult, breakdown, evaluate, main, table
+from engine.eval import Case, Progress, TaskResult, breakdown, by_frame, evaluate, main, table
 from engine.pipeline import load_pipeline
 
 
@@ -46,6 +46,10 @@ def test_ground_truth_is_the_ceiling(capsys, tmp_path):
                 assert c["frames"] >= 0.8 and c["motion"]
     assert all(isinstance(c["kept"], bool) for c in cases["edit"]["truth"])
     assert "Where clips fail" in text and "| video edit |" in text.split("Where clips fail")[1]
+    assert "by frame" not in text  # only the model's clips are shown frame by frame
+    for task in ("t2v", "i2v", "edit", "long"):
+        for c in cases[task]["truth"]:
+            assert len(c["by_frame"]) == 17 and np.mean(c["by_frame"]) == c["frames"]
 
 
 def test_progress_reports_about_every_tenth_with_the_rate_so_far():
@@ -72,6 +76,20 @@ def test_breakdown_averages_each_part_over_the_cases():
     assert row == "| video edit |  25.0% / 100.0% |  50.0% / 100.0% |  50.0% / 100.0% |"
 
 
+def test_by_frame_averages_each_frame_over_the_clips():
+    r = TaskResult("i2v")
+    r.model = [Case(False, by_frame=(True, False, False)), Case(True, by_frame=(True, True, False))]
+    s = TaskResult("t2v")
+    s.model = [
+        Case(False, by_frame=(False, True)),
+        Case(False),
+    ]  # a case without frames is left out
+    lines = by_frame({"t2v": s, "i2v": r}).splitlines()
+    assert lines[0] == "| task | 0 | 1 | 2 |"
+    assert lines[2:] == ["| text to video | 0 | 100 | - |", "| image to video | 100 | 50 | 0 |"]
+    assert by_frame({"t2v": TaskResult("t2v")}) == ""
+
+
 def test_the_demo_model_goes_through_every_task():
     pipeline = load_pipeline(None, "cpu")
     results = evaluate(pipeline, n=2, n_long=1, long_frames=40)
@@ -82,6 +100,8 @@ def test_the_demo_model_goes_through_every_task():
     assert "speed (t2v, median)" in table(results, 40)
     for r in results.values():  # the parts are recorded for the model's clips too
         assert all(c.frames is not None and c.motion is not None for c in r.model)
+        assert all(len(c.by_frame) == 17 for c in r.model)
+    assert by_frame(results).splitlines()[2].startswith("| text to video |")
 
 
 def test_unknown_task_is_refused(capsys):
