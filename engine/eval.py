@@ -71,7 +71,7 @@ class Case:
             *times,
             frames=score.frame_rate,
             motion=score.motions_ok,
-            by_frame=tuple(bool(f) for f in score.frames_ok),
+            by_frame=score.frames_ok,
         )
 
 
