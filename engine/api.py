@@ -13,6 +13,7 @@ All arrays crossing this boundary are numpy, frames as (T, H, W, 3) uint8 RGB.
 from __future__ import annotations
 
 import itertools
+import math
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
@@ -43,6 +44,8 @@ class GenerateRequest:
         the source length when 0).
     image: (H, W, 3) uint8 RGB first frame for i2v, any size (resized/cropped by the engine).
     video: (T, H, W, 3) uint8 RGB source clip for v2v / extend.
+    temperature: scale of the sampling noise (below 1: samples nearer the flow's mode); None:
+        the model's own default (ModelInfo.temperature).
     """
 
     prompt: str
@@ -50,6 +53,7 @@ class GenerateRequest:
     frames: int = 17
     seed: int = 0
     guidance: float = 2.5
+    temperature: float | None = None
     image: np.ndarray | None = field(default=None, repr=False, compare=False)
     video: np.ndarray | None = field(default=None, repr=False, compare=False)
     id: int = field(default_factory=lambda: next(_ids))
@@ -63,6 +67,9 @@ class GenerateRequest:
             raise EngineError(f"{self.mode} needs a source clip")
         if self.frames < 0 or (self.frames == 0 and self.mode != "v2v"):
             raise EngineError(f"frames must be positive, got {self.frames}")
+        t = self.temperature
+        if t is not None and not (math.isfinite(t) and t > 0):
+            raise EngineError(f"temperature must be a positive number, got {t}")
 
     @property
     def text(self) -> str:
@@ -91,6 +98,7 @@ class ModelInfo:
     device: str
     dtype: str
     parameters: int
+    temperature: float = 1.0  # default sampling temperature (a request's None means this)
 
 
 class Codec(Protocol):

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import sys
 import threading
 import time
@@ -24,7 +25,24 @@ from typing import Any
 from .api import Cancelled, EngineError, GenerateRequest
 
 log = logging.getLogger("engine.cli")
-JOB_FIELDS = {"prompt", "image", "video", "frames", "seed", "cfg", "out"}
+JOB_FIELDS = {"prompt", "image", "video", "frames", "seed", "cfg", "temperature", "out"}
+
+
+def _number(job: dict[str, Any], key: str, kind: type, default: Any) -> Any:
+    """job[key] as a finite int / float (`default` where absent or null); EngineError otherwise."""
+    value = job.get(key)
+    if value is None:
+        return default
+    try:
+        if isinstance(value, bool) or not isinstance(value, int | float | str):
+            raise ValueError
+        number = float(value)
+        if not math.isfinite(number) or (kind is int and not number.is_integer()):
+            raise ValueError
+    except ValueError:
+        wanted = "an integer" if kind is int else "a number"
+        raise EngineError(f"{key} must be {wanted}, got {value!r}") from None
+    return int(number) if kind is int else number
 
 
 def request_from(job: dict[str, Any], pipeline) -> GenerateRequest:
@@ -37,11 +55,9 @@ def request_from(job: dict[str, Any], pipeline) -> GenerateRequest:
     prompt = str(job.get("prompt") or "").strip()
     if not prompt:
         raise EngineError("a prompt is required")
-    frames = int(job.get("frames") or 0)
-    seed, cfg = (
-        int(job.get("seed") or 0),
-        float(job.get("cfg") if job.get("cfg") is not None else 2.5),
-    )
+    frames = _number(job, "frames", int, 0)
+    seed, cfg = _number(job, "seed", int, 0), _number(job, "cfg", float, 2.5)
+    temperature = _number(job, "temperature", float, None)
     image = video = None
     mode = "t2v"
     for prefix, name in (("(v2v) ", "v2v"), ("(extend) ", "extend")):
@@ -60,7 +76,14 @@ def request_from(job: dict[str, Any], pipeline) -> GenerateRequest:
     if frames <= 0:
         frames = len(video) if mode == "v2v" else pipeline.info.train_frames
     return GenerateRequest(
-        prompt=prompt, mode=mode, frames=frames, seed=seed, guidance=cfg, image=image, video=video
+        prompt=prompt,
+        mode=mode,
+        frames=frames,
+        seed=seed,
+        guidance=cfg,
+        temperature=temperature,
+        image=image,
+        video=video,
     )
 
 
@@ -76,6 +99,7 @@ def render(
         "seed": str(request.seed),
         "model": info.name,
         "guidance": str(request.guidance),
+        "temperature": str(pipeline.temperature(request)),
     }
     writer = media.VideoWriter(out, info.fps, info.width, info.height, meta)
     t0, written = time.perf_counter(), 0
@@ -123,6 +147,7 @@ def cmd_generate(args: argparse.Namespace) -> None:
         "frames": args.frames,
         "seed": args.seed,
         "cfg": args.cfg,
+        "temperature": args.temperature,
     }
     render(pipeline, request_from(job, pipeline), Path(args.out))
 
@@ -201,6 +226,12 @@ def parser() -> argparse.ArgumentParser:
     )
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--cfg", type=float, default=2.5, help="classifier-free guidance weight")
+    g.add_argument(
+        "--temperature",
+        type=float,
+        default=None,
+        help="sampling noise scale, below 1 nearer the model's mode (default: the model's own)",
+    )
     g.add_argument("--out", required=True)
     model_args(g)
     g.set_defaults(func=cmd_generate)

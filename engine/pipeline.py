@@ -155,6 +155,12 @@ class Pipeline:
         return emb[:1], (emb[1:] if guidance > 0 else None)
 
     # ---- generation ------------------------------------------------------------------------------
+    def temperature(self, request: GenerateRequest) -> float:
+        """The sampling temperature a request runs at: its own, or the model's default."""
+        if request.temperature is not None:
+            return request.temperature
+        return self.settings.temperature
+
     def options(self, guidance: float, total_latents: int) -> SamplerOptions:
         s = self.settings
         window = s.train_latent_frames if total_latents > s.train_latent_frames else None
@@ -239,7 +245,7 @@ class Pipeline:
         c, sf = self.codec.channels, self.codec.spatial_factor
         hw = (self.info.height // sf, self.info.width // sf)
         noise = NoiseSource(
-            request.seed + seed_offset, (1, c, *hw), self.device, self.settings.temperature
+            request.seed + seed_offset, (1, c, *hw), self.device, self.temperature(request)
         )
         decoder = self.codec.stream_decoder()
         with torch.no_grad():
@@ -330,6 +336,7 @@ def load_bundle(json_path: Path, device: str = "auto", dtype: str = "auto") -> P
         device=str(dev),
         dtype=str(dt).replace("torch.", ""),
         parameters=sum(p.numel() for p in flow.parameters()),
+        temperature=settings.temperature,
     )
     log.info("loaded %s (%d parameters) on %s", info.name, info.parameters, dev)
     return Pipeline(flow, codec, text, info, settings)

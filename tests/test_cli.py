@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from engine.cli import main
+from engine.pipeline import DEMO_MODEL as BUNDLE
 from engine.shapes.scoring import psnr
 from engine.shapes.world import random_scene, render
 from engine_utils import random_model, tiny_config
@@ -34,6 +35,27 @@ def test_generate_text_to_video(tmp_path):
     assert frames.shape == (5, 48, 64, 3)
     assert meta.get("prompt") == prompt and meta.get("seed") == "1"
     assert not list(tmp_path.glob(".*part"))
+
+
+def test_temperature_flag_changes_the_samples_and_is_recorded(tmp_path):
+    """--temperature scales the sampling noise: same seed, other frames; the file's metadata
+    records the temperature used (the model's own default when no flag is given)."""
+    prompt = "a large red circle moves left on a black background"
+    clips = {}
+    for name, extra in {
+        "own": [],
+        "cool": ["--temperature", "0.2"],
+        "hot": ["--temperature", "1.2"],
+    }.items():
+        out = tmp_path / f"{name}.mp4"
+        args = ["generate", "--prompt", prompt, "--frames", "3", "--seed", "4", "--out", str(out)]
+        assert main(args + extra) == 0
+        clips[name] = decode(out)
+    default = json.loads(BUNDLE.read_text())["sampling"]["temperature"]
+    assert clips["own"][1]["temperature"] == str(default)
+    assert clips["cool"][1]["temperature"] == "0.2" and clips["hot"][1]["temperature"] == "1.2"
+    own, cool, hot = (clips[k][0].astype(np.int16) for k in ("own", "cool", "hot"))
+    assert np.abs(own - cool).mean() > 1 and np.abs(cool - hot).mean() > 1
 
 
 def test_generate_image_to_video_keeps_the_first_frame(tmp_path):
@@ -71,12 +93,15 @@ def test_bad_inputs_exit_2_and_write_nothing(tmp_path, caplog):
         ["--prompt", "a purple circle moves left on a black background"],
         ["--prompt", "(v2v) remove the red circle"],
         ["--prompt", ok, "--model", str(tmp_path / "nope.json")],
+        ["--prompt", ok, "--temperature", "0"],
+        ["--prompt", ok, "--temperature", "nan"],
     ]
     for args in cases:
         assert main(["generate", *args, "--frames", "2", "--out", str(out)]) == 2, args
         assert not out.exists()
     err = caplog.text
     assert "not a readable image" in err and "image not found" in err and "does not know" in err
+    assert "temperature must be a positive number, got 0.0" in err
 
 
 def test_batch_loads_once_and_reports_failed_jobs(tmp_path):
@@ -99,6 +124,34 @@ def test_batch_loads_once_and_reports_failed_jobs(tmp_path):
     assert not (tmp_path / "out" / "b.mp4").exists()
     jobs.write_text('{"prompt": "x", "colour": 3}\nnot json\n')
     assert main(["batch", str(jobs), "--out-dir", str(tmp_path / "out")]) == 2
+
+
+def test_batch_jobs_take_a_temperature_and_refuse_bad_numbers(tmp_path, caplog):
+    """A job's numbers must be numbers: a bad one fails that job with a message, never the batch
+    with a traceback; a job's temperature is used and recorded."""
+    ok = "a small blue square stays still on a white background"
+    jobs = [
+        {"prompt": ok, "frames": 2, "temperature": 0.3, "out": "cool.mp4"},
+        {"prompt": ok, "frames": 2, "seed": "abc", "out": "s.mp4"},
+        {"prompt": ok, "frames": 2.5, "out": "f.mp4"},
+        {"prompt": ok, "frames": 2, "temperature": "warm", "out": "t.mp4"},
+        {"prompt": ok, "frames": 2, "temperature": -1, "out": "n.mp4"},
+        {"prompt": ok, "frames": 2, "cfg": True, "out": "c.mp4"},
+    ]
+    (tmp_path / "jobs.jsonl").write_text("\n".join(json.dumps(j) for j in jobs))
+    assert main(["batch", str(tmp_path / "jobs.jsonl"), "--out-dir", str(tmp_path / "out")]) == 2
+    frames, meta = decode(tmp_path / "out" / "cool.mp4")
+    assert len(frames) == 2 and meta["temperature"] == "0.3"
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["cool.mp4"]
+    for message in (
+        "seed must be an integer, got 'abc'",
+        "frames must be an integer, got 2.5",
+        "temperature must be a number, got 'warm'",
+        "temperature must be a positive number, got -1.0",
+        "cfg must be a number, got True",
+        "5 of 6 jobs failed",
+    ):
+        assert message in caplog.text
 
 
 def test_convert(tmp_path):

@@ -155,6 +155,18 @@ def test_checkpoint_is_a_loadable_bundle(tmp_path):
     assert cool.settings.temperature == 0.5
     colder = np.concatenate([e.frames for e in cool.generate(request)])
     assert colder.shape == frames.shape and not np.array_equal(colder, frames)
+    assert cool.info.temperature == 0.5 and pipe.info.temperature == 1.0
+    # a request's own temperature overrides the bundle's default; None keeps it
+    same = dataclasses.replace(request, temperature=0.5)
+    assert np.array_equal(np.concatenate([e.frames for e in pipe.generate(same)]), colder)
+    assert np.array_equal(
+        np.concatenate(
+            [e.frames for e in cool.generate(dataclasses.replace(request, temperature=1.0))]
+        ),
+        frames,
+    )
+    with pytest.raises(EngineError, match="temperature must be a positive number"):
+        dataclasses.replace(request, temperature=0.0)
     with pytest.raises(ValueError, match="temperature"):
         export_bundle(tmp_path, tmp_path / "bad", temperature=0.0)
     meta = json.loads((tmp_path / "cool" / f"{BUNDLE}.json").read_text())

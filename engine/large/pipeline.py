@@ -69,6 +69,7 @@ def assemble(flow, codec, text, options: LargeOptions, name: str = "STARFlow-V 7
         device=str(device),
         dtype=str(flow.top.proj_in.weight.dtype).replace("torch.", ""),
         parameters=sum(p.numel() for p in flow.parameters()),
+        temperature=settings.temperature,
     )
     template = PromptTemplate(fps=FPS, noise_std=NOISE_STD, aspect_ratio=options.aspect_ratio)
     return Pipeline(flow, codec, text, info, settings, prompt_format=template)
