@@ -6,6 +6,7 @@ and precision, defaults for new requests, the last folders used, window geometry
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 from PySide6.QtCore import QByteArray, QCoreApplication, QSettings, QStandardPaths
@@ -70,6 +71,16 @@ class Settings:
     @guidance.setter
     def guidance(self, value: float) -> None:
         self._set("defaults/guidance", float(value))
+
+    @property
+    def temperature(self) -> float | None:
+        """The sampling temperature of new requests; None: the model's own default."""
+        value = self._get("defaults/temperature", 0.0, float)
+        return value if math.isfinite(value) and value > 0 else None
+
+    @temperature.setter
+    def temperature(self, value: float | None) -> None:
+        self._set("defaults/temperature", float(value or 0.0))
 
     @property
     def seed(self) -> int:

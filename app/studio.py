@@ -71,7 +71,9 @@ class Studio(QObject):
         self.jobs = JobQueue()
         self.messages = MessageLog()
         s = self.settings
-        self.draft = Draft(seed=s.seed, guidance=s.guidance, frames=s.frames)
+        self.draft = Draft(
+            seed=s.seed, guidance=s.guidance, frames=s.frames, temperature=s.temperature
+        )
         self.info: ModelInfo | None = None
         self.engine_ready = False
         self.project_path: Path | None = None
@@ -179,9 +181,11 @@ class Studio(QObject):
 
     # ---- requests --------------------------------------------------------------------------------
     def generate(self) -> Job | None:
-        """Queue the draft request (mode, prompt, seed, guidance, frames, source)."""
+        """Queue the draft request (mode, prompt, seed, guidance, temperature, frames, source)."""
         d = self.draft
-        return self._submit(d.mode, d.prompt, d.seed, d.guidance, d.frames, d.image, d.clip)
+        return self._submit(
+            d.mode, d.prompt, d.seed, d.guidance, d.frames, d.image, d.clip, d.temperature
+        )
 
     def regenerate(self, clip_id: str | None = None, seed: int | None = None) -> Job | None:
         """The clip's request again with another seed (the draft's seed if changed, else random);
@@ -212,6 +216,7 @@ class Studio(QObject):
             r.frames,
             image,
             None,
+            r.temperature,
             after=clip.id,
             video=source,
             ref=r.source,
@@ -228,7 +233,9 @@ class Studio(QObject):
         if not text and clip.request is not None:
             text = clip.request.prompt
         d = self.draft
-        return self._submit("extend", text, d.seed, d.guidance, frames or d.frames, None, clip.id)
+        return self._submit(
+            "extend", text, d.seed, d.guidance, frames or d.frames, None, clip.id, d.temperature
+        )
 
     def edit(self, clip_id: str | None = None, instruction: str | None = None) -> Job | None:
         """Video to video: a new clip following `instruction`; the original stays."""
@@ -237,7 +244,7 @@ class Studio(QObject):
             return self._refuse("Select a clip to edit")
         text = instruction if instruction is not None else self.draft.prompt
         d = self.draft
-        return self._submit("v2v", text, d.seed, d.guidance, 0, None, clip.id)
+        return self._submit("v2v", text, d.seed, d.guidance, 0, None, clip.id, d.temperature)
 
     def _refuse(self, text: str) -> None:
         self.messages.error(text)
@@ -252,6 +259,7 @@ class Studio(QObject):
         frames: int,
         image: ImageSource | None,
         clip_id: str | None,
+        temperature: float | None = None,
         after: str | None = None,
         video: np.ndarray | None = None,
         ref: SourceRef | None = None,
@@ -287,6 +295,7 @@ class Studio(QObject):
                 frames=int(frames),
                 seed=int(seed),
                 guidance=float(guidance),
+                temperature=temperature,
                 image=image_array,
                 video=video,
             )
@@ -294,19 +303,21 @@ class Studio(QObject):
             return self._refuse(str(exc))
         model = self.info.name if self.info else (self.settings.model or "demo")
         clip_request = ClipRequest(
-            mode, prompt, int(seed), float(guidance), int(frames), ref, model
+            mode, prompt, int(seed), float(guidance), int(frames), ref, model, temperature
         )
         title = f"{MODE_TITLES[mode]}: {prompt}"
         job = self.jobs.add(Job(request, clip_request, title, after))
-        self._remember_defaults(seed, guidance, frames if mode != "v2v" else None)
+        self._remember_defaults(seed, guidance, temperature, frames if mode != "v2v" else None)
         if not self.engine_ready:
             self.messages.info(f"Job #{job.id} queued: waiting for the model")
         self._dispatch()
         return job
 
-    def _remember_defaults(self, seed: int, guidance: float, frames: int | None) -> None:
+    def _remember_defaults(
+        self, seed: int, guidance: float, temperature: float | None, frames: int | None
+    ) -> None:
         s = self.settings
-        s.seed, s.guidance = int(seed), float(guidance)
+        s.seed, s.guidance, s.temperature = int(seed), float(guidance), temperature
         if frames:
             s.frames = int(frames)
 
@@ -422,7 +433,13 @@ class Studio(QObject):
         changes: dict = {"clip": clip.id}
         r = clip.request
         if r is not None:
-            changes.update(mode=r.mode, prompt=r.prompt, seed=r.seed, guidance=r.guidance)
+            changes.update(
+                mode=r.mode,
+                prompt=r.prompt,
+                seed=r.seed,
+                guidance=r.guidance,
+                temperature=r.temperature,
+            )
             if r.mode != "v2v":
                 changes["frames"] = r.frames
             if r.mode == "i2v" and r.source is not None:
@@ -695,6 +712,9 @@ class Studio(QObject):
             meta["prompt"] = " | ".join(dict.fromkeys(r.text for r in requests))
             meta["seed"] = ",".join(str(r.seed) for r in requests)
             meta["guidance"] = ",".join(str(r.guidance) for r in requests)
+            meta["temperature"] = ",".join(
+                "model default" if r.temperature is None else str(r.temperature) for r in requests
+            )
         return meta
 
     def export_video(self, path: str | Path | None = None, clip_id: str | None = None) -> None:

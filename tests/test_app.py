@@ -158,6 +158,66 @@ def test_ctrl_enter_generates_and_regenerate_uses_another_seed(qtbot, editor):
     assert b.request.prompt == a.request.prompt and b.request.seed != a.request.seed
 
 
+def test_temperature_is_chosen_in_the_inspector_and_kept_with_the_clip(qtbot, editor, tmp_path):
+    s, w = editor.studio, editor.window
+    spin = w.inspector.temperature
+    assert spin.value() == 0.0 and s.draft.temperature is None  # the model's own default
+    assert spin.text() == f"Model default ({s.info.temperature:g})" == "Model default (0.5)"
+    type_prompt(qtbot, editor, PROMPT)
+    w.inspector.frames.setValue(5)
+    spin.lineEdit().selectAll()
+    qtbot.keyClicks(spin, "0.2")
+    qtbot.keyClick(spin, Qt.Key.Key_Tab)
+    assert s.draft.temperature == 0.2
+    cool = run_job(qtbot, editor, s.generate)
+    clip = s.timeline.clip(cool)
+    assert clip.request.temperature == 0.2
+
+    def engine_frames(temperature):
+        request = GenerateRequest(PROMPT, frames=5, seed=clip.request.seed, temperature=temperature)
+        return np.concatenate(
+            [e.frames for e in demo_loader(None, "cpu", "auto").generate(request)]
+        )
+
+    np.testing.assert_array_equal(s.timeline.clip_frames(cool), engine_frames(0.2))
+    assert not np.array_equal(engine_frames(0.2), engine_frames(None))
+
+    spin.setValue(0.0)  # back to the model's default
+    assert s.draft.temperature is None
+    s.timeline.select(None)
+    s.timeline.select(cool)  # selecting the clip shows its request again, temperature too
+    assert s.draft.temperature == 0.2 and spin.value() == 0.2
+    assert "temperature 0.2" in w.inspector.subheading.text()
+    again = s.timeline.clip(run_job(qtbot, editor, s.regenerate))
+    assert again.request.temperature == 0.2 and again.request.seed != clip.request.seed
+
+    folder = tmp_path / "warm"
+    s.save_as(folder)
+    wait_idle(qtbot, editor)
+    timeline, doc = load_project(folder)
+    assert [c.request.temperature for c in timeline.clips] == [0.2, 0.2]
+    out = tmp_path / "cool.mp4"
+    with qtbot.waitSignal(s.export_done, timeout=30_000):
+        s.export_video(out)
+    with av.open(str(out)) as f:
+        assert f.metadata.get("temperature") == "0.2,0.2"
+
+
+def test_projects_without_a_temperature_load_with_the_model_default():
+    """Projects saved before requests had a temperature still open; bad values are refused."""
+    from app.models.timeline import ClipRequest
+
+    old = {"mode": "t2v", "prompt": PROMPT, "seed": 3, "guidance": 2.5, "frames": 9, "model": "x"}
+    request = ClipRequest.from_dict(old)
+    assert request.temperature is None
+    assert ClipRequest.from_dict(request.to_dict()) == request
+    warm = ClipRequest.from_dict({**old, "temperature": 0.7})
+    assert warm.temperature == 0.7 and warm.to_dict()["temperature"] == 0.7
+    for bad in (0, -1, "nan"):
+        with pytest.raises(ValueError, match="temperature"):
+            ClipRequest.from_dict({**old, "temperature": bad})
+
+
 def write_png(path, image: np.ndarray) -> None:
     cv2.imwrite(str(path), np.ascontiguousarray(image[:, :, ::-1]))
 
@@ -551,6 +611,7 @@ def test_preferences_persist_between_sessions(qtbot, tmp_path):
     w.inspector.seed.setValue(42)
     w.inspector.guidance.setValue(4.0)
     w.inspector.frames.setValue(6)
+    w.inspector.temperature.setValue(0.35)
     run_job(qtbot, ed, ed.studio.generate)
     w.timeline_dock.hide()
     close_editor(ed)
@@ -558,8 +619,9 @@ def test_preferences_persist_between_sessions(qtbot, tmp_path):
     again = open_editor(qtbot, tmp_path)
     try:
         d = again.studio.draft
-        assert (d.seed, d.guidance, d.frames) == (42, 4.0, 6)
+        assert (d.seed, d.guidance, d.frames, d.temperature) == (42, 4.0, 6, 0.35)
         assert again.window.inspector.seed.value() == 42
+        assert again.window.inspector.temperature.value() == 0.35
         assert again.window.timeline_dock.isHidden()  # the window layout came back
         assert again.studio.settings.window_state()[0] is not None
     finally:

@@ -1,4 +1,5 @@
-"""The request being prepared in the inspector: mode, prompt, seed, guidance, frames, sources.
+"""The request being prepared in the inspector: mode, prompt, seed, guidance, temperature, frames,
+sources.
 
 Views write fields with `set(...)`; the studio builds GenerateRequests from it. Selecting a clip
 copies that clip's request into the draft.
@@ -15,7 +16,7 @@ from engine.api import MODES
 
 from .events import Event
 
-FIELDS = ("mode", "prompt", "seed", "guidance", "frames", "image", "clip")
+FIELDS = ("mode", "prompt", "seed", "guidance", "temperature", "frames", "image", "clip")
 
 
 @dataclass(frozen=True, eq=False)
@@ -27,11 +28,18 @@ class ImageSource:
 
 
 class Draft:
-    def __init__(self, seed: int = 0, guidance: float = 2.5, frames: int = 17) -> None:
+    def __init__(
+        self,
+        seed: int = 0,
+        guidance: float = 2.5,
+        frames: int = 17,
+        temperature: float | None = None,
+    ) -> None:
         self.mode = "t2v"
         self.prompt = ""
         self.seed = seed
         self.guidance = guidance
+        self.temperature = temperature  # None: the model's own default
         self.frames = frames
         self.image: ImageSource | None = None
         self.clip: str | None = None  # source clip for edit (v2v) / extend

@@ -11,6 +11,7 @@ changing anything.
 
 from __future__ import annotations
 
+import math
 import uuid
 from dataclasses import dataclass, field, replace
 from types import SimpleNamespace
@@ -54,10 +55,14 @@ class ClipRequest:
     frames: int = 17
     source: SourceRef | None = None
     model: str = ""
+    temperature: float | None = None  # None: the model's own default
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
             raise ValueError(f"unknown mode {self.mode!r}")
+        t = self.temperature
+        if t is not None and not (math.isfinite(t) and t > 0):
+            raise ValueError(f"temperature must be a positive number, got {t}")
 
     @property
     def text(self) -> str:
@@ -65,7 +70,8 @@ class ClipRequest:
         return TASK_PREFIX[self.mode] + self.prompt.strip()
 
     def to_dict(self) -> dict[str, Any]:
-        d = {k: getattr(self, k) for k in ("mode", "prompt", "seed", "guidance", "frames", "model")}
+        keys = ("mode", "prompt", "seed", "guidance", "frames", "model", "temperature")
+        d = {k: getattr(self, k) for k in keys}
         d["source"] = self.source.to_dict() if self.source else None
         return d
 
@@ -80,6 +86,7 @@ class ClipRequest:
             frames=int(d["frames"]),
             source=source,
             model=str(d.get("model", "")),
+            temperature=None if d.get("temperature") is None else float(d["temperature"]),
         )
 
 

@@ -1,5 +1,5 @@
-"""The inspector: the selected clip's request (mode, prompt, seed, guidance, frames, source),
-editable as the next request, with Generate / Regenerate / Extend / Edit / Cancel."""
+"""The inspector: the selected clip's request (mode, prompt, seed, guidance, temperature, frames,
+source), editable as the next request, with Generate / Regenerate / Extend / Edit / Cancel."""
 
 from __future__ import annotations
 
@@ -68,6 +68,15 @@ class InspectorView(QWidget):
         self.guidance.setRange(0.0, 20.0)
         self.guidance.setSingleStep(0.5)
         self.guidance.setDecimals(2)
+        # sampling temperature; the minimum (0) stands for the model's own default (None)
+        self.temperature = QDoubleSpinBox()
+        self.temperature.setRange(0.0, 2.0)
+        self.temperature.setSingleStep(0.05)
+        self.temperature.setDecimals(2)
+        self.temperature.setToolTip(
+            "Scale of the sampling noise: lower gives steadier clips nearer the model's most\n"
+            "likely output, higher more varied ones. At the minimum: the model's own default."
+        )
         self.frames = QSpinBox()
         self.frames.setRange(1, 2048)
         self.frames.setSuffix(" frames")
@@ -97,6 +106,7 @@ class InspectorView(QWidget):
         form.addRow("Prompt", self.prompt)
         form.addRow("Seed", seed_row)
         form.addRow("Guidance", self.guidance)
+        form.addRow("Temperature", self.temperature)
         form.addRow("Length", self.frames)
         form.addRow("Source", source_row)
 
@@ -136,6 +146,7 @@ class InspectorView(QWidget):
         self.prompt.textChanged.connect(lambda: self._write(prompt=self.prompt.toPlainText()))
         self.seed.valueChanged.connect(lambda v: self._write(seed=v))
         self.guidance.valueChanged.connect(lambda v: self._write(guidance=v))
+        self.temperature.valueChanged.connect(lambda v: self._write(temperature=v or None))
         self.frames.valueChanged.connect(lambda v: self._write(frames=v))
         self.dice.clicked.connect(lambda: self.draft.set(seed=random.randrange(2**31)))
         self.open_image.clicked.connect(lambda: studio.load_image(generate=False))
@@ -150,7 +161,18 @@ class InspectorView(QWidget):
         studio.timeline.events.changed.connect(self._refresh_buttons)
         studio.jobs.events.updated.connect(lambda _job: self._refresh_buttons())
         studio.jobs.events.changed.connect(self._refresh_buttons)
-        for name in ("mode", "prompt", "seed", "guidance", "frames", "image", "clip"):
+        studio.model_loaded.connect(self._show_model_temperature)
+        self._show_model_temperature(studio.info)
+        for name in (
+            "mode",
+            "prompt",
+            "seed",
+            "guidance",
+            "temperature",
+            "frames",
+            "image",
+            "clip",
+        ):
             self._on_draft(name)
 
     def _write(self, **changes) -> None:
@@ -172,6 +194,8 @@ class InspectorView(QWidget):
                 self.seed.setValue(d.seed)
             elif name == "guidance":
                 self.guidance.setValue(d.guidance)
+            elif name == "temperature":
+                self.temperature.setValue(d.temperature or 0.0)
             elif name == "frames":
                 self.frames.setValue(d.frames)
             elif name in ("image", "clip"):
@@ -179,6 +203,11 @@ class InspectorView(QWidget):
                 self._refresh_buttons()
         finally:
             self._updating = False
+
+    def _show_model_temperature(self, info) -> None:
+        """The special value names the loaded model's default temperature."""
+        own = f" ({info.temperature:g})" if info is not None else ""
+        self.temperature.setSpecialValueText(f"Model default{own}")
 
     def _refresh_source(self) -> None:
         d, t = self.draft, self.studio.timeline
@@ -222,7 +251,9 @@ class InspectorView(QWidget):
             origin = (
                 "imported video"
                 if r is None
-                else f"{r.mode} · seed {r.seed} · guidance {r.guidance:g} · {r.model}"
+                else f"{r.mode} · seed {r.seed} · guidance {r.guidance:g}"
+                + ("" if r.temperature is None else f" · temperature {r.temperature:g}")
+                + f" · {r.model}"
             )
             self.subheading.setText(
                 f"{clip.length} frames ({clip.start}–{clip.stop - 1}) · {origin}"
