@@ -8,9 +8,16 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import TYPE_CHECKING
 
-from PySide6.QtCore import QCoreApplication, Qt
-from PySide6.QtGui import QAction, QActionGroup, QCloseEvent, QKeySequence
-from PySide6.QtWidgets import QDockWidget, QMainWindow, QVBoxLayout, QWidget
+from PySide6.QtCore import QCoreApplication, Qt, QTimer
+from PySide6.QtGui import QAction, QActionGroup, QCloseEvent, QKeySequence, QShowEvent
+from PySide6.QtWidgets import (
+    QDockWidget,
+    QFrame,
+    QMainWindow,
+    QScrollArea,
+    QVBoxLayout,
+    QWidget,
+)
 
 from .studio import Studio
 from .widgets.drops import FileDropMixin
@@ -59,8 +66,14 @@ class MainWindow(FileDropMixin, QMainWindow):
         self.inspector = InspectorView(studio)
         self.job_queue = JobQueueView(studio)
         self.timeline_view = TimelineView(studio)
+        # in a scroll area: on a short screen the inspector scrolls instead of losing its buttons
+        inspector_scroll = QScrollArea()
+        inspector_scroll.setWidget(self.inspector)
+        inspector_scroll.setWidgetResizable(True)
+        inspector_scroll.setFrameShape(QFrame.Shape.NoFrame)
+        inspector_scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.inspector_dock = self._dock(
-            "Inspector", self.inspector, Qt.DockWidgetArea.RightDockWidgetArea
+            "Inspector", inspector_scroll, Qt.DockWidgetArea.RightDockWidgetArea
         )
         self.jobs_dock = self._dock("Jobs", self.job_queue, Qt.DockWidgetArea.RightDockWidgetArea)
         self.timeline_dock = self._dock(
@@ -259,8 +272,24 @@ class MainWindow(FileDropMixin, QMainWindow):
         geometry, state = self.studio.settings.window_state()
         if geometry is not None:
             self.restoreGeometry(geometry)
+        self._fit_docks = state is None  # the first layout: fit the inspector once shown
         if state is not None:
             self.restoreState(state)
+
+    def showEvent(self, event: QShowEvent) -> None:
+        super().showEvent(event)
+        if self._fit_docks:
+            self._fit_docks = False
+            QTimer.singleShot(0, self.fit_inspector)
+
+    def fit_inspector(self) -> None:
+        """Give the inspector dock the height its form needs, taken from the job queue below it
+        while that keeps its own minimum (on a short screen the inspector scrolls instead)."""
+        dock, jobs = self.inspector_dock, self.jobs_dock
+        need = self.inspector.sizeHint().height() + dock.height() - dock.widget().height()
+        room = dock.height() + jobs.height() - jobs.minimumSizeHint().height()
+        if need > dock.height():
+            self.resizeDocks([dock, jobs], [min(need, room), 1], Qt.Orientation.Vertical)
 
     def closeEvent(self, event: QCloseEvent) -> None:
         if self._closed:

@@ -218,6 +218,29 @@ def test_projects_without_a_temperature_load_with_the_model_default():
             ClipRequest.from_dict({**old, "temperature": bad})
 
 
+def test_inspector_fits_its_dock_and_scrolls_on_a_short_window(qtbot, editor):
+    w = editor.window
+    scroll, cancel = w.inspector_dock.widget(), w.inspector.cancel_button
+
+    def cancel_in_view() -> bool:
+        bottom = cancel.mapTo(scroll.viewport(), cancel.rect().bottomLeft()).y()
+        return 0 <= bottom < scroll.viewport().height()
+
+    editor.studio.draft.set(mode="i2v")  # the tallest form: start image and its button
+    w.resize(1500, 920)
+    docks = [w.inspector_dock, w.jobs_dock]
+    w.resizeDocks(docks, [250, 450], Qt.Orientation.Vertical)  # a split too short for the form
+    qtbot.waitUntil(lambda: scroll.verticalScrollBar().maximum() > 0)
+    assert not cancel_in_view()
+    w.fit_inspector()  # what the first start does: the inspector takes what it needs
+    qtbot.waitUntil(lambda: scroll.verticalScrollBar().maximum() == 0)
+    assert cancel_in_view()
+    w.resize(960, 640)  # the smallest window: the form scrolls, nothing is cut off for good
+    qtbot.waitUntil(lambda: scroll.verticalScrollBar().maximum() > 0)
+    scroll.ensureWidgetVisible(cancel)
+    qtbot.waitUntil(cancel_in_view)
+
+
 def write_png(path, image: np.ndarray) -> None:
     cv2.imwrite(str(path), np.ascontiguousarray(image[:, :, ::-1]))
 

@@ -89,6 +89,9 @@ class InspectorView(QWidget):
         self.source_label.setObjectName("dim")
         self.source_label.setWordWrap(True)
         self.open_image = QPushButton("Open image…")
+        policy = self.open_image.sizePolicy()
+        policy.setRetainSizeWhenHidden(True)  # the form keeps its height from mode to mode
+        self.open_image.setSizePolicy(policy)
 
         seed_row = QHBoxLayout()
         seed_row.addWidget(self.seed, 1)

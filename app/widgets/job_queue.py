@@ -45,7 +45,7 @@ class JobQueueView(QWidget):
         header.setSectionResizeMode(1, QHeaderView.ResizeMode.Stretch)
         header.setSectionResizeMode(2, QHeaderView.ResizeMode.Fixed)
         self.table.setColumnWidth(2, 110)
-        self.table.setMinimumHeight(90)
+        self.table.setMinimumHeight(64)  # header and one row; the inspector above needs the room
 
         self.up = QToolButton(text="▲", toolTip="Run earlier")
         self.down = QToolButton(text="▼", toolTip="Run later")
