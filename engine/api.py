@@ -25,6 +25,7 @@ MODES: tuple[str, ...] = ("t2v", "i2v", "v2v", "extend")
 TASK_PREFIX = {"t2v": "", "i2v": "", "v2v": "(v2v) ", "extend": "(extend) "}
 
 _ids = itertools.count(1)
+MAX_SEED = 2**62  # seeds (plus per-segment offsets) stay within torch's 64-bit generator seeds
 
 
 class EngineError(RuntimeError):
@@ -67,6 +68,8 @@ class GenerateRequest:
             raise EngineError(f"{self.mode} needs a source clip")
         if self.frames < 0 or (self.frames == 0 and self.mode != "v2v"):
             raise EngineError(f"frames must be positive, got {self.frames}")
+        if not 0 <= self.seed <= MAX_SEED:
+            raise EngineError(f"seed must be an integer from 0 to {MAX_SEED}, got {self.seed}")
         t = self.temperature
         if t is not None and not (math.isfinite(t) and t > 0):
             raise EngineError(f"temperature must be a positive number, got {t}")

@@ -73,7 +73,9 @@ def request_from(job: dict[str, Any], pipeline) -> GenerateRequest:
             mode = "extend"
     elif mode in ("v2v", "extend"):
         raise EngineError(f"a {mode} prompt needs --video")
-    if frames <= 0:
+    if frames < 0:
+        raise EngineError(f"frames must be positive (0: the model's clip length), got {frames}")
+    if frames == 0:
         frames = len(video) if mode == "v2v" else pipeline.info.train_frames
     return GenerateRequest(
         prompt=prompt,

@@ -95,13 +95,19 @@ def test_bad_inputs_exit_2_and_write_nothing(tmp_path, caplog):
         ["--prompt", ok, "--model", str(tmp_path / "nope.json")],
         ["--prompt", ok, "--temperature", "0"],
         ["--prompt", ok, "--temperature", "nan"],
+        ["--prompt", ok, "--seed", "-1"],
+        ["--prompt", ok, "--seed", str(2**64)],
     ]
     for args in cases:
         assert main(["generate", *args, "--frames", "2", "--out", str(out)]) == 2, args
         assert not out.exists()
+    assert main(["generate", "--prompt", ok, "--frames", "-5", "--out", str(out)]) == 2
+    assert not out.exists()
     err = caplog.text
     assert "not a readable image" in err and "image not found" in err and "does not know" in err
     assert "temperature must be a positive number, got 0.0" in err
+    assert "seed must be an integer from 0 to" in err and "got -1" in err
+    assert f"got {2**64}" in err and "frames must be positive" in err
 
 
 def test_batch_loads_once_and_reports_failed_jobs(tmp_path):
