@@ -8,7 +8,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import TYPE_CHECKING
 
-from PySide6.QtCore import QCoreApplication, Qt, QTimer
+from PySide6.QtCore import Qt, QTimer
 from PySide6.QtGui import QAction, QActionGroup, QCloseEvent, QKeySequence, QShowEvent
 from PySide6.QtWidgets import (
     QDockWidget,
@@ -295,22 +295,9 @@ class MainWindow(FileDropMixin, QMainWindow):
         if self._closed:
             event.accept()
             return
-        s = self.studio
-        if s.dirty and s.timeline.clips:
-            answer = s.dialogs.confirm_close(
-                "The project has unsaved changes. Save them before closing?"
-            )
-            if answer == "cancel":
-                event.ignore()
-                return
-            if answer == "save":
-                s.save()
-                s.tasks.wait()
-                QCoreApplication.sendPostedEvents()
-                QCoreApplication.processEvents()
-                if s.dirty:  # the save failed or was cancelled: the message says why
-                    event.ignore()
-                    return
+        if not self.studio.may_replace_project("closing"):
+            event.ignore()
+            return
         self.shutdown(clean=True)
         event.accept()
 

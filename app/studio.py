@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from PySide6.QtCore import QObject, QTimer, Signal
+from PySide6.QtCore import QCoreApplication, QObject, QTimer, Signal
 from PySide6.QtGui import QUndoStack
 
 from engine.api import EngineError, GenerateRequest, ModelInfo
@@ -578,7 +578,28 @@ class Studio(QObject):
         )
 
     # ---- projects --------------------------------------------------------------------------------
+    def may_replace_project(self, doing: str) -> bool:
+        """Before the timeline is replaced or the editor closes (`doing`: "closing", ...): True
+        when nothing unsaved would be lost: no unsaved clips, saved now, or the user discards
+        them. False when the user cancels or the save did not happen (its message says why)."""
+        if not (self.dirty and self.timeline.clips):
+            return True
+        answer = self.dialogs.confirm_close(
+            f"The project has unsaved changes. Save them before {doing}?"
+        )
+        if answer == "cancel":
+            return False
+        if answer == "save":
+            self.save()
+            self.tasks.wait()
+            QCoreApplication.sendPostedEvents()
+            QCoreApplication.processEvents()
+            return not self.dirty
+        return True
+
     def new_project(self) -> None:
+        if not self.may_replace_project("starting a new project"):
+            return
         w, h, fps = (
             (self.info.width, self.info.height, self.info.fps) if self.info else (64, 48, 16)
         )
@@ -594,7 +615,7 @@ class Studio(QObject):
 
     def open_project(self, folder: str | Path | None = None) -> None:
         folder = folder or self.dialogs.open_project(self.settings.last_dir("project"))
-        if not folder:
+        if not folder or not self.may_replace_project(f"opening {Path(folder).name}"):
             return
         folder = Path(folder)
 

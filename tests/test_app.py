@@ -602,6 +602,49 @@ def test_engine_failure_mid_job_keeps_frames_and_the_thread(qtbot, tmp_path, err
         close_editor(ed)
 
 
+def test_unsaved_clips_are_never_dropped_without_asking(qtbot, tmp_path):
+    """New project, Open project and closing the window ask first when clips are unsaved:
+    Cancel keeps everything, Save writes the project first, Discard drops the changes."""
+    ed = open_editor(qtbot, tmp_path)
+    s, answers = ed.studio, ed.studio.dialogs.answers
+    try:
+        type_prompt(qtbot, ed, PROMPT)
+        ed.window.inspector.frames.setValue(4)
+        run_job(qtbot, ed, s.generate)
+        folder = tmp_path / "first"
+        s.save_as(folder)
+        wait_idle(qtbot, ed)
+        run_job(qtbot, ed, s.generate)  # a second clip, not saved yet
+        assert s.dirty and len(s.timeline.clips) == 2
+
+        answers["confirm_close"] = "cancel"
+        s.new_project()
+        s.open_project(folder)
+        wait_idle(qtbot, ed)
+        ed.window.close()
+        assert s.dialogs.asked.count("confirm_close") == 3
+        assert len(s.timeline.clips) == 2 and s.dirty and ed.window.isVisible()
+
+        answers["confirm_close"] = "save"  # saved to its folder, then the new project
+        s.new_project()
+        assert not s.timeline.clips and s.project_path is None
+        assert len(load_project(folder)[0].clips) == 2
+
+        run_job(qtbot, ed, s.generate)  # untitled; the save dialog is cancelled: nothing happens
+        s.new_project()
+        assert len(s.timeline.clips) == 1 and s.dirty and "save_project" in s.dialogs.asked
+
+        answers["confirm_close"] = "discard"
+        s.open_project(folder)
+        qtbot.waitUntil(lambda: s.project_path == folder, timeout=10_000)
+        assert len(s.timeline.clips) == 2 and not s.dirty
+        asked = s.dialogs.asked.count("confirm_close")
+        s.new_project()  # nothing unsaved: no question
+        assert s.dialogs.asked.count("confirm_close") == asked and not s.timeline.clips
+    finally:
+        close_editor(ed)
+
+
 def test_crash_recovery_offers_the_autosave(qtbot, tmp_path):
     ed = open_editor(qtbot, tmp_path)
     type_prompt(qtbot, ed, PROMPT)
