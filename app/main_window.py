@@ -192,6 +192,7 @@ class MainWindow(FileDropMixin, QMainWindow):
         for item in (
             a.new,
             a.open,
+            "recent",
             a.save,
             a.save_as,
             None,
@@ -204,7 +205,11 @@ class MainWindow(FileDropMixin, QMainWindow):
             None,
             a.quit,
         ):
-            file.addSeparator() if item is None else file.addAction(item)
+            if item == "recent":
+                self.recent_menu = file.addMenu("Open &recent")
+                self.recent_menu.aboutToShow.connect(self.fill_recent_menu)
+            else:
+                file.addSeparator() if item is None else file.addAction(item)
         edit = mb.addMenu("&Edit")
         for item in (
             a.undo,
@@ -256,6 +261,25 @@ class MainWindow(FileDropMixin, QMainWindow):
             self.studio.load_model(path)
 
     # ---- state -----------------------------------------------------------------------------------
+    def fill_recent_menu(self) -> None:
+        """File > Open recent: the recent project folders (full path as tip), then Clear."""
+        menu, s = self.recent_menu, self.studio
+        menu.clear()
+        folders = s.settings.recent_projects
+        for i, folder in enumerate(folders, 1):
+            action = menu.addAction(f"&{i} {folder.name}")
+            action.setToolTip(str(folder))
+            action.setStatusTip(str(folder))
+            action.setData(str(folder))
+            action.triggered.connect(lambda _=False, f=folder: s.open_project(f))
+        if not folders:
+            menu.addAction("No recent projects").setEnabled(False)
+        menu.setToolTipsVisible(True)
+        menu.addSeparator()
+        clear = menu.addAction("Clear recent projects")
+        clear.setEnabled(bool(folders))
+        clear.triggered.connect(lambda: setattr(s.settings, "recent_projects", []))
+
     def _on_model(self, _info) -> None:
         s = self.studio.settings
         for v, action in self.actions_.devices.items():

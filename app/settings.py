@@ -13,6 +13,7 @@ from PySide6.QtCore import QByteArray, QCoreApplication, QSettings, QStandardPat
 
 ORGANISATION = "STARFlow"
 APPLICATION = "STARFlow Studio"
+MAX_RECENT = 8  # recent projects kept for File > Open Recent
 
 
 def set_application_names(organisation: str = ORGANISATION, application: str = APPLICATION) -> None:
@@ -106,6 +107,28 @@ class Settings:
     def set_last_dir(self, kind: str, path: str | Path) -> None:
         p = Path(path)
         self._set(f"folders/{kind}", str(p if p.is_dir() else p.parent))
+
+    @property
+    def recent_projects(self) -> list[Path]:
+        """Project folders last opened or saved, the most recent first (at most MAX_RECENT)."""
+        value = self.q.value("files/recent_projects", [])
+        if isinstance(value, str):  # QSettings gives one string for a one-entry list
+            value = [value]
+        if not isinstance(value, list):
+            return []
+        return [Path(v) for v in value if isinstance(v, str) and v][:MAX_RECENT]
+
+    @recent_projects.setter
+    def recent_projects(self, folders: list[Path]) -> None:
+        self._set("files/recent_projects", [str(f) for f in folders[:MAX_RECENT]])
+
+    def add_recent_project(self, folder: str | Path) -> None:
+        folder = Path(folder).absolute()
+        self.recent_projects = [folder, *(f for f in self.recent_projects if f != folder)]
+
+    def forget_recent_project(self, folder: str | Path) -> None:
+        folder = Path(folder).absolute()
+        self.recent_projects = [f for f in self.recent_projects if f != folder]
 
     @property
     def recovery_dir(self) -> Path:

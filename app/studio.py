@@ -623,14 +623,15 @@ class Studio(QObject):
             timeline, _ = result
             self._set_project(timeline.snapshot(), folder)
             self.settings.set_last_dir("project", folder.parent)
+            self.settings.add_recent_project(folder)
             self.messages.info(f"Opened {folder.name}")
 
-        self.tasks.submit(
-            f"open {folder.name}",
-            lambda: load_project(folder),
-            done,
-            lambda m: self.messages.error(f"Cannot open the project: {m}"),
-        )
+        def failed(message: str) -> None:
+            if not is_project(folder):  # moved or deleted: no use offering it again
+                self.settings.forget_recent_project(folder)
+            self.messages.error(f"Cannot open the project: {message}")
+
+        self.tasks.submit(f"open {folder.name}", lambda: load_project(folder), done, failed)
 
     def save(self) -> None:
         if self.project_path is None:
@@ -652,6 +653,7 @@ class Studio(QObject):
             if self.undo.index() == index:
                 self.undo.setClean()
             self.settings.set_last_dir("project", folder.parent)
+            self.settings.add_recent_project(folder)
             self.messages.info(f"Saved {folder}")
             self.project_changed.emit()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import struct
 import zlib
 
@@ -643,6 +644,50 @@ def test_unsaved_clips_are_never_dropped_without_asking(qtbot, tmp_path):
         assert s.dialogs.asked.count("confirm_close") == asked and not s.timeline.clips
     finally:
         close_editor(ed)
+
+
+def test_open_recent_lists_saved_projects_and_forgets_missing_ones(qtbot, tmp_path):
+    ed = open_editor(qtbot, tmp_path)
+    s, w = ed.studio, ed.window
+
+    def entries():
+        w.fill_recent_menu()
+        return [(a.text(), a.isEnabled()) for a in w.recent_menu.actions() if not a.isSeparator()]
+
+    def trigger(name):
+        w.fill_recent_menu()
+        [action] = [a for a in w.recent_menu.actions() if a.text().endswith(f" {name}")]
+        action.trigger()
+
+    try:
+        assert entries() == [("No recent projects", False), ("Clear recent projects", False)]
+        type_prompt(qtbot, ed, PROMPT)
+        ed.window.inspector.frames.setValue(3)
+        run_job(qtbot, ed, s.generate)
+        for name in ("a", "b"):
+            s.save_as(tmp_path / name)
+            wait_idle(qtbot, ed)
+        assert entries() == [("&1 b", True), ("&2 a", True), ("Clear recent projects", True)]
+        s.new_project()
+        trigger("a")
+        qtbot.waitUntil(lambda: s.project_path == tmp_path / "a", timeout=10_000)
+        assert len(s.timeline.clips) == 1 and [t for t, _ in entries()][:2] == ["&1 a", "&2 b"]
+        shutil.rmtree(tmp_path / "b")  # moved away: opening it fails and it leaves the list
+        trigger("b")
+        qtbot.waitUntil(lambda: bool(s.messages.errors()), timeout=10_000)
+        assert "Cannot open the project" in s.messages.errors()[-1].text
+        assert s.project_path == tmp_path / "a"
+        assert s.settings.recent_projects == [(tmp_path / "a").absolute()]
+    finally:
+        close_editor(ed)
+    again = open_editor(qtbot, tmp_path)  # the list is a preference: it persists
+    try:
+        assert again.studio.settings.recent_projects == [(tmp_path / "a").absolute()]
+        again.window.fill_recent_menu()
+        again.window.recent_menu.actions()[-1].trigger()  # Clear recent projects
+        assert again.studio.settings.recent_projects == []
+    finally:
+        close_editor(again)
 
 
 def test_crash_recovery_offers_the_autosave(qtbot, tmp_path):
