@@ -6,7 +6,7 @@ The studio never opens a dialog itself: it calls these methods, so tests pass a 
 
 from __future__ import annotations
 
-from PySide6.QtWidgets import QFileDialog, QMessageBox, QWidget
+from PySide6.QtWidgets import QFileDialog, QInputDialog, QLineEdit, QMessageBox, QWidget
 
 IMAGE_FILTER = "Images (*.png *.jpg *.jpeg *.webp)"
 VIDEO_FILTER = "Videos (*.mp4 *.mov *.webm *.gif *.mkv *.m4v)"
@@ -52,6 +52,13 @@ class Dialogs:
             QFileDialog.getSaveFileName(self.parent, "Export frame", start, "PNG image (*.png)")[0]
             or None
         )
+
+    def clip_name(self, current: str) -> str | None:
+        """A new name for a clip (None: cancelled)."""
+        text, ok = QInputDialog.getText(
+            self.parent, "Rename clip", "Clip name:", QLineEdit.EchoMode.Normal, current
+        )
+        return text if ok else None
 
     def ask(self, title: str, text: str) -> bool:
         buttons = QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No

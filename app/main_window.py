@@ -143,6 +143,7 @@ class MainWindow(FileDropMixin, QMainWindow):
         self.addActions([a.undo, a.redo])
         a.delete = self._action("&Delete clip", s.delete_selected, K.Delete)
         a.duplicate = self._action("D&uplicate clip", s.duplicate_selected, "Ctrl+D")
+        a.rename = self._action("Re&name clip…", lambda: s.rename_selected(), "F2")
         a.split = self._action("&Split at playhead", s.split_at_playhead, "Ctrl+K")
         a.trim_start = self._action(
             "Trim clip &start to playhead", lambda: s.trim_to_playhead("start"), "["
@@ -217,6 +218,7 @@ class MainWindow(FileDropMixin, QMainWindow):
             None,
             a.delete,
             a.duplicate,
+            a.rename,
             a.split,
             a.trim_start,
             a.trim_end,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import random
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +36,7 @@ log = logging.getLogger(__name__)
 
 MAX_IMPORT_FRAMES = 2048
 MODE_TITLES = {"t2v": "Text", "i2v": "Image", "v2v": "Edit", "extend": "Extend"}
+MAX_CLIP_NAME = 200
 
 
 def fit_frames(frames: np.ndarray, width: int, height: int) -> np.ndarray:
@@ -463,6 +465,24 @@ class Studio(QObject):
             self.undo.push(
                 AddClip(t, t.duplicate_of(t.selected), t.index(t.selected) + 1, "Duplicate clip")
             )
+
+    def rename_selected(self, name: str | None = None) -> None:
+        """Rename the selected clip (asks for the name when not given); undoable."""
+        clip = self.timeline.clip(self.timeline.selected)
+        if clip is None:
+            self._refuse("Select a clip to rename")
+            return
+        if name is None:
+            name = self.dialogs.clip_name(clip.name)
+            if name is None:
+                return
+        name = " ".join(name.split())  # one line: no tabs or newlines in the timeline label
+        if not name:
+            self._refuse("A clip name cannot be empty")
+        elif len(name) > MAX_CLIP_NAME:
+            self._refuse(f"A clip name can have at most {MAX_CLIP_NAME} characters")
+        elif name != clip.name:
+            self.undo.push(ReplaceClip(self.timeline, replace(clip, name=name), "Rename clip"))
 
     def split_at_playhead(self) -> None:
         parts = self.timeline.split_parts(self.timeline.playhead)

@@ -83,6 +83,9 @@ class ScriptedDialogs(Dialogs):
     def export_frame(self, start: str) -> str | None:
         return self._answer("export_frame")
 
+    def clip_name(self, current: str) -> str | None:
+        return self._answer("clip_name")
+
     def ask(self, title: str, text: str) -> bool:
         self.asked.append(title)
         return bool(self.answers.get("ask", False))

@@ -369,6 +369,38 @@ def test_timeline_edits_undo_and_redo(qtbot, editor):
     np.testing.assert_array_equal(frames, after_edits[1])
 
 
+def test_rename_clip_with_f2_is_undoable_and_saved(qtbot, editor, tmp_path):
+    s, w = editor.studio, editor.window
+    answers = s.dialogs.answers
+    s.timeline.select(None)
+    s.rename_selected("x")
+    assert "Select a clip to rename" in s.messages.errors()[-1].text
+    type_prompt(qtbot, editor, PROMPT)
+    w.inspector.frames.setValue(3)
+    clip_id = run_job(qtbot, editor, s.generate)
+    s.timeline.select(clip_id)
+    old = s.timeline.clip(clip_id).name
+    answers["clip_name"] = "  Opening\tshot \n"
+    w.activateWindow()
+    qtbot.keyClick(w, Qt.Key.Key_F2)
+    assert s.timeline.clip(clip_id).name == "Opening shot" == w.inspector.heading.text()
+    s.undo.undo()
+    assert s.timeline.clip(clip_id).name == old
+    s.undo.redo()
+    assert s.timeline.clip(clip_id).name == "Opening shot"
+    errors = len(s.messages.errors())
+    answers["clip_name"] = None  # the dialog was cancelled: nothing changes, nothing to say
+    w.actions_.rename.trigger()
+    assert s.timeline.clip(clip_id).name == "Opening shot" and len(s.messages.errors()) == errors
+    for bad, words in (("   ", "cannot be empty"), ("x" * 201, "at most 200")):
+        s.rename_selected(bad)
+        assert words in s.messages.errors()[-1].text
+    assert s.timeline.clip(clip_id).name == "Opening shot"
+    s.save_as(tmp_path / "named")
+    wait_idle(qtbot, editor)
+    assert load_project(tmp_path / "named")[0].clips[0].name == "Opening shot"
+
+
 def test_playback_keys(qtbot, editor):
     s, w = editor.studio, editor.window
     type_prompt(qtbot, editor, PROMPT)
