@@ -321,7 +321,8 @@ class MainWindow(FileDropMixin, QMainWindow):
         if self._closed:
             event.accept()
             return
-        if not self.studio.may_replace_project("closing"):
+        s = self.studio
+        if not (s.may_stop_jobs() and s.may_replace_project("closing")):
             event.ignore()
             return
         self.shutdown(clean=True)

@@ -598,6 +598,35 @@ class Studio(QObject):
         )
 
     # ---- projects --------------------------------------------------------------------------------
+    def may_stop_jobs(self, timeout_s: float = 120.0) -> bool:
+        """Before closing: True when no job runs or waits, or the user agrees to stop them. The
+        running job is cancelled and lands as a partial clip (an unsaved change like any other:
+        the close then asks to save it); waiting jobs are dropped."""
+        running, waiting = self.jobs.running(), self.jobs.queued()
+        if running is None and not waiting:
+            return True
+        what = []
+        if running is not None:
+            what.append(
+                f"job #{running.id} is generating ({running.received} of {running.total} frames"
+                " made)"
+            )
+        if waiting:
+            what.append(f"{len(waiting)} more job{'s' if len(waiting) > 1 else ''} waiting")
+        text = "; ".join(what)
+        question = f"{text[0].upper()}{text[1:]}. Stop and quit? The frames made so far are kept as a clip."
+        if not self.dialogs.ask("Jobs are running", question):
+            return False
+        for job in waiting:
+            self.jobs.set_state(job, JobState.CANCELLED)
+        if running is not None:
+            running.cancel.set()
+            deadline = time.monotonic() + timeout_s
+            while running.state == JobState.RUNNING and time.monotonic() < deadline:
+                QCoreApplication.processEvents()
+                time.sleep(0.005)
+        return True
+
     def may_replace_project(self, doing: str) -> bool:
         """Before the timeline is replaced or the editor closes (`doing`: "closing", ...): True
         when nothing unsaved would be lost: no unsaved clips, saved now, or the user discards

@@ -678,6 +678,30 @@ def test_unsaved_clips_are_never_dropped_without_asking(qtbot, tmp_path):
         close_editor(ed)
 
 
+def test_closing_while_generating_asks_and_keeps_the_frames_made(qtbot, tmp_path):
+    ed = open_editor(qtbot, tmp_path, ask=False, confirm_close="cancel")
+    s, w, answers = ed.studio, ed.window, ed.studio.dialogs.answers
+    try:
+        type_prompt(qtbot, ed, PROMPT)
+        w.inspector.frames.setValue(400)
+        s.generate()
+        w.inspector.frames.setValue(5)
+        s.generate()  # waits behind the first
+        job = s.jobs.running()
+        qtbot.waitUntil(lambda: job.received >= 3, timeout=30_000)
+        w.close()  # "keep working": nothing stops
+        assert s.dialogs.asked[-1] == "Jobs are running" and w.isVisible()
+        assert job.state.value == "running" and len(s.jobs.queued()) == 1
+        answers["ask"] = True  # stop and quit: the frames made land as a clip, then save?
+        w.close()
+        assert job.state.value == "cancelled" and not s.jobs.queued() and not s.jobs.running()
+        [clip] = s.timeline.clips
+        assert "partial" in clip.name and 3 <= clip.length < 400
+        assert s.dialogs.asked[-1] == "confirm_close" and w.isVisible()  # cancelled there
+    finally:
+        close_editor(ed)
+
+
 def test_open_recent_lists_saved_projects_and_forgets_missing_ones(qtbot, tmp_path):
     ed = open_editor(qtbot, tmp_path)
     s, w = ed.studio, ed.window
