@@ -12,9 +12,7 @@ from PySide6.QtCore import Qt, QTimer
 from PySide6.QtGui import QAction, QActionGroup, QCloseEvent, QKeySequence, QShowEvent
 from PySide6.QtWidgets import (
     QDockWidget,
-    QFrame,
     QMainWindow,
-    QScrollArea,
     QVBoxLayout,
     QWidget,
 )
@@ -66,14 +64,8 @@ class MainWindow(FileDropMixin, QMainWindow):
         self.inspector = InspectorView(studio)
         self.job_queue = JobQueueView(studio)
         self.timeline_view = TimelineView(studio)
-        # in a scroll area: on a short screen the inspector scrolls instead of losing its buttons
-        inspector_scroll = QScrollArea()
-        inspector_scroll.setWidget(self.inspector)
-        inspector_scroll.setWidgetResizable(True)
-        inspector_scroll.setFrameShape(QFrame.Shape.NoFrame)
-        inspector_scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.inspector_dock = self._dock(
-            "Inspector", inspector_scroll, Qt.DockWidgetArea.RightDockWidgetArea
+            "Inspector", self.inspector, Qt.DockWidgetArea.RightDockWidgetArea
         )
         self.jobs_dock = self._dock("Jobs", self.job_queue, Qt.DockWidgetArea.RightDockWidgetArea)
         self.timeline_dock = self._dock(
@@ -310,9 +302,9 @@ class MainWindow(FileDropMixin, QMainWindow):
 
     def fit_inspector(self) -> None:
         """Give the inspector dock the height its form needs, taken from the job queue below it
-        while that keeps its own minimum (on a short screen the inspector scrolls instead)."""
+        while that keeps its own minimum (on a short screen the form scrolls instead)."""
         dock, jobs = self.inspector_dock, self.jobs_dock
-        need = self.inspector.sizeHint().height() + dock.height() - dock.widget().height()
+        need = self.inspector.preferred_height() + dock.height() - dock.widget().height()
         room = dock.height() + jobs.height() - jobs.minimumSizeHint().height()
         if need > dock.height():
             self.resizeDocks([dock, jobs], [min(need, room), 1], Qt.Orientation.Vertical)

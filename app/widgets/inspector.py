@@ -17,6 +17,7 @@ from PySide6.QtWidgets import (
     QLabel,
     QPlainTextEdit,
     QPushButton,
+    QScrollArea,
     QSpinBox,
     QToolButton,
     QVBoxLayout,
@@ -134,15 +135,26 @@ class InspectorView(QWidget):
         buttons.addWidget(self.edit_button, 2, 0)
         buttons.addWidget(self.cancel_button, 2, 1)
 
+        # the request form scrolls when the dock is short; the buttons below it always show
+        self.form = QWidget()
+        form_layout = QVBoxLayout(self.form)
+        form_layout.setContentsMargins(10, 10, 10, 4)
+        form_layout.addWidget(self.heading)
+        form_layout.addWidget(self.subheading)
+        form_layout.addSpacing(6)
+        form_layout.addLayout(form)
+        form_layout.addStretch(1)
+        self.scroll = QScrollArea()
+        self.scroll.setWidget(self.form)
+        self.scroll.setWidgetResizable(True)
+        self.scroll.setFrameShape(QFrame.Shape.NoFrame)
+        self.scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.scroll.setMinimumHeight(90)
         layout = QVBoxLayout(self)
-        layout.setContentsMargins(10, 10, 10, 10)
-        layout.addWidget(self.heading)
-        layout.addWidget(self.subheading)
-        layout.addSpacing(6)
-        layout.addLayout(form)
-        layout.addSpacing(6)
+        layout.setContentsMargins(0, 0, 0, 10)
+        layout.addWidget(self.scroll, 1)
+        buttons.setContentsMargins(10, 6, 10, 0)
         layout.addLayout(buttons)
-        layout.addStretch(1)
 
         # view -> model
         self.mode.currentIndexChanged.connect(lambda _i: self._write(mode=self.mode.currentData()))
@@ -206,6 +218,13 @@ class InspectorView(QWidget):
                 self._refresh_buttons()
         finally:
             self._updating = False
+
+    def preferred_height(self) -> int:
+        """The height that shows the whole form and the buttons without scrolling."""
+        margins = self.layout().contentsMargins()
+        buttons = self.layout().itemAt(1).sizeHint().height()
+        spacing = self.layout().spacing()
+        return self.form.sizeHint().height() + buttons + spacing + margins.top() + margins.bottom()
 
     def _show_model_temperature(self, info) -> None:
         """The special value names the loaded model's default temperature."""
