@@ -25,6 +25,7 @@ from PySide6.QtWidgets import (
 )
 
 from ..images import to_qimage
+from ..models.draft import FIELDS
 from ..models.jobs import JobState
 from ..studio import Studio
 
@@ -178,16 +179,7 @@ class InspectorView(QWidget):
         studio.jobs.events.changed.connect(self._refresh_buttons)
         studio.model_loaded.connect(self._show_model_temperature)
         self._show_model_temperature(studio.info)
-        for name in (
-            "mode",
-            "prompt",
-            "seed",
-            "guidance",
-            "temperature",
-            "frames",
-            "image",
-            "clip",
-        ):
+        for name in FIELDS:
             self._on_draft(name)
 
     def _write(self, **changes) -> None:
