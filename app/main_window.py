@@ -309,7 +309,7 @@ class MainWindow(FileDropMixin, QMainWindow):
             event.accept()
             return
         s = self.studio
-        if not (s.may_stop_jobs() and s.may_replace_project("closing")):
+        if not (s.may_stop_jobs("closing") and s.may_replace_project("closing")):
             event.ignore()
             return
         self.shutdown(clean=True)

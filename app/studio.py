@@ -598,23 +598,25 @@ class Studio(QObject):
         )
 
     # ---- projects --------------------------------------------------------------------------------
-    def may_stop_jobs(self, timeout_s: float = 120.0) -> bool:
-        """Before closing: True when no job runs or waits, or the user agrees to stop them. The
-        running job is cancelled and lands as a partial clip (an unsaved change like any other:
-        the close then asks to save it); waiting jobs are dropped."""
+    def may_stop_jobs(self, doing: str, timeout_s: float = 120.0) -> bool:
+        """Before the project is replaced or the editor closes (`doing`: "closing", ...): True when
+        no job runs or waits, or the user agrees to stop them. The running job is cancelled and
+        lands in this project as a partial clip (an unsaved change like any other, which
+        may_replace_project then offers to save); waiting jobs are dropped."""
         running, waiting = self.jobs.running(), self.jobs.queued()
         if running is None and not waiting:
             return True
         what = []
         if running is not None:
-            what.append(
-                f"job #{running.id} is generating ({running.received} of {running.total} frames"
-                " made)"
-            )
+            made = f"{running.received} of {running.total} frames made"
+            what.append(f"Job #{running.id} is generating ({made})")
         if waiting:
-            what.append(f"{len(waiting)} more job{'s' if len(waiting) > 1 else ''} waiting")
-        text = "; ".join(what)
-        question = f"{text[0].upper()}{text[1:]}. Stop and quit? The frames made so far are kept as a clip."
+            more = "more " if running is not None else ""
+            what.append(f"{len(waiting)} {more}job{'s' if len(waiting) > 1 else ''} waiting")
+        question = (
+            f"{'; '.join(what)}. Stop {'them' if len(what) > 1 or len(waiting) > 1 else 'it'}"
+            f" before {doing}? The frames made so far are kept as a clip."
+        )
         if not self.dialogs.ask("Jobs are running", question):
             return False
         for job in waiting:
@@ -647,7 +649,8 @@ class Studio(QObject):
         return True
 
     def new_project(self) -> None:
-        if not self.may_replace_project("starting a new project"):
+        doing = "starting a new project"
+        if not (self.may_stop_jobs(doing) and self.may_replace_project(doing)):
             return
         w, h, fps = (
             (self.info.width, self.info.height, self.info.fps) if self.info else (64, 48, 16)
@@ -664,7 +667,8 @@ class Studio(QObject):
 
     def open_project(self, folder: str | Path | None = None) -> None:
         folder = folder or self.dialogs.open_project(self.settings.last_dir("project"))
-        if not folder or not self.may_replace_project(f"opening {Path(folder).name}"):
+        doing = f"opening {Path(folder).name}" if folder else ""
+        if not folder or not (self.may_stop_jobs(doing) and self.may_replace_project(doing)):
             return
         folder = Path(folder)
 

@@ -683,7 +683,7 @@ def test_unsaved_clips_are_never_dropped_without_asking(qtbot, tmp_path):
         close_editor(ed)
 
 
-def test_closing_while_generating_asks_and_keeps_the_frames_made(qtbot, tmp_path):
+def test_closing_or_new_project_while_generating_asks_and_keeps_the_frames_made(qtbot, tmp_path):
     ed = open_editor(qtbot, tmp_path, ask=False, confirm_close="cancel")
     s, w, answers = ed.studio, ed.window, ed.studio.dialogs.answers
     try:
@@ -696,6 +696,8 @@ def test_closing_while_generating_asks_and_keeps_the_frames_made(qtbot, tmp_path
         qtbot.waitUntil(lambda: job.received >= 3, timeout=30_000)
         w.close()  # "keep working": nothing stops
         assert s.dialogs.asked[-1] == "Jobs are running" and w.isVisible()
+        s.new_project()  # the jobs would land in the new project: asked too, nothing stops
+        assert s.dialogs.asked.count("Jobs are running") == 2 and not s.timeline.clips
         assert job.state.value == "running" and len(s.jobs.queued()) == 1
         answers["ask"] = True  # stop and quit: the frames made land as a clip, then save?
         w.close()
