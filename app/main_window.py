@@ -256,7 +256,7 @@ class MainWindow(FileDropMixin, QMainWindow):
         menu.clear()
         folders = s.settings.recent_projects
         for i, folder in enumerate(folders, 1):
-            action = menu.addAction(f"&{i} {folder.name}")
+            action = menu.addAction(f"&{i} {folder.name.replace('&', '&&')}")  # a literal &
             action.setToolTip(str(folder))
             action.setStatusTip(str(folder))
             action.setData(str(folder))

@@ -727,25 +727,30 @@ def test_open_recent_lists_saved_projects_and_forgets_missing_ones(qtbot, tmp_pa
         type_prompt(qtbot, ed, PROMPT)
         ed.window.inspector.frames.setValue(3)
         run_job(qtbot, ed, s.generate)
-        for name in ("a", "b"):
+        for name in ("a", "b", "R&D"):
             s.save_as(tmp_path / name)
             wait_idle(qtbot, ed)
-        assert entries() == [("&1 b", True), ("&2 a", True), ("Clear recent projects", True)]
+        assert entries() == [
+            ("&1 R&&D", True),  # shown as "1 R&D", not as a shortcut letter
+            ("&2 b", True),
+            ("&3 a", True),
+            ("Clear recent projects", True),
+        ]
         s.new_project()
         trigger("a")
         qtbot.waitUntil(lambda: s.project_path == tmp_path / "a", timeout=10_000)
-        assert len(s.timeline.clips) == 1 and [t for t, _ in entries()][:2] == ["&1 a", "&2 b"]
+        assert len(s.timeline.clips) == 1 and [t for t, _ in entries()][:2] == ["&1 a", "&2 R&&D"]
         shutil.rmtree(tmp_path / "b")  # moved away: opening it fails and it leaves the list
         trigger("b")
         qtbot.waitUntil(lambda: bool(s.messages.errors()), timeout=10_000)
         assert "Cannot open the project" in s.messages.errors()[-1].text
         assert s.project_path == tmp_path / "a"
-        assert s.settings.recent_projects == [(tmp_path / "a").absolute()]
+        assert s.settings.recent_projects == [tmp_path / "a", tmp_path / "R&D"]
     finally:
         close_editor(ed)
     again = open_editor(qtbot, tmp_path)  # the list is a preference: it persists
     try:
-        assert again.studio.settings.recent_projects == [(tmp_path / "a").absolute()]
+        assert again.studio.settings.recent_projects == [tmp_path / "a", tmp_path / "R&D"]
         again.window.fill_recent_menu()
         again.window.recent_menu.actions()[-1].trigger()  # Clear recent projects
         assert again.studio.settings.recent_projects == []
