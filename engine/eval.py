@@ -8,6 +8,9 @@ For N random captions (fixed seeds) it generates and scores:
   edit   success (the instruction holds, everything else stays) and preservation PSNR;
   long   (480 frames = 30 s) following in the last 17-frame window and background drift
          between the first and the last second;
+  chain  the t2v captions' ground-truth clips through what generation does to latents
+         (encode, the training noise, the learnable denoiser, decode): the ceiling that the
+         codec and denoiser leave the flow;
   speed  median seconds to the first frame and to a 17-frame clip (t2v).
 Ground-truth renders of the same captions go through the same scorer: the ceiling.
 """
@@ -41,7 +44,7 @@ from .shapes.world import TRAIN_FRAMES, Scene, caption, random_edit, random_scen
 
 log = logging.getLogger("engine.eval")
 
-TASKS = ("t2v", "i2v", "edit", "long")
+TASKS = ("t2v", "i2v", "edit", "long", "chain")
 Generate = Callable[[GenerateRequest], Iterator]
 
 
@@ -235,6 +238,25 @@ def eval_long(
     return out
 
 
+def eval_chain(
+    pipeline,
+    scenes: list[Scene],
+    truth_only: bool = False,
+    progress: Progress | None = None,
+) -> TaskResult:
+    out = TaskResult("chain")
+    for i, scene in enumerate(scenes):
+        text, clip = caption(scene), render(scene, TRAIN_FRAMES)
+        out.truth.append(Case.of(score_caption(clip, text)))
+        if truth_only:
+            continue
+        out.model.append(Case.of(score_caption(pipeline.through_chain(clip, text, i), text)))
+        log.info("chain %d/%d %s: %s", i + 1, len(scenes), out.model[-1].ok, text)
+        if progress is not None:
+            progress(out, len(scenes))
+    return out
+
+
 def evaluate(
     pipeline,
     n: int = 200,
@@ -259,6 +281,8 @@ def evaluate(
         results["long"] = eval_long(
             pipeline, scenes[:n_long], long_frames, guidance, truth_only, progress
         )
+    if "chain" in tasks:
+        results["chain"] = eval_chain(pipeline, scenes[:n], truth_only, progress)
     return results
 
 
@@ -267,6 +291,7 @@ ROWS = {
     "i2v": ("image to video", "follows caption", "frame-0 PSNR {:.1f} dB"),
     "edit": ("video edit", "edit succeeds", "preservation {:.1f} dB"),
     "long": ("long clip", "last window follows", "background drift {:.1f}"),
+    "chain": ("ground truth through the chain", "follows caption", None),
 }
 
 

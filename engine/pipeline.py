@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from .api import Cancelled, Codec, EngineError, FrameEvent, GenerateRequest, ModelInfo, TextEncoder
+from .denoise import denoise_clip
 from .model import StarFlow
 from .sampling import SamplerOptions
 from .session import NoiseSource, Session
@@ -153,6 +154,21 @@ class Pipeline:
         emb, _ = self.text.encode(texts)
         emb = emb.to(self.device, self.model.top.proj_txt.weight.dtype)
         return emb[:1], (emb[1:] if guidance > 0 else None)
+
+    @torch.no_grad()
+    def through_chain(self, frames: np.ndarray, text: str, noise_seed: int = 0) -> np.ndarray:
+        """Frames (T, H, W, 3) uint8 as generation would show them if the flow sampled exactly
+        their latents: encoded, the training noise added (as for context), cleaned by the
+        learnable denoiser under `text`, decoded. What is lost here is lost to every sample:
+        the ceiling the codec and denoiser leave the flow (engine.eval's `chain` task)."""
+        latents = self.encode(self.prepare_video(frames), noise_seed)
+        latents = latents.to(self.model.top.proj_in.weight.dtype)
+        if hasattr(self.model, "learnable_self_denoiser"):
+            y, _ = self.embed(text, 0.0)
+            window = self.settings.train_latent_frames
+            steps = window if latents.size(1) > window else None
+            latents = denoise_clip(self.model, latents, y, steps, self.model.cfg.denoiser_window)
+        return to_uint8(self.codec.decode(latents))
 
     # ---- generation ------------------------------------------------------------------------------
     def temperature(self, request: GenerateRequest) -> float:

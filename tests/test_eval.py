@@ -7,8 +7,20 @@ import json
 
 import numpy as np
 
-from engine.eval import Case, Progress, TaskResult, breakdown, by_frame, evaluate, main, table
+from engine.eval import (
+    Case,
+    Progress,
+    TaskResult,
+    _scenes,
+    breakdown,
+    by_frame,
+    evaluate,
+    main,
+    table,
+)
 from engine.pipeline import load_pipeline
+from engine.shapes.scoring import psnr
+from engine.shapes.world import caption, render
 
 
 def test_ground_truth_is_the_ceiling(capsys, tmp_path):
@@ -33,8 +45,8 @@ def test_ground_truth_is_the_ceiling(capsys, tmp_path):
     text = capsys.readouterr().out
     assert "| text to video | 12 | follows caption |" in text and "ground truth" in text
     cases = json.loads(out.read_text())
-    assert set(cases) == {"t2v", "i2v", "edit", "long"}
-    for task in ("t2v", "i2v", "edit", "long"):
+    assert set(cases) == {"t2v", "i2v", "edit", "long", "chain"}
+    for task in ("t2v", "i2v", "edit", "long", "chain"):
         assert np.mean([c["ok"] for c in cases[task]["truth"]]) >= 0.9, task
     assert min(c["value"] for c in cases["edit"]["truth"]) == 100.0  # nothing else changed
     assert max(c["value"] for c in cases["long"]["truth"]) == 0.0  # no drift in a render
@@ -102,6 +114,22 @@ def test_the_demo_model_goes_through_every_task():
         assert all(c.frames is not None and c.motion is not None for c in r.model)
         assert all(len(c.by_frame) == 17 for c in r.model)
     assert by_frame(results).splitlines()[2].startswith("| text to video |")
+
+
+def test_ground_truth_through_the_chain_is_the_flows_ceiling():
+    """What generation does to latents, applied to ground truth: the clip survives (PSNR), the
+    noise comes from the seed, and most frames still show exactly the captioned scene."""
+    pipeline = load_pipeline(None, "cpu")
+    scenes = _scenes(0, 8)
+    clip, text = render(scenes[0], 17), caption(scenes[0])
+    a, b = pipeline.through_chain(clip, text, 0), pipeline.through_chain(clip, text, 1)
+    assert a.shape == clip.shape and a.dtype == np.uint8
+    assert np.array_equal(a, pipeline.through_chain(clip, text, 0)) and not np.array_equal(a, b)
+    assert psnr(a, clip) > 25
+    result = evaluate(pipeline, n=8, n_long=0, tasks=("chain",))["chain"]
+    assert len(result.model) == len(result.truth) == 8
+    assert all(c.ok for c in result.truth)
+    assert np.mean([c.frames for c in result.model]) > 0.5  # 70% of frames on 40 captions
 
 
 def test_unknown_task_is_refused(capsys):
