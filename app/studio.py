@@ -613,10 +613,10 @@ class Studio(QObject):
         if waiting:
             more = "more " if running is not None else ""
             what.append(f"{len(waiting)} {more}job{'s' if len(waiting) > 1 else ''} waiting")
-        question = (
-            f"{'; '.join(what)}. Stop {'them' if len(what) > 1 or len(waiting) > 1 else 'it'}"
-            f" before {doing}? The frames made so far are kept as a clip."
-        )
+        them = "them" if len(what) > 1 or len(waiting) > 1 else "it"
+        question = f"{'; '.join(what)}. Stop {them} before {doing}?"
+        if running is not None:
+            question += " The frames made so far are kept as a clip."
         if not self.dialogs.ask("Jobs are running", question):
             return False
         for job in waiting:
