@@ -6,10 +6,11 @@ and precision, defaults for new requests, the last folders used, window geometry
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 from PySide6.QtCore import QByteArray, QCoreApplication, QSettings, QStandardPaths
+
+from engine.api import valid_temperature
 
 ORGANISATION = "STARFlow"
 APPLICATION = "STARFlow Studio"
@@ -77,7 +78,7 @@ class Settings:
     def temperature(self) -> float | None:
         """The sampling temperature of new requests; None: the model's own default."""
         value = self._get("defaults/temperature", 0.0, float)
-        return value if math.isfinite(value) and value > 0 else None
+        return value if valid_temperature(value) else None
 
     @temperature.setter
     def temperature(self, value: float | None) -> None:

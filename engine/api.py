@@ -28,6 +28,11 @@ _ids = itertools.count(1)
 MAX_SEED = 2**62  # seeds (plus per-segment offsets) stay within torch's 64-bit generator seeds
 
 
+def valid_temperature(t: float) -> bool:
+    """A usable sampling temperature: finite and positive."""
+    return math.isfinite(t) and t > 0
+
+
 class EngineError(RuntimeError):
     """A failure the user can act on (bad input, bad model file, out of memory)."""
 
@@ -70,9 +75,8 @@ class GenerateRequest:
             raise EngineError(f"frames must be positive, got {self.frames}")
         if not 0 <= self.seed <= MAX_SEED:
             raise EngineError(f"seed must be an integer from 0 to {MAX_SEED}, got {self.seed}")
-        t = self.temperature
-        if t is not None and not (math.isfinite(t) and t > 0):
-            raise EngineError(f"temperature must be a positive number, got {t}")
+        if self.temperature is not None and not valid_temperature(self.temperature):
+            raise EngineError(f"temperature must be a positive number, got {self.temperature}")
 
     @property
     def text(self) -> str:

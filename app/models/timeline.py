@@ -11,7 +11,6 @@ changing anything.
 
 from __future__ import annotations
 
-import math
 import uuid
 from dataclasses import dataclass, field, replace
 from types import SimpleNamespace
@@ -19,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from engine.api import MODES, TASK_PREFIX
+from engine.api import MODES, TASK_PREFIX, valid_temperature
 
 from .events import Event
 
@@ -60,9 +59,8 @@ class ClipRequest:
     def __post_init__(self) -> None:
         if self.mode not in MODES:
             raise ValueError(f"unknown mode {self.mode!r}")
-        t = self.temperature
-        if t is not None and not (math.isfinite(t) and t > 0):
-            raise ValueError(f"temperature must be a positive number, got {t}")
+        if self.temperature is not None and not valid_temperature(self.temperature):
+            raise ValueError(f"temperature must be a positive number, got {self.temperature}")
 
     @property
     def text(self) -> str:
