@@ -23,7 +23,7 @@ from .api import Cancelled, Codec, EngineError, FrameEvent, GenerateRequest, Mod
 from .denoise import denoise_clip
 from .model import StarFlow
 from .sampling import SamplerOptions
-from .session import NoiseSource, Session
+from .session import NoiseSource, Session, denoise_chunk
 
 log = logging.getLogger(__name__)
 
@@ -165,8 +165,7 @@ class Pipeline:
         latents = latents.to(self.model.top.proj_in.weight.dtype)
         if hasattr(self.model, "learnable_self_denoiser"):
             y, _ = self.embed(text, 0.0)
-            window = self.settings.train_latent_frames
-            steps = window if latents.size(1) > window else None
+            steps = denoise_chunk(self.model, self.options(0.0, latents.size(1)))
             latents = denoise_clip(self.model, latents, y, steps, self.model.cfg.denoiser_window)
         return to_uint8(self.codec.decode(latents))
 

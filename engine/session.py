@@ -45,6 +45,12 @@ class NoiseSource:
         )
 
 
+def denoise_chunk(model: StarFlow, opts: SamplerOptions) -> int | None:
+    """Latent frames per denoiser chunk when sampling with `opts`: the attention window (None:
+    the whole clip at once)."""
+    return opts.window or model.cfg.local_attn_window
+
+
 class Session:
     def __init__(
         self,
@@ -99,8 +105,7 @@ class Session:
         sampler = FlowSampler(self.model, self.y, self.y_null, hw, self.opts, n_ctx + count, check)
         stream = None
         if self.denoise:
-            window = self.opts.window or self.model.cfg.local_attn_window
-            steps = self.denoise_steps or window
+            steps = self.denoise_steps or denoise_chunk(self.model, self.opts)
             stream = DenoiseStream(
                 self.model, self.y, n_ctx + count, steps, self.model.cfg.denoiser_window
             )
