@@ -156,6 +156,7 @@ class InspectorView(QWidget):
         layout.addWidget(self.scroll, 1)
         buttons.setContentsMargins(10, 6, 10, 0)
         layout.addLayout(buttons)
+        self.buttons = buttons
 
         # view -> model
         self.mode.currentIndexChanged.connect(lambda _i: self._write(mode=self.mode.currentData()))
@@ -214,7 +215,7 @@ class InspectorView(QWidget):
     def preferred_height(self) -> int:
         """The height that shows the whole form and the buttons without scrolling."""
         margins = self.layout().contentsMargins()
-        buttons = self.layout().itemAt(1).sizeHint().height()
+        buttons = self.buttons.sizeHint().height()
         spacing = self.layout().spacing()
         return self.form.sizeHint().height() + buttons + spacing + margins.top() + margins.bottom()
 
