@@ -19,7 +19,16 @@ import cv2
 import numpy as np
 import torch
 
-from .api import Cancelled, Codec, EngineError, FrameEvent, GenerateRequest, ModelInfo, TextEncoder
+from .api import (
+    Cancelled,
+    Codec,
+    EngineError,
+    FrameEvent,
+    GenerateRequest,
+    ModelInfo,
+    TextEncoder,
+    valid_temperature,
+)
 from .denoise import denoise_clip
 from .model import StarFlow
 from .sampling import SamplerOptions
@@ -46,8 +55,10 @@ class PipelineSettings:
     temperature: float = 1.0  # scale of the sampling noise (1: the flow's own distribution)
 
     def __post_init__(self) -> None:
-        if not self.temperature > 0:
-            raise ValueError(f"sampling temperature must be positive, got {self.temperature}")
+        if not valid_temperature(self.temperature):
+            raise ValueError(
+                f"sampling temperature must be finite and positive, got {self.temperature}"
+            )
 
 
 def pick_device(device: str = "auto") -> torch.device:

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 
 import torch
 
-from .api import Cancelled
+from .api import Cancelled, valid_temperature
 from .denoise import DenoiseStream
 from .model import StarFlow
 from .sampling import FlowSampler, SamplerOptions
@@ -34,8 +34,8 @@ class NoiseSource:
         device: torch.device | str = "cpu",
         temperature: float = 1.0,
     ) -> None:
-        if not temperature > 0:
-            raise ValueError(f"sampling temperature must be positive, got {temperature}")
+        if not valid_temperature(temperature):
+            raise ValueError(f"sampling temperature must be finite and positive, got {temperature}")
         self.generator = torch.Generator().manual_seed(int(seed))
         self.shape, self.device, self.temperature = shape, device, float(temperature)
 

@@ -170,10 +170,13 @@ def test_checkpoint_is_a_loadable_bundle(tmp_path):
     with pytest.raises(ValueError, match="temperature"):
         export_bundle(tmp_path, tmp_path / "bad", temperature=0.0)
     meta = json.loads((tmp_path / "cool" / f"{BUNDLE}.json").read_text())
-    meta["sampling"]["temperature"] = -1.0
-    (tmp_path / "cool" / f"{BUNDLE}.json").write_text(json.dumps(meta))
-    with pytest.raises(EngineError, match="bad sampling settings"):
-        load_bundle(tmp_path / "cool" / f"{BUNDLE}.json", device="cpu")
+    for bad in (-1.0, float("inf"), float("nan")):  # JSON's Infinity / NaN parse as floats
+        meta["sampling"]["temperature"] = bad
+        (tmp_path / "cool" / f"{BUNDLE}.json").write_text(json.dumps(meta))
+        with pytest.raises(EngineError, match="bad sampling settings"):
+            load_bundle(tmp_path / "cool" / f"{BUNDLE}.json", device="cpu")
+    with pytest.raises(ValueError, match="finite and positive"):
+        export_bundle(tmp_path, tmp_path / "bad", temperature=float("inf"))
 
 
 def test_command_line_trains_codec_and_flow_then_resumes(tmp_path, monkeypatch):
