@@ -331,7 +331,7 @@ def score_target(nll: torch.Tensor, noisy: torch.Tensor, noise_std: float) -> to
 def earlier_record(previous: dict) -> dict:
     """What a resumed run's training record keeps of the record it resumes: the decoder fine-tune
     (the bundle's codec is still that one) and each earlier run's last step and autocast."""
-    kept = {k: previous[k] for k in ("decoder_finetune",) if k in previous}
+    kept = {k: previous[k] for k in ("decoder_finetune", "init") if k in previous}
     run = {"until": previous.get("step"), "autocast": previous.get("autocast", "none")}
     kept["runs"] = [*previous.get("runs", []), run]
     return kept
@@ -476,6 +476,15 @@ class FlowTrainer:
         commit_parts(out, (*BUNDLE_FILES, STATE))
         log.info("saved step %d to %s", self.step, out)
 
+    def load_weights(self, state: dict[str, torch.Tensor]) -> None:
+        """Start from a bundle's flow and text-encoder tensors (any float dtype; the shipped
+        bundle's are float16), keeping this trainer's fresh optimisers and step 0."""
+        try:
+            self.flow.load_state_dict(split_state(state, "flow."))
+            self.text.load_state_dict(split_state(state, "text."))
+        except RuntimeError as exc:  # missing, unexpected or mis-shaped tensors
+            raise ValueError(f"the bundle's weights do not fit its configuration: {exc}") from exc
+
     def resume(self, out: Path) -> None:
         state = load_file(str(out / f"{BUNDLE}.safetensors"))
         self.flow.load_state_dict(split_state(state, "flow."))
@@ -576,10 +585,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--steps", type=int, default=TrainConfig.steps, help="flow training steps")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--resume", action="store_true", help="continue from OUT's last checkpoint")
+    ap.add_argument(
+        "--init",
+        type=Path,
+        help="a bundle's JSON (e.g. resources/models/shapes_demo.json): a new run in OUT starts "
+        "from its flow, text encoder and codec, with fresh optimisers and a new schedule",
+    )
     ap.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     ap.add_argument("--threads", type=int, default=2, help="CPU threads (torch.set_num_threads)")
     ap.add_argument("--batch", type=int, default=TrainConfig.batch)
     ap.add_argument("--lr", type=float, default=TrainConfig.lr)
+    ap.add_argument("--min-lr", type=float, default=TrainConfig.min_lr, help="cosine floor")
+    ap.add_argument("--warmup", type=int, default=TrainConfig.warmup, help="warm-up steps")
     ap.add_argument("--noise-std", type=float, default=TrainConfig.noise_std)
     ap.add_argument(
         "--autocast",
@@ -630,6 +647,45 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return ap.parse_args(argv)
 
 
+def init_source(path: Path) -> tuple[dict, dict[str, torch.Tensor]]:
+    """The JSON and tensors of the bundle a run starts from (--init), checked to be a demo bundle
+    with a learned codec and a flow; a missing or truncated file is a ValueError naming it."""
+    try:
+        meta = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"--init {path}: cannot read the bundle: {exc}") from exc
+    if not isinstance(meta, dict) or not {"flow", "codec", "text"} <= set(meta):
+        raise ValueError(f"--init {path}: not a demo bundle (no flow, codec and text)")
+    if meta["codec"].get("kind") != "autoencoder":
+        raise ValueError(f"--init {path}: the bundle has no learned codec to train on")
+    try:
+        state = load_file(str(Path(path).with_suffix(".safetensors")))
+    except Exception as exc:  # missing, truncated or damaged (safetensors' own error type)
+        raise ValueError(f"--init {path}: cannot read the bundle's weights: {exc}") from exc
+    return meta, state
+
+
+def init_run(
+    args: argparse.Namespace, tc: TrainConfig, device: torch.device
+) -> tuple[dict, DemoCodec, dict[str, torch.Tensor], dict]:
+    """A new run from the bundle of --init: its meta (without its training record), its codec
+    (also saved as OUT's codec, for later decoder fine-tunes), its tensors and the record of
+    where the run started."""
+    source, state = init_source(args.init)
+    previous = source.pop("training", {})
+    source.pop("weights_dtype", None)
+    source["noise_std"] = tc.noise_std
+    try:
+        codec = DemoCodec.from_config(source["codec"])
+        codec.load_state_dict(split_state(state, "codec."))
+    except (RuntimeError, TypeError, KeyError) as exc:
+        raise ValueError(f"--init {args.init}: its codec does not load: {exc}") from exc
+    codec = codec.to(device).eval().requires_grad_(False)
+    save_codec(codec, args.out)
+    init = {"from": str(args.init), "step": previous.get("step"), "record": previous}
+    return source, codec, state, {"init": init}
+
+
 def stage_codec(args: argparse.Namespace, tc: TrainConfig, device: torch.device) -> DemoCodec:
     own = args.out / f"{CODEC}.safetensors"
     if args.codec is not None:
@@ -654,6 +710,8 @@ def main(argv: list[str] | None = None) -> None:
         seed=args.seed,
         batch=args.batch,
         lr=args.lr,
+        min_lr=args.min_lr,
+        warmup=args.warmup,
         noise_std=args.noise_std,
         codec_steps=args.codec_steps,
         codec_eval_frames=args.codec_eval_frames,
@@ -661,6 +719,14 @@ def main(argv: list[str] | None = None) -> None:
         codec_lr=args.codec_lr,
         autocast=args.autocast,
     )
+    resuming = args.resume and (args.out / STATE).exists()
+    if args.init is not None and not resuming and not args.decoder_steps:
+        meta, codec, state, earlier = init_run(args, tc, device)
+        trainer = FlowTrainer(meta, tc, codec, device, earlier)
+        trainer.load_weights(state)
+        log.info("starting from %s (its step %s)", args.init, earlier["init"]["step"])
+        trainer.train(tc.steps, args.out, args.save_every)
+        return
     codec = stage_codec(args, tc, device)
     if args.decoder_steps:
         if args.sharpen and not codec.cfg.sharpen:
@@ -679,7 +745,7 @@ def main(argv: list[str] | None = None) -> None:
     flow = default_flow(codec.channels, text.dim, text.max_tokens, **args.flow)
     meta = bundle_meta(flow, codec.cfg, text, tc)
     earlier = {}
-    if args.resume and (args.out / STATE).exists():
+    if resuming:
         meta = json.loads((args.out / f"{BUNDLE}.json").read_text())
         earlier = earlier_record(meta.pop("training"))
     trainer = FlowTrainer(meta, tc, codec, device, earlier)
@@ -688,7 +754,7 @@ def main(argv: list[str] | None = None) -> None:
         sum(p.numel() for p in trainer.flow.parameters()),
         sum(p.numel() for p in trainer.text.parameters()),
     )
-    if args.resume and (args.out / STATE).exists():
+    if resuming:
         trainer.resume(args.out)
     trainer.train(tc.steps, args.out, args.save_every)
 

@@ -9,7 +9,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 
 from engine.api import EngineError, GenerateRequest
 from engine.demo import load_demo_components
@@ -302,3 +302,52 @@ def test_decoder_learns_to_decode_the_denoisers_output():
     assert loss() < 0.5 * before
     assert torch.equal(codec.encoder.conv_out.weight, encoder)  # the latents stay valid
     assert all(torch.equal(v, flow.state_dict()[k]) for k, v in flow_state.items())
+
+
+def test_init_starts_a_new_run_from_a_shipped_bundle(tmp_path):
+    source = trainer()
+    source.train(2, tmp_path / "a")
+    export_bundle(tmp_path / "a", tmp_path / "ship", temperature=0.5)  # float16, as shipped
+    shipped = tmp_path / "ship" / f"{BUNDLE}.json"
+    # the warm start holds exactly the shipped weights (float16 read back as float32)
+    meta, codec = tiny_meta()
+    warm = FlowTrainer(meta, TC, codec)
+    warm.load_weights(load_file(str(shipped.with_suffix(".safetensors"))))
+    for name, value in source.flow.state_dict().items():
+        torch.testing.assert_close(warm.flow.state_dict()[name], value.half().float(), msg=name)
+    assert warm.step == 0
+    args = ["--out", str(tmp_path / "b"), "--init", str(shipped), "--steps", "2"]
+    args += ["--batch", "1", "--threads", "1", "--lr", "1e-3", "--warmup", "1", "--seed", "4"]
+    main(args)
+    out = tmp_path / "b"
+    meta = json.loads((out / f"{BUNDLE}.json").read_text())
+    record = meta["training"]
+    assert record["step"] == 2 and record["seed"] == 4 and record["warmup"] == 1
+    assert record["init"]["from"] == str(shipped) and record["init"]["step"] == 2
+    assert meta["sampling"]["temperature"] == 0.5 and "weights_dtype" not in meta
+    trained = load_file(str(out / f"{BUNDLE}.safetensors"))
+    start = {k: v.clone() for k, v in load_file(str(shipped.with_suffix(".safetensors"))).items()}
+    assert all(torch.equal(trained[k].half(), start[k]) for k in start if k.startswith("codec."))
+    assert not torch.equal(
+        trained["flow.blocks.3.proj_in.weight"].half(), start["flow.blocks.3.proj_in.weight"]
+    )
+    assert (out / "codec.safetensors").exists()  # so a decoder fine-tune of OUT finds its codec
+    load_bundle(out / f"{BUNDLE}.json", device="cpu")
+    # resuming it keeps where it started from
+    main([*args[:4], "--steps", "3", *args[6:], "--resume"])
+    record = json.loads((out / f"{BUNDLE}.json").read_text())["training"]
+    assert record["step"] == 3 and record["init"]["from"] == str(shipped)
+    # a truncated or foreign bundle is a one-line error, and the new run's folder stays empty
+    weights = shipped.with_suffix(".safetensors")
+    weights.write_bytes(weights.read_bytes()[:1000])
+    bad = ["--out", str(tmp_path / "c"), "--init", str(shipped), "--steps", "1", "--threads", "1"]
+    with pytest.raises(ValueError, match="cannot read the bundle's weights"):
+        main(bad)
+    assert run(bad) == 2 and not (tmp_path / "c").exists()
+    wrong = {k: v for k, v in start.items() if k != "flow.blocks.3.proj_in.weight"}
+    save_file(wrong, str(weights))  # a tensor missing: named, not a traceback
+    with pytest.raises(ValueError, match="do not fit its configuration"):
+        main(bad)
+    (tmp_path / "other.json").write_text(json.dumps({"flow": {}}))
+    with pytest.raises(ValueError, match="not a demo bundle"):
+        main([*bad[:3], str(tmp_path / "other.json"), *bad[4:]])
