@@ -351,3 +351,13 @@ def test_init_starts_a_new_run_from_a_shipped_bundle(tmp_path):
     (tmp_path / "other.json").write_text(json.dumps({"flow": {}}))
     with pytest.raises(ValueError, match="not a demo bundle"):
         main([*bad[:3], str(tmp_path / "other.json"), *bad[4:]])
+
+
+def test_workers_render_the_same_run_ahead_of_the_trainer():
+    alone = trainer()
+    alone.train(3)
+    helped = trainer()
+    helped.train(3, workers=2)  # spawned processes render steps 0..2 while it trains
+    assert helped.prefetched == 3 and helped.prefetch is None  # every step's; the workers gone
+    for (name, a), b in zip(alone.tensors().items(), helped.tensors().values(), strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0, msg=name)

@@ -67,6 +67,15 @@ def batch_rng(seed: int, step: int) -> np.random.Generator:
     return np.random.default_rng([seed, step])
 
 
+def step_data(step: int, seed: int, size: int, drop_text: float) -> tuple[np.ndarray, list[str]]:
+    """The flow's training data of one step: clips (B, T, 48, 64, 3) uint8 and their texts, each
+    dropped to "" with probability `drop_text` (for guidance). A function of its arguments alone,
+    so worker processes can render steps ahead of the trainer."""
+    rng = batch_rng(seed, step)
+    batch = make_batch(rng, size)
+    return batch.frames, ["" if rng.random() < drop_text else t for t in batch.texts]
+
+
 def random_frames(rng: np.random.Generator, n: int) -> np.ndarray:
     """(n, 48, 64, 3) uint8 single frames of random scenes at random times (codec training);
     a third of them from edited scenes, whose objects can overlap."""
