@@ -734,7 +734,7 @@ def init_source(path: Path) -> tuple[dict, dict[str, torch.Tensor]]:
         raise ValueError(f"--init {path}: cannot read the bundle: {exc}") from exc
     if not isinstance(meta, dict) or not {"flow", "codec", "text"} <= set(meta):
         raise ValueError(f"--init {path}: not a demo bundle (no flow, codec and text)")
-    if meta["codec"].get("kind") != "autoencoder":
+    if not isinstance(meta["codec"], dict) or meta["codec"].get("kind") != "autoencoder":
         raise ValueError(f"--init {path}: the bundle has no learned codec to train on")
     try:
         state = load_file(str(Path(path).with_suffix(".safetensors")))
@@ -748,7 +748,9 @@ def init_run(
 ) -> tuple[dict, DemoCodec, dict[str, torch.Tensor], dict]:
     """A new run from the bundle of --init: its meta (without its training record), its codec
     (also saved as OUT's codec, for later decoder fine-tunes), its tensors and the record of
-    where the run started."""
+    where the run started. OUT must not hold a run already (that one is resumed, not replaced)."""
+    if (args.out / STATE).exists():
+        raise ValueError(f"{args.out} already holds a run: --resume it, or start in another folder")
     source, state = init_source(args.init)
     previous = source.pop("training", {})
     source.pop("weights_dtype", None)

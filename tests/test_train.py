@@ -333,6 +333,8 @@ def test_init_starts_a_new_run_from_a_shipped_bundle(tmp_path):
     )
     assert (out / "codec.safetensors").exists()  # so a decoder fine-tune of OUT finds its codec
     load_bundle(out / f"{BUNDLE}.json", device="cpu")
+    with pytest.raises(ValueError, match="already holds a run"):
+        main(args)  # a second --init into the same folder would replace the run
     # resuming it keeps where it started from
     main([*args[:4], "--steps", "3", *args[6:], "--resume"])
     record = json.loads((out / f"{BUNDLE}.json").read_text())["training"]
