@@ -13,7 +13,7 @@ Each figure is steps/s and clips/s, and the speed-up against the baseline of the
 from __future__ import annotations
 
 import argparse
-import functools
+import contextlib
 import sys
 import time
 from pathlib import Path
@@ -24,9 +24,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from engine.demo import split_state  # noqa: E402
-from engine.demo.codec import DemoCodec  # noqa: E402
 from engine.demo.data import step_data  # noqa: E402
-from engine.train import FlowTrainer, Prefetcher, TrainConfig, init_source  # noqa: E402
+from engine.train import FlowTrainer, TrainConfig, build_codec, init_source  # noqa: E402
 
 BUNDLE = ROOT / "resources" / "models" / "shapes_demo.json"
 
@@ -34,8 +33,7 @@ BUNDLE = ROOT / "resources" / "models" / "shapes_demo.json"
 def trainer(args: argparse.Namespace) -> FlowTrainer:
     meta, state = init_source(BUNDLE)
     meta.pop("training", None)
-    codec = DemoCodec.from_config(meta["codec"])
-    codec.load_state_dict(split_state(state, "codec."))
+    codec = build_codec(meta["codec"], split_state(state, "codec."), torch.device(args.device))
     tc = TrainConfig(steps=10**6, batch=args.batch, autocast=args.autocast, warmup=1, lr=1e-5)
     t = FlowTrainer(meta, tc, codec, args.device)
     t.load_weights(state)
@@ -46,22 +44,18 @@ def timed_steps(t: FlowTrainer, steps: int, workers: int, warmup: int) -> float:
     """Steps per second over `steps` steps after `warmup` untimed ones. With workers, the pool's
     start (paid once per run) is not timed: the clock starts when its first step is rendered."""
     t.train(t.step + warmup)
-    if workers:
-        job = functools.partial(step_data, seed=t.tc.seed, size=t.tc.batch, drop_text=0.1)
-        t.prefetch = Prefetcher(job, t.step, t.step + steps, workers)
-        t.prefetch.pending[0][1].wait()
-    sync(t)
-    start = time.perf_counter()
-    try:
-        t._train(t.step + steps, None, 1e9, 10**9)
-    finally:
-        if t.prefetch is not None:
-            t.prefetch.close()
-            t.prefetch = None
-    sync(t)
-    if workers and t.prefetched < steps:
-        raise RuntimeError(f"only {t.prefetched} of {steps} steps came from the workers")
-    return steps / (time.perf_counter() - start)
+    until, taken = t.step + steps, t.prefetched
+    with contextlib.ExitStack() as stack:
+        if workers:
+            stack.enter_context(t.prefetching(until, workers)).pending[0][1].wait()
+        sync(t)
+        start = time.perf_counter()
+        t.train(until, log_every=10**9)
+        sync(t)
+        elapsed = time.perf_counter() - start
+    if workers and t.prefetched - taken < steps:
+        raise RuntimeError(f"only {t.prefetched - taken} of {steps} steps came from the workers")
+    return steps / elapsed
 
 
 def sync(t: FlowTrainer) -> None:

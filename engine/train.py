@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
 import dataclasses
 import functools
 import json
@@ -27,7 +28,7 @@ import math
 import multiprocessing
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -275,9 +276,16 @@ def load_codec(path: Path, device: torch.device) -> DemoCodec:
     """A codec saved by save_codec (path: its .safetensors) or inside a bundle."""
     path = Path(path)
     meta = json.loads(path.with_suffix(".json").read_text())
-    codec = DemoCodec.from_config(meta.get("codec", meta))
     state = load_file(str(path))
-    codec.load_state_dict(split_state(state, "codec.") if "codec" in meta else state)
+    if "codec" in meta:
+        return build_codec(meta["codec"], split_state(state, "codec."), device)
+    return build_codec(meta, state, device)
+
+
+def build_codec(cfg: dict, state: dict[str, torch.Tensor], device: torch.device) -> DemoCodec:
+    """The frozen codec of configuration `cfg` with tensors `state`, on `device`."""
+    codec = DemoCodec.from_config(cfg)
+    codec.load_state_dict(state)
     return codec.to(device).eval().requires_grad_(False)
 
 
@@ -484,17 +492,23 @@ class FlowTrainer:
         """Train up to step `until`, saving to `out` every `save_every_s` seconds and at the end.
         `workers` > 0: that many processes render the coming steps' clips meanwhile (for a GPU,
         which trains faster than one CPU core renders); the run is the same as without them."""
-        if workers > 0:
-            job = functools.partial(
-                step_data, seed=self.tc.seed, size=self.tc.batch, drop_text=self.tc.drop_text
-            )
-            self.prefetch = Prefetcher(job, self.step, until, workers)
-        try:
+        if workers <= 0:
             return self._train(until, out, save_every_s, log_every)
+        with self.prefetching(until, workers):
+            return self._train(until, out, save_every_s, log_every)
+
+    @contextlib.contextmanager
+    def prefetching(self, until: int, workers: int) -> Iterator[Prefetcher]:
+        """While inside: `workers` processes render the data of steps self.step .. until - 1."""
+        job = functools.partial(
+            step_data, seed=self.tc.seed, size=self.tc.batch, drop_text=self.tc.drop_text
+        )
+        self.prefetch = Prefetcher(job, self.step, until, workers)
+        try:
+            yield self.prefetch
         finally:
-            if self.prefetch is not None:
-                self.prefetch.close()
-                self.prefetch = None
+            self.prefetch.close()
+            self.prefetch = None
 
     def _train(
         self, until: int, out: Path | None, save_every_s: float, log_every: int
@@ -756,11 +770,9 @@ def init_run(
     source.pop("weights_dtype", None)
     source["noise_std"] = tc.noise_std
     try:
-        codec = DemoCodec.from_config(source["codec"])
-        codec.load_state_dict(split_state(state, "codec."))
+        codec = build_codec(source["codec"], split_state(state, "codec."), device)
     except (RuntimeError, TypeError, KeyError) as exc:
         raise ValueError(f"--init {args.init}: its codec does not load: {exc}") from exc
-    codec = codec.to(device).eval().requires_grad_(False)
     save_codec(codec, args.out)
     init = {"from": str(args.init), "step": previous.get("step"), "record": previous}
     return source, codec, state, {"init": init}
@@ -800,43 +812,49 @@ def main(argv: list[str] | None = None) -> None:
         autocast=args.autocast,
     )
     resuming = args.resume and (args.out / STATE).exists()
+    start: dict[str, torch.Tensor] | None = None  # --init: the tensors the new run starts from
     if args.init is not None and not resuming and not args.decoder_steps:
-        meta, codec, state, earlier = init_run(args, tc, device)
-        trainer = FlowTrainer(meta, tc, codec, device, earlier)
-        trainer.load_weights(state)
-        log.info("starting from %s (its step %s)", args.init, earlier["init"]["step"])
-        trainer.train(tc.steps, args.out, args.save_every, workers=args.workers)
-        return
-    codec = stage_codec(args, tc, device)
-    if args.decoder_steps:
-        if args.sharpen and not codec.cfg.sharpen:
-            codec = codec.with_sharpen(args.sharpen)
-        denoiser = None
-        if args.decoder_input == "denoised":
-            denoiser = bundle_denoiser(args.out, codec, device)
-        codec = finetune_decoder(codec, args.decoder_steps, tc, denoiser)
-        save_codec(codec, args.out)
-        if (args.out / f"{BUNDLE}.json").exists():
-            replace_bundle_codec(
-                args.out, codec, args.decoder_steps, args.decoder_input, tc.codec_lr
-            )
-        return
-    text = TextConfig(vocab=grammar_vocab())
-    flow = default_flow(codec.channels, text.dim, text.max_tokens, **args.flow)
-    meta = bundle_meta(flow, codec.cfg, text, tc)
-    earlier = {}
-    if resuming:
-        meta = json.loads((args.out / f"{BUNDLE}.json").read_text())
-        earlier = earlier_record(meta.pop("training"))
+        meta, codec, start, earlier = init_run(args, tc, device)
+    else:
+        codec = stage_codec(args, tc, device)
+        if args.decoder_steps:
+            finetune_stage(args, tc, codec, device)
+            return
+        text = TextConfig(vocab=grammar_vocab())
+        flow = default_flow(codec.channels, text.dim, text.max_tokens, **args.flow)
+        meta = bundle_meta(flow, codec.cfg, text, tc)
+        earlier = {}
+        if resuming:
+            meta = json.loads((args.out / f"{BUNDLE}.json").read_text())
+            earlier = earlier_record(meta.pop("training"))
     trainer = FlowTrainer(meta, tc, codec, device, earlier)
     log.info(
         "flow %d parameters, text %d",
         sum(p.numel() for p in trainer.flow.parameters()),
         sum(p.numel() for p in trainer.text.parameters()),
     )
-    if resuming:
+    if start is not None:
+        trainer.load_weights(start)
+        log.info("starting from %s (its step %s)", args.init, earlier["init"]["step"])
+    elif resuming:
         trainer.resume(args.out)
     trainer.train(tc.steps, args.out, args.save_every, workers=args.workers)
+
+
+def finetune_stage(
+    args: argparse.Namespace, tc: TrainConfig, codec: DemoCodec, device: torch.device
+) -> None:
+    """--decoder-steps: fine-tune OUT's decoder (on noisy or denoised latents) and put it into
+    OUT's bundle, if there is one."""
+    if args.sharpen and not codec.cfg.sharpen:
+        codec = codec.with_sharpen(args.sharpen)
+    denoiser = None
+    if args.decoder_input == "denoised":
+        denoiser = bundle_denoiser(args.out, codec, device)
+    codec = finetune_decoder(codec, args.decoder_steps, tc, denoiser)
+    save_codec(codec, args.out)
+    if (args.out / f"{BUNDLE}.json").exists():
+        replace_bundle_codec(args.out, codec, args.decoder_steps, args.decoder_input, tc.codec_lr)
 
 
 def run(argv: list[str] | None = None) -> int:
