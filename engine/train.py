@@ -35,6 +35,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
 from engine.api import EngineError
@@ -82,6 +83,7 @@ class TrainConfig:
     codec_lr: float = 2e-3
     codec_noise: float = 0.1  # the decoder sees latents + U(0, codec_noise) * N(0, 1)
     codec_eval_frames: int = 2048  # frames for the latent statistics (a quarter: held-out PSNR)
+    codec_object_weight: float = 0.0  # the decoder's loss counts pixels near objects 1 + this
     autocast: str = "none"  # "bf16": flow forward and backward under bfloat16 autocast
 
 
@@ -99,11 +101,41 @@ def frames_tensor(frames: np.ndarray, device: torch.device | str = "cpu") -> tor
 
 
 # ---- stage 1: the codec ----------------------------------------------------------------------------
+OBJECT_MARGIN = 2  # pixels around an object that its weight covers (where a wrong shape shows)
+
+
+def object_weights(x: torch.Tensor, weight: float) -> torch.Tensor | None:
+    """Per-pixel loss weights (N, 1, H, W) for frames x (N, 3, H, W) in [-1, 1]: 1 + `weight`
+    on and within OBJECT_MARGIN px of an object (any pixel off the frame's background colour,
+    its median: objects cover under a fifth of a frame), 1 elsewhere; None for weight 0. A plain
+    MSE is nearly all background: a small triangle decoded as a circle costs a few pixels'
+    error, so the decoder learns blobs, which the scorer reads as circles."""
+    if weight == 0:
+        return None
+    background = x.flatten(2).median(2).values[:, :, None, None]
+    on = ((x - background).abs().amax(1, keepdim=True) > 0.05).to(x.dtype)
+    near = F.max_pool2d(on, 2 * OBJECT_MARGIN + 1, stride=1, padding=OBJECT_MARGIN)
+    return 1 + weight * near
+
+
+def decoder_error(decoded: torch.Tensor, x: torch.Tensor, weight: float) -> torch.Tensor:
+    """The decoder's loss: squared error over frames (N, 3, H, W), weighted by object_weights."""
+    err = (decoded - x).pow(2)
+    w = object_weights(x, weight)
+    return err.mean() if w is None else (err * w).mean()
+
+
 def codec_loss(
-    codec: DemoCodec, x: torch.Tensor, max_noise: float, gen: torch.Generator, frozen: bool
+    codec: DemoCodec,
+    x: torch.Tensor,
+    max_noise: float,
+    gen: torch.Generator,
+    frozen: bool,
+    object_weight: float = 0.0,
 ) -> torch.Tensor:
-    """MSE of decoding the latents of x (N, 3, H, W) with per-frame noise U(0, max) added.
-    Latents are batch-normalised while the encoder trains; `frozen`: the codec's own statistics."""
+    """Error (decoder_error) of decoding the latents of x (N, 3, H, W) with per-frame noise
+    U(0, max) added. Latents are batch-normalised while the encoder trains; `frozen`: the codec's
+    own statistics."""
     if frozen:
         with torch.no_grad():
             z = codec.encode(x[:, None])[:, 0]
@@ -112,7 +144,8 @@ def codec_loss(
         z = (raw - raw.mean((0, 2, 3), keepdim=True)) / (raw.std((0, 2, 3), keepdim=True) + 1e-5)
     sigma = max_noise * torch.rand(x.size(0), 1, 1, 1, generator=gen)
     noise = torch.randn(z.shape, generator=gen)
-    return (codec.decoder(z + sigma.to(z.device) * noise.to(z.device)) - x).pow(2).mean()
+    decoded = codec.decoder(z + sigma.to(z.device) * noise.to(z.device))
+    return decoder_error(decoded, x, object_weight)
 
 
 @torch.no_grad()
@@ -148,7 +181,7 @@ def optimise_codec(
         def batch_loss(step: int, gen: torch.Generator) -> torch.Tensor:
             frames = random_frames(batch_rng(data_seed, step), tc.codec_batch)
             x = frames_tensor(frames, codec_device(codec))
-            return codec_loss(codec, x, tc.codec_noise, gen, frozen)
+            return codec_loss(codec, x, tc.codec_noise, gen, frozen, tc.codec_object_weight)
 
     opt = torch.optim.AdamW(params, lr=tc.codec_lr, weight_decay=1e-4)
     gen = torch.Generator().manual_seed(data_seed)
@@ -163,11 +196,10 @@ def optimise_codec(
         opt.step()
         if (step + 1) % 50 == 0:
             log.info(
-                "codec step %d/%d  mse %.2e  (%.1f dB)  %.2f steps/s",
+                "codec step %d/%d  loss %.2e  %.2f steps/s",
                 step + 1,
                 steps,
                 loss.item(),
-                10 * math.log10(4 / loss.item()),
                 (step + 1) / (time.perf_counter() - t0),
             )
 
@@ -227,12 +259,13 @@ def denoised_decoder_loss(
     texts: list[str],
     noise_std: float,
     gen: torch.Generator,
+    object_weight: float = 0.0,
 ) -> torch.Tensor:
-    """MSE of decoding what the pipeline decodes (`denoised_latents`) for clips
-    (B, T, H, W, 3) against the clips themselves."""
+    """Error (decoder_error) of decoding what the pipeline decodes (`denoised_latents`) for
+    clips (B, T, H, W, 3) against the clips themselves."""
     x = frames_tensor(frames, codec_device(codec))
     z = denoised_latents(codec, flow, text, x, texts, noise_std, gen)
-    return (codec.decoder(z.flatten(0, 1)) - x.flatten(0, 1)).pow(2).mean()
+    return decoder_error(codec.decoder(z.flatten(0, 1)), x.flatten(0, 1), object_weight)
 
 
 def finetune_decoder(
@@ -254,7 +287,14 @@ def finetune_decoder(
         def batch_loss(step: int, gen: torch.Generator) -> torch.Tensor:
             batch = make_batch(batch_rng(tc.seed + 13, step), clips)
             return denoised_decoder_loss(
-                codec, flow, text, batch.frames, batch.texts, tc.noise_std, gen
+                codec,
+                flow,
+                text,
+                batch.frames,
+                batch.texts,
+                tc.noise_std,
+                gen,
+                tc.codec_object_weight,
             )
 
     optimise_codec(codec, steps, tc, frozen=True, data_seed=tc.seed + 11, batch_loss=batch_loss)
@@ -617,12 +657,16 @@ def bundle_denoiser(
 
 
 def replace_bundle_codec(
-    run: Path, codec: DemoCodec, steps: int = 0, source: str = "noisy", lr: float | None = None
+    run: Path,
+    codec: DemoCodec,
+    steps: int = 0,
+    source: str = "noisy",
+    tc: TrainConfig | None = None,
 ) -> None:
     """Put `codec` (a decoder fine-tuned with the encoder frozen) into OUT's bundle: the flow was
     trained on the same latents, so it stays valid. Written atomically, like a checkpoint. The
-    training record lists each fine-tune (steps, sharpening width, what the decoder was fed,
-    peak learning rate)."""
+    training record lists each fine-tune (steps, sharpening width, what the decoder was fed, and
+    of `tc`: peak learning rate, latent noise, object weight, data seed)."""
     meta = check_bundle_codec(run, codec)
     state = load_file(str(run / f"{BUNDLE}.safetensors"))
     state = {k: v for k, v in state.items() if not k.startswith("codec.")}
@@ -632,7 +676,21 @@ def replace_bundle_codec(
     earlier = record.get("decoder_finetune", [])
     record["decoder_finetune"] = [
         *([earlier] if isinstance(earlier, dict) else earlier),
-        {"steps": steps, "sharpen": codec.cfg.sharpen, "input": source, "lr": lr},
+        {
+            "steps": steps,
+            "sharpen": codec.cfg.sharpen,
+            "input": source,
+            **(
+                {}
+                if tc is None
+                else {
+                    "lr": tc.codec_lr,
+                    "noise": tc.codec_noise if source == "noisy" else tc.noise_std,
+                    "object_weight": tc.codec_object_weight,
+                    "seed": tc.seed,
+                }
+            ),
+        },
     ]
     write_bundle_parts(run, state, meta)
     commit_parts(run, BUNDLE_FILES)
@@ -703,6 +761,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--codec-noise", type=float, default=TrainConfig.codec_noise)
     ap.add_argument("--codec-lr", type=float, default=TrainConfig.codec_lr)
     ap.add_argument(
+        "--object-weight",
+        type=float,
+        default=TrainConfig.codec_object_weight,
+        help="the decoder's loss counts pixels on and near objects 1 + this (default 0: plain "
+        "MSE, nearly all background)",
+    )
+    ap.add_argument(
         "--sharpen",
         type=int,
         default=0,
@@ -718,7 +783,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--decoder-steps",
         type=int,
         default=0,
-        help="only fine-tune the decoder of OUT's codec this many steps, then exit",
+        help="only fine-tune the decoder of OUT's codec this many steps, then exit (with --init: "
+        "OUT is first made a copy of that bundle, its flow and training record kept)",
     )
     ap.add_argument(
         "--decoder-input",
@@ -778,6 +844,26 @@ def init_run(
     return source, codec, state, {"init": init}
 
 
+def copy_bundle(path: Path, out: Path, device: torch.device) -> DemoCodec:
+    """OUT as a copy of the bundle at `path` (weights in float32, its training record kept) with
+    the bundle's codec saved beside it: a run whose decoder can be fine-tuned. OUT must not hold
+    a run or a bundle already."""
+    if (out / STATE).exists() or (out / f"{BUNDLE}.json").exists():
+        raise ValueError(f"{out} already holds a run or a bundle: fine-tune it without --init")
+    meta, state = init_source(path)
+    meta.pop("weights_dtype", None)
+    try:
+        codec = build_codec(meta["codec"], split_state(state, "codec."), device)
+    except (RuntimeError, TypeError, KeyError) as exc:
+        raise ValueError(f"--init {path}: its codec does not load: {exc}") from exc
+    save_codec(codec, out)
+    state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
+    write_bundle_parts(out, state, meta)
+    commit_parts(out, BUNDLE_FILES)
+    log.info("copied %s to %s", path, out)
+    return codec
+
+
 def stage_codec(args: argparse.Namespace, tc: TrainConfig, device: torch.device) -> DemoCodec:
     own = args.out / f"{CODEC}.safetensors"
     if args.codec is not None:
@@ -809,11 +895,15 @@ def main(argv: list[str] | None = None) -> None:
         codec_eval_frames=args.codec_eval_frames,
         codec_noise=args.codec_noise,
         codec_lr=args.codec_lr,
+        codec_object_weight=args.object_weight,
         autocast=args.autocast,
     )
     resuming = args.resume and (args.out / STATE).exists()
     start: dict[str, torch.Tensor] | None = None  # --init: the tensors the new run starts from
-    if args.init is not None and not resuming and not args.decoder_steps:
+    if args.init is not None and args.decoder_steps:
+        finetune_stage(args, tc, copy_bundle(args.init, args.out, device), device)
+        return
+    if args.init is not None and not resuming:
         meta, codec, start, earlier = init_run(args, tc, device)
     else:
         codec = stage_codec(args, tc, device)
@@ -854,7 +944,7 @@ def finetune_stage(
     codec = finetune_decoder(codec, args.decoder_steps, tc, denoiser)
     save_codec(codec, args.out)
     if (args.out / f"{BUNDLE}.json").exists():
-        replace_bundle_codec(args.out, codec, args.decoder_steps, args.decoder_input, tc.codec_lr)
+        replace_bundle_codec(args.out, codec, args.decoder_steps, args.decoder_input, tc)
 
 
 def run(argv: list[str] | None = None) -> int:

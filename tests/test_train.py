@@ -20,15 +20,19 @@ from engine.pipeline import load_bundle
 from engine.shapes.world import TRAIN_FRAMES
 from engine.train import (
     BUNDLE,
+    OBJECT_MARGIN,
     FlowTrainer,
     TrainConfig,
     bundle_meta,
+    decoder_error,
     default_flow,
     denoised_decoder_loss,
     export_bundle,
     finetune_decoder,
+    frames_tensor,
     lr_at,
     main,
+    object_weights,
     run,
     score_target,
 )
@@ -261,9 +265,10 @@ def test_command_line_trains_codec_and_flow_then_resumes(tmp_path, monkeypatch):
     main([*args[:3], "4", *args[4:], "--resume", "--autocast", "bf16"])
     record = json.loads((tmp_path / f"{BUNDLE}.json").read_text())["training"]
     assert record["step"] == 4 and record["autocast"] == "bf16"
+    fine_tune = {"steps": 2, "sharpen": 0, "lr": TrainConfig.codec_lr, "object_weight": 0.0}
     assert record["decoder_finetune"] == [
-        {"steps": 2, "sharpen": 0, "input": "noisy", "lr": TrainConfig.codec_lr},
-        {"steps": 2, "sharpen": 0, "input": "denoised", "lr": TrainConfig.codec_lr},
+        {**fine_tune, "input": "noisy", "noise": TrainConfig.codec_noise, "seed": 0},
+        {**fine_tune, "input": "denoised", "noise": TrainConfig.noise_std, "seed": 0},
     ]
     assert record["runs"] == [{"until": 2, "autocast": "none"}, {"until": 3, "autocast": "none"}]
     # export: float16 weights and, where given, the default sampling temperature
@@ -363,3 +368,57 @@ def test_workers_render_the_same_run_ahead_of_the_trainer():
     assert helped.prefetched == 3 and helped.prefetch is None  # every step's; the workers gone
     for (name, a), b in zip(alone.tensors().items(), helped.tensors().values(), strict=True):
         torch.testing.assert_close(a, b, rtol=0, atol=0, msg=name)
+
+
+def test_object_weights_cover_objects_and_their_margin():
+    from engine.shapes.world import Scene, ShapeObject, render
+
+    small = ShapeObject("triangle", "red", "small", "stays still", 20.0, 20.0)
+    frame = render(Scene("gray", (small,)), 1)[0]
+    x = frames_tensor(frame[None])
+    assert object_weights(x, 0.0) is None
+    w = object_weights(x, 10.0)[0, 0].numpy()
+    on = (frame != frame[0, 0]).any(-1)
+    assert on.sum() > 10 and (w[on] == 11).all()
+    ys, xs = np.nonzero(on)
+    top, apex = ys.min(), xs[ys == ys.min()][0]
+    assert w[top - OBJECT_MARGIN, apex] == 11  # the margin, where a wrong shape would show
+    assert w[top - OBJECT_MARGIN - 1, apex] == 1
+    assert (w == 11).sum() < 0.1 * w.size  # the background far away keeps weight 1
+    # the loss: the error on the object counts 11 times, the background's once
+    err = torch.zeros_like(x)
+    err[..., 0, 0] = 0.5  # a background pixel
+    assert decoder_error(x + err, x, 10.0) == pytest.approx(3 * 0.25 / x.numel())
+    err = torch.zeros_like(x)
+    err[0, :, ys[0], xs[0]] = 0.5  # an object pixel, all three channels
+    assert decoder_error(x + err, x, 10.0) == pytest.approx(11 * 3 * 0.25 / x.numel())
+    assert decoder_error(x + err, x, 0.0) == pytest.approx(3 * 0.25 / x.numel())
+
+
+def test_init_fine_tunes_a_copy_of_a_shipped_bundles_decoder(tmp_path):
+    source = trainer()
+    source.train(2, tmp_path / "a")
+    export_bundle(tmp_path / "a", tmp_path / "ship", temperature=0.5)
+    shipped = tmp_path / "ship" / f"{BUNDLE}.json"
+    start = load_file(str(shipped.with_suffix(".safetensors")))
+    out = tmp_path / "b"
+    args = ["--out", str(out), "--init", str(shipped), "--decoder-steps", "2", "--threads", "1"]
+    main([*args, "--object-weight", "10", "--codec-lr", "1e-3", "--seed", "3"])
+    tuned = load_file(str(out / f"{BUNDLE}.safetensors"))
+    assert set(tuned) == set(start)
+    for name, value in start.items():  # only the decoder changed
+        same = torch.equal(tuned[name].half(), value)
+        assert same != name.startswith("codec.decoder."), name
+    meta = json.loads((out / f"{BUNDLE}.json").read_text())
+    record = meta["training"]
+    assert record["step"] == 2 and record["seed"] == TC.seed  # the flow's record, kept
+    assert record["decoder_finetune"] == [
+        {"steps": 2, "sharpen": 0, "input": "noisy", "lr": 1e-3, "noise": 0.1}
+        | {"object_weight": 10.0, "seed": 3}
+    ]
+    assert meta["sampling"]["temperature"] == 0.5
+    assert load_bundle(out / f"{BUNDLE}.json", device="cpu").settings.temperature == 0.5
+    with pytest.raises(ValueError, match="already holds a run or a bundle"):
+        main(args)  # it would replace the fine-tuned bundle
+    assert run([*args[:1], str(tmp_path / "c"), *args[2:3], str(tmp_path / "none.json"), *args[4:]])
+    assert not (tmp_path / "c" / f"{BUNDLE}.json").exists()
