@@ -659,9 +659,9 @@ def bundle_denoiser(
 def replace_bundle_codec(
     run: Path,
     codec: DemoCodec,
-    steps: int = 0,
-    source: str = "noisy",
-    tc: TrainConfig | None = None,
+    steps: int,
+    source: str,
+    tc: TrainConfig,
 ) -> None:
     """Put `codec` (a decoder fine-tuned with the encoder frozen) into OUT's bundle: the flow was
     trained on the same latents, so it stays valid. Written atomically, like a checkpoint. The
@@ -680,16 +680,10 @@ def replace_bundle_codec(
             "steps": steps,
             "sharpen": codec.cfg.sharpen,
             "input": source,
-            **(
-                {}
-                if tc is None
-                else {
-                    "lr": tc.codec_lr,
-                    "noise": tc.codec_noise if source == "noisy" else tc.noise_std,
-                    "object_weight": tc.codec_object_weight,
-                    "seed": tc.seed,
-                }
-            ),
+            "lr": tc.codec_lr,
+            "noise": tc.codec_noise if source == "noisy" else tc.noise_std,
+            "object_weight": tc.codec_object_weight,
+            "seed": tc.seed,
         },
     ]
     write_bundle_parts(run, state, meta)
@@ -823,6 +817,19 @@ def init_source(path: Path) -> tuple[dict, dict[str, torch.Tensor]]:
     return meta, state
 
 
+def init_codec(
+    path: Path, meta: dict, state: dict[str, torch.Tensor], out: Path, device: torch.device
+) -> DemoCodec:
+    """The codec of the --init bundle at `path` (its meta and tensors), also saved as OUT's
+    codec, for later decoder fine-tunes; tensors that do not fit are a ValueError naming it."""
+    try:
+        codec = build_codec(meta["codec"], split_state(state, "codec."), device)
+    except (RuntimeError, TypeError, KeyError) as exc:
+        raise ValueError(f"--init {path}: its codec does not load: {exc}") from exc
+    save_codec(codec, out)
+    return codec
+
+
 def init_run(
     args: argparse.Namespace, tc: TrainConfig, device: torch.device
 ) -> tuple[dict, DemoCodec, dict[str, torch.Tensor], dict]:
@@ -835,11 +842,7 @@ def init_run(
     previous = source.pop("training", {})
     source.pop("weights_dtype", None)
     source["noise_std"] = tc.noise_std
-    try:
-        codec = build_codec(source["codec"], split_state(state, "codec."), device)
-    except (RuntimeError, TypeError, KeyError) as exc:
-        raise ValueError(f"--init {args.init}: its codec does not load: {exc}") from exc
-    save_codec(codec, args.out)
+    codec = init_codec(args.init, source, state, args.out, device)
     init = {"from": str(args.init), "step": previous.get("step"), "record": previous}
     return source, codec, state, {"init": init}
 
@@ -852,11 +855,7 @@ def copy_bundle(path: Path, out: Path, device: torch.device) -> DemoCodec:
         raise ValueError(f"{out} already holds a run or a bundle: fine-tune it without --init")
     meta, state = init_source(path)
     meta.pop("weights_dtype", None)
-    try:
-        codec = build_codec(meta["codec"], split_state(state, "codec."), device)
-    except (RuntimeError, TypeError, KeyError) as exc:
-        raise ValueError(f"--init {path}: its codec does not load: {exc}") from exc
-    save_codec(codec, out)
+    codec = init_codec(path, meta, state, out, device)
     state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
     write_bundle_parts(out, state, meta)
     commit_parts(out, BUNDLE_FILES)

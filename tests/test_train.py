@@ -17,7 +17,7 @@ from engine.demo.codec import CodecConfig, DemoCodec
 from engine.demo.data import EDIT_FRAMES, batch_rng, make_batch
 from engine.demo.text import TextConfig, grammar_vocab
 from engine.pipeline import load_bundle
-from engine.shapes.world import TRAIN_FRAMES
+from engine.shapes.world import TRAIN_FRAMES, Scene, ShapeObject, render
 from engine.train import (
     BUNDLE,
     OBJECT_MARGIN,
@@ -371,8 +371,6 @@ def test_workers_render_the_same_run_ahead_of_the_trainer():
 
 
 def test_object_weights_cover_objects_and_their_margin():
-    from engine.shapes.world import Scene, ShapeObject, render
-
     small = ShapeObject("triangle", "red", "small", "stays still", 20.0, 20.0)
     frame = render(Scene("gray", (small,)), 1)[0]
     x = frames_tensor(frame[None])
