@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import math
 
 import numpy as np
@@ -24,6 +25,7 @@ from engine.train import (
     FlowTrainer,
     TrainConfig,
     bundle_meta,
+    check_autocast,
     decoder_error,
     default_flow,
     denoised_decoder_loss,
@@ -110,6 +112,19 @@ def test_bf16_autocast_trains_like_float32():
     assert history[0]["denoise"] == pytest.approx(fp32["denoise"], rel=0.1)
     assert history[-1]["nll"] < history[0]["nll"] - 0.05
     assert all(p.dtype == torch.float32 for p in t.flow.parameters())
+
+
+def test_bf16_autocast_warns_where_bfloat16_is_slower_than_float32(caplog):
+    """A CPU without native bfloat16 emulates it (~90x slower products on an AVX2-only EPYC):
+    --autocast bf16 measures the factor and warns past the limit, naming the fast choice."""
+    cpu = torch.device("cpu")
+    assert check_autocast(TrainConfig(), cpu) is None  # float32 runs measure nothing
+    bf16 = TrainConfig(autocast="bf16")
+    with caplog.at_level(logging.WARNING, logger="engine.train"):
+        factor = check_autocast(bf16, cpu, limit=math.inf)
+        assert factor is not None and factor > 0 and not caplog.records
+        assert check_autocast(bf16, cpu, limit=0.0) > 0
+    assert len(caplog.records) == 1 and "--autocast none" in caplog.text
 
 
 def test_denoiser_target_is_the_scaled_flow_score():
