@@ -78,6 +78,7 @@ class TrainConfig:
     denoiser_lr: float = 3e-4
     noise_std: float = 0.3  # latent noise augmentation, normalised latent units
     drop_text: float = 0.1  # caption dropping for classifier-free guidance
+    two_objects: float | None = None  # chance a training scene has two objects (None: the world's)
     codec_steps: int = 1000
     codec_batch: int = 32
     codec_lr: float = 2e-3
@@ -504,7 +505,8 @@ class FlowTrainer:
         if self.prefetch is not None and self.prefetch.has(step):
             self.prefetched += 1
             return self.prefetch.take(step)
-        return step_data(step, self.tc.seed, self.tc.batch, self.tc.drop_text)
+        tc = self.tc
+        return step_data(step, tc.seed, tc.batch, tc.drop_text, tc.two_objects)
 
     def inputs(self, step: int) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
         """Noisy latents (B, T, C, h, w), clean latents and texts (some dropped) of `step`."""
@@ -580,7 +582,11 @@ class FlowTrainer:
     def prefetching(self, until: int, workers: int) -> Iterator[Prefetcher]:
         """While inside: `workers` processes render the data of steps self.step .. until - 1."""
         job = functools.partial(
-            step_data, seed=self.tc.seed, size=self.tc.batch, drop_text=self.tc.drop_text
+            step_data,
+            seed=self.tc.seed,
+            size=self.tc.batch,
+            drop_text=self.tc.drop_text,
+            two_objects=self.tc.two_objects,
         )
         self.prefetch = Prefetcher(job, self.step, until, workers)
         try:
@@ -782,6 +788,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--warmup", type=int, default=TrainConfig.warmup, help="warm-up steps")
     ap.add_argument("--noise-std", type=float, default=TrainConfig.noise_std)
     ap.add_argument(
+        "--two-objects",
+        type=float,
+        metavar="P",
+        help="chance that a training scene holds two objects (default: the world's own draw, "
+        "one or two alike); more spends the training on the harder scenes",
+    )
+    ap.add_argument(
         "--autocast",
         choices=("none", "bf16"),
         default="none",
@@ -836,7 +849,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default={},
         help="FlowConfig overrides as JSON, e.g. '{\"top_block_channels\": 192}'",
     )
-    return ap.parse_args(argv)
+    args = ap.parse_args(argv)
+    if args.two_objects is not None and not 0.0 <= args.two_objects <= 1.0:
+        ap.error(f"--two-objects must be a chance between 0 and 1, got {args.two_objects}")
+    return args
 
 
 def init_source(path: Path) -> tuple[dict, dict[str, torch.Tensor]]:
@@ -930,6 +946,7 @@ def main(argv: list[str] | None = None) -> None:
         min_lr=args.min_lr,
         warmup=args.warmup,
         noise_std=args.noise_std,
+        two_objects=args.two_objects,
         codec_steps=args.codec_steps,
         codec_eval_frames=args.codec_eval_frames,
         codec_noise=args.codec_noise,

@@ -15,9 +15,10 @@ from safetensors.torch import load_file, save_file
 from engine.api import EngineError, GenerateRequest
 from engine.demo import load_demo_components
 from engine.demo.codec import CodecConfig, DemoCodec
-from engine.demo.data import EDIT_FRAMES, batch_rng, make_batch
+from engine.demo.data import EDIT_FRAMES, batch_rng, make_batch, step_data
 from engine.demo.text import TextConfig, grammar_vocab
 from engine.pipeline import load_bundle
+from engine.shapes.captions import parse_caption, strip_prefix
 from engine.shapes.world import TRAIN_FRAMES, Scene, ShapeObject, render
 from engine.train import (
     BUNDLE,
@@ -83,6 +84,27 @@ def test_batches_are_deterministic_and_cover_every_task():
         batch = make_batch(np.random.default_rng(1), 2, task)
         assert batch.frames.shape == (2, length, 48, 64, 3) and batch.frames.dtype == np.uint8
         assert all(t.startswith(prefixes[task]) for t in batch.texts)
+
+
+def test_two_objects_sets_the_share_of_two_object_scenes(tmp_path):
+    """--two-objects P: each training scene holds two objects with chance P (the world's own draw,
+    one or two alike, when unset); the data stays a function of (seed, step)."""
+
+    def objects(two: float | None, task: str) -> list[int]:
+        batch = make_batch(np.random.default_rng(5), 200, task, two_objects=two)
+        return [len(parse_caption(strip_prefix(t)[1]).objects) for t in batch.texts]
+
+    for task in ("t2v", "extend"):
+        assert set(objects(1.0, task)) == {2} and set(objects(0.0, task)) == {1}
+        assert 0.65 < np.mean(np.array(objects(0.75, task)) == 2) < 0.85
+        assert 0.4 < np.mean(np.array(objects(None, task)) == 2) < 0.6
+    frames, texts = step_data(3, 0, 4, 0.0, 0.75)
+    again = step_data(3, 0, 4, 0.0, 0.75)
+    assert texts == again[1] and np.array_equal(frames, again[0])
+    plain = make_batch(batch_rng(0, 7), 3)  # unset: the same draw as before the option
+    assert step_data(7, 0, 3, 0.0)[1] == plain.texts
+    with pytest.raises(SystemExit):
+        main(["--out", str(tmp_path), "--two-objects", "1.5"])
 
 
 def test_lr_schedule_warms_up_then_decays_to_the_floor():

@@ -21,7 +21,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from engine.shapes.world import TRAIN_FRAMES, caption, random_edit, random_scene, render
+from engine.shapes.world import (
+    TRAIN_FRAMES,
+    Scene,
+    caption,
+    random_edit,
+    random_scene,
+    render,
+)
 
 EDIT_FRAMES = 8  # source frames, then as many edited frames, per v2v training sequence
 EXTEND_MAX_START = 64  # extend clips start at 1 .. EXTEND_MAX_START - 1 frames into the scene
@@ -37,9 +44,20 @@ class Batch:
     frames: np.ndarray  # (B, T, 48, 64, 3) uint8 RGB
 
 
-def example(task: str, rng: np.random.Generator) -> tuple[str, np.ndarray]:
+def training_scene(rng: np.random.Generator, two_objects: float | None = None) -> Scene:
+    """A random scene; two_objects: the chance it holds two objects (None: the world's own draw,
+    one or two alike). Raising it spends more of the training on the scenes the model finds
+    hardest (two objects to keep apart, each with its shape)."""
+    if two_objects is None:
+        return random_scene(rng)
+    return random_scene(rng, 2 if rng.random() < two_objects else 1)
+
+
+def example(
+    task: str, rng: np.random.Generator, two_objects: float | None = None
+) -> tuple[str, np.ndarray]:
     """(text, frames (T, 48, 64, 3) uint8) of one training sequence of `task`."""
-    scene = random_scene(rng)
+    scene = training_scene(rng, two_objects)
     if task == "t2v":
         return caption(scene), render(scene, TRAIN_FRAMES)
     if task == "extend":
@@ -55,10 +73,15 @@ def example(task: str, rng: np.random.Generator) -> tuple[str, np.ndarray]:
     raise ValueError(f"unknown task {task!r}; expected one of {TASKS}")
 
 
-def make_batch(rng: np.random.Generator, size: int, task: str | None = None) -> Batch:
+def make_batch(
+    rng: np.random.Generator,
+    size: int,
+    task: str | None = None,
+    two_objects: float | None = None,
+) -> Batch:
     """A batch of one task (drawn from MIX unless given)."""
     task = task or str(rng.choice(TASKS, p=MIX))
-    texts, clips = zip(*(example(task, rng) for _ in range(size)), strict=True)
+    texts, clips = zip(*(example(task, rng, two_objects) for _ in range(size)), strict=True)
     return Batch(task, list(texts), np.stack(clips))
 
 
@@ -67,12 +90,14 @@ def batch_rng(seed: int, step: int) -> np.random.Generator:
     return np.random.default_rng([seed, step])
 
 
-def step_data(step: int, seed: int, size: int, drop_text: float) -> tuple[np.ndarray, list[str]]:
+def step_data(
+    step: int, seed: int, size: int, drop_text: float, two_objects: float | None = None
+) -> tuple[np.ndarray, list[str]]:
     """The flow's training data of one step: clips (B, T, 48, 64, 3) uint8 and their texts, each
     dropped to "" with probability `drop_text` (for guidance). A function of its arguments alone,
     so worker processes can render steps ahead of the trainer."""
     rng = batch_rng(seed, step)
-    batch = make_batch(rng, size)
+    batch = make_batch(rng, size, two_objects=two_objects)
     return batch.frames, ["" if rng.random() < drop_text else t for t in batch.texts]
 
 
