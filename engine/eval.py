@@ -65,9 +65,16 @@ class Case:
     motion: bool | None = None
     kept: bool | None = None
     by_frame: tuple[bool, ...] | None = None
+    objects: int | None = None
 
     @classmethod
-    def of(cls, score: CaptionScore, value: float | None = None, *times: float) -> Case:
+    def of(
+        cls,
+        score: CaptionScore,
+        value: float | None = None,
+        *times: float,
+        objects: int | None = None,
+    ) -> Case:
         return cls(
             score.follows,
             value,
@@ -75,6 +82,7 @@ class Case:
             frames=score.frame_rate,
             motion=score.motions_ok,
             by_frame=score.frames_ok,
+            objects=objects,
         )
 
 
@@ -130,8 +138,8 @@ class Progress:
         self.stream.flush()
 
 
-def _edit_case(score: EditScore, *times: float) -> Case:
-    case = Case.of(score.result, score.preservation_psnr, *times)
+def _edit_case(score: EditScore, *times: float, objects: int | None = None) -> Case:
+    case = Case.of(score.result, score.preservation_psnr, *times, objects=objects)
     return dataclasses.replace(case, ok=score.succeeds, kept=all(score.kept))
 
 
@@ -145,13 +153,14 @@ def eval_t2v(
     out = TaskResult("t2v")
     for i, scene in enumerate(scenes):
         text = caption(scene)
-        out.truth.append(Case.of(score_caption(render(scene, TRAIN_FRAMES), text)))
+        k = len(scene.objects)
+        out.truth.append(Case.of(score_caption(render(scene, TRAIN_FRAMES), text), objects=k))
         if truth_only:
             continue
         frames, first, total = run_clip(
             pipeline, GenerateRequest(text, frames=TRAIN_FRAMES, seed=i, guidance=guidance)
         )
-        out.model.append(Case.of(score_caption(frames, text), None, first, total))
+        out.model.append(Case.of(score_caption(frames, text), None, first, total, objects=k))
         log.info("t2v %d/%d %s: %s", i + 1, len(scenes), out.model[-1].ok, text)
         if progress is not None:
             progress(out, len(scenes))
@@ -167,8 +176,8 @@ def eval_i2v(
 ) -> TaskResult:
     out = TaskResult("i2v")
     for i, scene in enumerate(scenes):
-        text, clip = caption(scene), render(scene, TRAIN_FRAMES)
-        out.truth.append(Case.of(score_caption(clip, text), 100.0))
+        text, clip, k = caption(scene), render(scene, TRAIN_FRAMES), len(scene.objects)
+        out.truth.append(Case.of(score_caption(clip, text), 100.0, objects=k))
         if truth_only:
             continue
         request = GenerateRequest(
@@ -176,7 +185,7 @@ def eval_i2v(
         )
         frames, first, total = run_clip(pipeline, request)
         out.model.append(
-            Case.of(score_caption(frames, text), psnr(frames[0], clip[0]), first, total)
+            Case.of(score_caption(frames, text), psnr(frames[0], clip[0]), first, total, objects=k)
         )
         log.info("i2v %d/%d %s: %s", i + 1, len(scenes), out.model[-1].ok, text)
         if progress is not None:
@@ -198,13 +207,14 @@ def eval_edit(
         instruction, target = random_edit(scene, rng)
         source = render(scene, TRAIN_FRAMES)
         truth = score_edit(source, render(target, TRAIN_FRAMES), instruction, scene)
-        out.truth.append(_edit_case(truth))
+        k = len(scene.objects)
+        out.truth.append(_edit_case(truth, objects=k))
         if truth_only:
             continue
         request = GenerateRequest(instruction, mode="v2v", seed=i, guidance=guidance, video=source)
         frames, first, total = run_clip(pipeline, request)
         score = score_edit(source, frames, instruction, scene)
-        out.model.append(_edit_case(score, first, total))
+        out.model.append(_edit_case(score, first, total, objects=k))
         log.info("edit %d/%d %s: %s", i + 1, len(scenes), score.succeeds, instruction)
         if progress is not None:
             progress(out, len(scenes))
@@ -222,15 +232,15 @@ def eval_long(
     out = TaskResult("long")
     for i, scene in enumerate(scenes):
         text = caption(scene)
-        clip = render(scene, frames)
-        out.truth.append(Case.of(window_scores(clip, text)[-1], background_drift(clip)))
+        clip, k = render(scene, frames), len(scene.objects)
+        out.truth.append(Case.of(window_scores(clip, text)[-1], background_drift(clip), objects=k))
         if truth_only:
             continue
         made, first, total = run_clip(
             pipeline, GenerateRequest(text, frames=frames, seed=i, guidance=guidance)
         )
         out.model.append(
-            Case.of(window_scores(made, text)[-1], background_drift(made), first, total)
+            Case.of(window_scores(made, text)[-1], background_drift(made), first, total, objects=k)
         )
         log.info("long %d/%d %s (%.1f s): %s", i + 1, len(scenes), out.model[-1].ok, total, text)
         if progress is not None:
@@ -246,11 +256,12 @@ def eval_chain(
 ) -> TaskResult:
     out = TaskResult("chain")
     for i, scene in enumerate(scenes):
-        text, clip = caption(scene), render(scene, TRAIN_FRAMES)
-        out.truth.append(Case.of(score_caption(clip, text)))
+        text, clip, k = caption(scene), render(scene, TRAIN_FRAMES), len(scene.objects)
+        out.truth.append(Case.of(score_caption(clip, text), objects=k))
         if truth_only:
             continue
-        out.model.append(Case.of(score_caption(pipeline.through_chain(clip, text, i), text)))
+        made = pipeline.through_chain(clip, text, i)
+        out.model.append(Case.of(score_caption(made, text), objects=k))
         log.info("chain %d/%d %s: %s", i + 1, len(scenes), out.model[-1].ok, text)
         if progress is not None:
             progress(out, len(scenes))
@@ -323,6 +334,21 @@ def breakdown(results: dict[str, TaskResult]) -> str:
         cells.append(
             f"{_part(r.model, 'kept')} / {_part(r.truth, 'kept')}" if task == "edit" else "-"
         )
+        lines.append(f"| {ROWS[task][0]} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def by_objects(results: dict[str, TaskResult]) -> str:
+    """A Markdown table of each task's pass rate (model / ground truth, and the number of clips)
+    over the scenes with one object and those with two: whether a model fails at composing."""
+    lines = ["| task | one object | two objects |", "|---|---|---|"]
+    for task, r in results.items():
+        cells = []
+        for k in (1, 2):
+            model = [c for c in r.model if c.objects == k]
+            truth = [c for c in r.truth if c.objects == k]
+            n = len(model) or len(truth)
+            cells.append(f"{_cell(model, None)} / {_cell(truth, None)} (n={n})")
         lines.append(f"| {ROWS[task][0]} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -433,6 +459,9 @@ def main(argv: list[str] | None = None) -> int:
     name = "ground truth only" if pipeline is None else pipeline.info.name
     sys.stdout.write(f"Shapes world evaluation: {name}\n\n{table(results, args.long_frames)}\n")
     sys.stdout.write(f"\nWhere clips fail (model / ground truth):\n\n{breakdown(results)}\n")
+    sys.stdout.write(
+        f"\nPass rate by objects in the scene (model / ground truth):\n\n{by_objects(results)}\n"
+    )
     frames = by_frame(results)
     if frames:
         sys.stdout.write(

@@ -14,6 +14,7 @@ from engine.eval import (
     _scenes,
     breakdown,
     by_frame,
+    by_objects,
     evaluate,
     main,
     table,
@@ -62,6 +63,21 @@ def test_ground_truth_is_the_ceiling(capsys, tmp_path):
     for task in ("t2v", "i2v", "edit", "long"):
         for c in cases[task]["truth"]:
             assert len(c["by_frame"]) == 17 and np.mean(c["by_frame"]) == c["frames"]
+    # each case records its scene's objects: the captions' own count (edits: the source scene)
+    scenes = _scenes(0, 12)
+    for task in ("t2v", "i2v", "edit", "chain"):
+        assert [c["objects"] for c in cases[task]["truth"]] == [len(s.objects) for s in scenes]
+    assert [c["objects"] for c in cases["long"]["truth"]] == [len(s.objects) for s in scenes[:2]]
+    assert "Pass rate by objects in the scene" in text
+
+
+def test_by_objects_splits_the_pass_rate_by_the_scenes_objects():
+    r = TaskResult("t2v")
+    r.model = [Case(True, objects=1), Case(False, objects=1), Case(False, objects=2)]
+    r.truth = [Case(True, objects=1)] * 2 + [Case(True, objects=2)]
+    lines = by_objects({"t2v": r}).splitlines()
+    assert lines[0] == "| task | one object | two objects |"
+    assert lines[2] == "| text to video |  50.0% / 100.0% (n=2) |   0.0% / 100.0% (n=1) |"
 
 
 def test_progress_reports_about_every_tenth_with_the_rate_so_far():
@@ -113,6 +129,7 @@ def test_the_demo_model_goes_through_every_task():
     for r in results.values():  # the parts are recorded for the model's clips too
         assert all(c.frames is not None and c.motion is not None for c in r.model)
         assert all(len(c.by_frame) == 17 for c in r.model)
+        assert [c.objects for c in r.model] == [c.objects for c in r.truth]
     assert by_frame(results).splitlines()[2].startswith("| text to video |")
 
 
