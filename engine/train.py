@@ -426,6 +426,22 @@ def score_target(nll: torch.Tensor, noisy: torch.Tensor, noise_std: float) -> to
     return (grad * noisy.numel() * noise_std**2 / DENOISE_STEP).detach()
 
 
+DATA_KEYS = ("seed", "batch", "noise_std", "drop_text", "two_objects")  # what each step's data is
+
+
+def data_changes(record: dict, tc: TrainConfig) -> list[str]:
+    """The settings that define each step's data where a resumed run's differ from its record's
+    ("seed 0 -> 5"): with any, the resumed run is no longer the one it continues. A record from
+    before a setting existed counts as that setting's default."""
+    defaults = TrainConfig()
+    changes = []
+    for key in DATA_KEYS:
+        was, now = record.get(key, getattr(defaults, key)), getattr(tc, key)
+        if was != now:
+            changes.append(f"{key.replace('_', '-')} {was} -> {now}")
+    return changes
+
+
 def earlier_record(previous: dict) -> dict:
     """What a resumed run's training record keeps of the record it resumes: the decoder fine-tune
     (the bundle's codec is still that one) and each earlier run's last step and autocast."""
@@ -973,7 +989,15 @@ def main(argv: list[str] | None = None) -> None:
         earlier = {}
         if resuming:
             meta = json.loads((args.out / f"{BUNDLE}.json").read_text())
-            earlier = earlier_record(meta.pop("training"))
+            record = meta.pop("training")
+            changes = data_changes(record, tc)
+            if changes:
+                log.warning(
+                    "resuming with other data than the run's own (%s): pass its settings "
+                    "again for the run it would have been",
+                    ", ".join(changes),
+                )
+            earlier = earlier_record(record)
     trainer = FlowTrainer(meta, tc, codec, device, earlier)
     log.info(
         "flow %d parameters, text %d",

@@ -27,6 +27,7 @@ from engine.train import (
     TrainConfig,
     bundle_meta,
     check_autocast,
+    data_changes,
     decoder_error,
     default_flow,
     denoised_decoder_loss,
@@ -105,6 +106,15 @@ def test_two_objects_sets_the_share_of_two_object_scenes(tmp_path):
     assert step_data(7, 0, 3, 0.0)[1] == plain.texts
     with pytest.raises(SystemExit):
         main(["--out", str(tmp_path), "--two-objects", "1.5"])
+
+
+def test_a_resume_names_the_data_settings_it_changes():
+    record = dataclasses.asdict(TrainConfig(seed=2, two_objects=0.75))
+    assert data_changes(record, TrainConfig(seed=2, two_objects=0.75, lr=1e-5, steps=9)) == []
+    assert data_changes(record, TrainConfig(seed=5)) == ["seed 2 -> 5", "two-objects 0.75 -> None"]
+    old = {k: v for k, v in record.items() if k != "two_objects"}  # a record from before it
+    assert data_changes(old, TrainConfig(seed=2)) == []
+    assert data_changes(old, TrainConfig(seed=2, batch=4)) == ["batch 8 -> 4"]
 
 
 def test_lr_schedule_warms_up_then_decays_to_the_floor():
@@ -220,7 +230,7 @@ def test_checkpoint_is_a_loadable_bundle(tmp_path):
         export_bundle(tmp_path, tmp_path / "bad", temperature=float("inf"))
 
 
-def test_command_line_trains_codec_and_flow_then_resumes(tmp_path, monkeypatch):
+def test_command_line_trains_codec_and_flow_then_resumes(tmp_path, monkeypatch, caplog):
     import engine.train as train
 
     def tiny_flow(in_channels, txt_dim, max_tokens, **changes):
@@ -259,7 +269,9 @@ def test_command_line_trains_codec_and_flow_then_resumes(tmp_path, monkeypatch):
     ]
     main(args)
     assert (tmp_path / "codec.safetensors").exists()
-    main([*args[:3], "3", *args[4:], "--resume"])
+    with caplog.at_level(logging.WARNING, logger="engine.train"):
+        main([*args[:3], "3", *args[4:], "--resume"])  # the same data settings: no warning
+    assert not caplog.records
     meta = json.loads((tmp_path / f"{BUNDLE}.json").read_text())
     assert meta["training"]["step"] == 3 and meta["codec"]["channels"] == 4
     before = load_file(str(tmp_path / "codec.safetensors"))
