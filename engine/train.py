@@ -521,8 +521,19 @@ class FlowTrainer:
         if self.prefetch is not None and self.prefetch.has(step):
             self.prefetched += 1
             return self.prefetch.take(step)
+        return self.data_job()(step)
+
+    def data_job(self) -> Callable[[int], tuple[np.ndarray, list[str]]]:
+        """step -> that step's clips and texts under this run's data settings (picklable, for
+        the rendering workers too)."""
         tc = self.tc
-        return step_data(step, tc.seed, tc.batch, tc.drop_text, tc.two_objects)
+        return functools.partial(
+            step_data,
+            seed=tc.seed,
+            size=tc.batch,
+            drop_text=tc.drop_text,
+            two_objects=tc.two_objects,
+        )
 
     def inputs(self, step: int) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
         """Noisy latents (B, T, C, h, w), clean latents and texts (some dropped) of `step`."""
@@ -597,14 +608,7 @@ class FlowTrainer:
     @contextlib.contextmanager
     def prefetching(self, until: int, workers: int) -> Iterator[Prefetcher]:
         """While inside: `workers` processes render the data of steps self.step .. until - 1."""
-        job = functools.partial(
-            step_data,
-            seed=self.tc.seed,
-            size=self.tc.batch,
-            drop_text=self.tc.drop_text,
-            two_objects=self.tc.two_objects,
-        )
-        self.prefetch = Prefetcher(job, self.step, until, workers)
+        self.prefetch = Prefetcher(self.data_job(), self.step, until, workers)
         try:
             yield self.prefetch
         finally:
