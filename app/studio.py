@@ -171,6 +171,8 @@ class Studio(QObject):
         if not self.timeline.media:
             self.timeline.set_format(info.width, info.height, info.fps)
         self.messages.info(f"Model ready: {info.name} on {info.device} ({info.dtype})")
+        for warning in info.warnings:
+            self.messages.warning(warning)
         self.model_loaded.emit(info)
         self._dispatch()
 

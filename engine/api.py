@@ -106,6 +106,9 @@ class ModelInfo:
     dtype: str
     parameters: int
     temperature: float = 1.0  # default sampling temperature (a request's None means this)
+    warnings: tuple[
+        str, ...
+    ] = ()  # what the user should know about this load (e.g. a slow precision)
 
 
 class Codec(Protocol):

@@ -11,6 +11,7 @@ import json
 import logging
 import math
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -82,6 +83,53 @@ def pick_dtype(dtype: str, device: torch.device) -> torch.dtype:
         }[dtype]
     except KeyError:
         raise EngineError(f"unknown precision {dtype!r} (use auto, fp32 or bf16)") from None
+
+
+SLOW_PRECISION = 2.0  # a CPU precision this many times slower than float32 gets a warning
+_DTYPE_NAMES = {torch.bfloat16: "bf16", torch.float16: "fp16", torch.float32: "fp32"}
+
+
+def precision_slowdown(
+    device: torch.device, dtype: torch.dtype, side: int = 256, reps: int = 3
+) -> float:
+    """How many times longer a side x side matrix product takes in `dtype` than in float32 on
+    `device` (best of `reps` after one warm-up each). CPUs without native bfloat16 (no AVX-512
+    BF16 or AMX) emulate it: on an AVX2-only EPYC a bfloat16 product is ~90x slower."""
+    a = torch.randn(side, side, device=device)
+    b = torch.randn(side, side, device=device)
+
+    def best(dt: torch.dtype) -> float:
+        x, y = a.to(dt), b.to(dt)
+        times = []
+        for _ in range(reps + 1):
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            t0 = time.perf_counter()
+            (x @ y).float().sum().item()
+            times.append(time.perf_counter() - t0)
+        return min(times[1:])
+
+    return best(dtype) / max(best(torch.float32), 1e-9)
+
+
+def precision_warnings(
+    device: torch.device, dtype: torch.dtype, limit: float | None = None
+) -> tuple[str, ...]:
+    """A warning when a reduced precision on a CPU is over `limit` (default SLOW_PRECISION) times
+    slower than float32 (the CPU emulates it), naming the fast choice; nothing on GPUs or in
+    float32."""
+    if device.type != "cpu" or dtype == torch.float32:
+        return ()
+    factor = precision_slowdown(device, dtype)
+    if factor <= (SLOW_PRECISION if limit is None else limit):
+        return ()
+    name = _DTYPE_NAMES.get(dtype, str(dtype).replace("torch.", ""))
+    text = (
+        f"{name} runs {factor:.0f}x slower than fp32 on this CPU (it has no native {name}): "
+        "precision auto or fp32 is the fast choice here"
+    )
+    log.warning("%s", text)
+    return (text,)
 
 
 def fit_frame(image: np.ndarray, width: int, height: int) -> np.ndarray:
@@ -363,6 +411,7 @@ def load_bundle(json_path: Path, device: str = "auto", dtype: str = "auto") -> P
         dtype=str(dt).replace("torch.", ""),
         parameters=sum(p.numel() for p in flow.parameters()),
         temperature=settings.temperature,
+        warnings=precision_warnings(dev, dt),
     )
     log.info("loaded %s (%d parameters) on %s", info.name, info.parameters, dev)
     return Pipeline(flow, codec, text, info, settings)

@@ -54,7 +54,7 @@ from engine.demo.text import DemoTextEncoder, TextConfig, grammar_vocab
 from engine.denoise import denoise_clip
 from engine.model import StarFlow
 from engine.model.starflow import DENOISE_STEP
-from engine.pipeline import load_bundle, sampling_settings
+from engine.pipeline import load_bundle, precision_slowdown, sampling_settings
 from engine.shapes.world import FPS, HEIGHT, TRAIN_FRAMES, WIDTH
 
 log = logging.getLogger("engine.train")
@@ -88,34 +88,13 @@ class TrainConfig:
     autocast: str = "none"  # "bf16": flow forward and backward under bfloat16 autocast
 
 
-def bf16_slowdown(device: torch.device, side: int = 256, reps: int = 3) -> float:
-    """How many times longer a side x side matrix product takes under bfloat16 autocast than in
-    float32 on `device` (best of `reps` after one warm-up each). CPUs without native bfloat16
-    (no AVX-512 BF16 or AMX) emulate it: on an AVX2-only EPYC one product is ~90x slower."""
-    a = torch.randn(side, side, device=device)
-    b = torch.randn(side, side, device=device)
-
-    def best(bf16: bool) -> float:
-        times = []
-        with torch.autocast(device.type, torch.bfloat16, enabled=bf16):
-            for _ in range(reps + 1):
-                if device.type == "cuda":
-                    torch.cuda.synchronize(device)
-                t0 = time.perf_counter()
-                (a @ b).sum().item()
-                times.append(time.perf_counter() - t0)
-        return min(times[1:])
-
-    return best(True) / max(best(False), 1e-9)
-
-
 def check_autocast(tc: TrainConfig, device: torch.device, limit: float = 2.0) -> float | None:
     """With --autocast bf16, warn (with the measured factor) when this device's bfloat16 products
     are over `limit` times slower than float32 ones, so a run is not left crawling for hours.
     Returns the factor, None without bf16."""
     if tc.autocast != "bf16":
         return None
-    factor = bf16_slowdown(device)
+    factor = precision_slowdown(device, torch.bfloat16)
     if factor > limit:
         log.warning(
             "--autocast bf16: a matrix product takes %.1fx as long in bfloat16 as in float32 on "

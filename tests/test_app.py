@@ -599,6 +599,26 @@ def test_damaged_model_file_keeps_the_editor_usable(qtbot, editor, tmp_path):
     assert s.timeline.clip(run_job(qtbot, editor, s.generate)).length == 5
 
 
+def test_a_precision_the_cpu_emulates_is_named_in_the_messages(qtbot, tmp_path, monkeypatch):
+    """Choosing bf16 on a CPU that emulates it (~90x slower on an AVX2-only EPYC) loads the model
+    and warns, naming the fast choice; the limit is moved so this CPU's bf16 counts as slow."""
+    import engine.pipeline as pipeline_module
+
+    monkeypatch.setattr(pipeline_module, "SLOW_PRECISION", 0.0)
+    loader = lambda m, d, p: pipeline_module.load_pipeline(m or None, d, p)  # noqa: E731
+    ed = open_editor(qtbot, tmp_path, loader=loader)
+    try:
+        s = ed.studio
+        assert s.info.dtype == "float32" and s.messages.latest("warning") is None  # auto: fp32
+        with qtbot.waitSignal(s.model_loaded, timeout=60_000):
+            ed.window.actions_.precisions["bf16"].trigger()
+        assert s.info.dtype == "bfloat16" and s.settings.precision == "bf16"
+        warning = s.messages.latest("warning").text
+        assert warning.startswith("bf16 runs") and "fp32" in warning
+    finally:
+        close_editor(ed)
+
+
 def test_a_bad_model_in_the_settings_falls_back_to_the_demo_model(qtbot, tmp_path):
     from app_utils import isolated_settings
 

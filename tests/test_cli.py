@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import logging
+import math
 
 import av
 import cv2
@@ -181,3 +183,25 @@ def test_demo_model_loads_by_default_and_streams(frames):
     )
     events = list(pipeline.generate(request))
     assert [e.start for e in events] == list(range(frames)) and events[-1].done == frames
+
+
+def test_a_precision_the_cpu_emulates_is_warned_about_at_load(monkeypatch, caplog):
+    """bf16 on a CPU without native bfloat16 is ~90x slower per product than fp32 on an AVX2-only
+    EPYC: the load measures the factor and its ModelInfo (and log) say so, naming the fast choice.
+    The limit is moved so the test does not depend on this machine's CPU."""
+    import engine.pipeline as pipeline_module
+    from engine.pipeline import load_pipeline, precision_slowdown, precision_warnings
+
+    cpu = torch.device("cpu")
+    assert precision_slowdown(cpu, torch.bfloat16) > 0
+    assert precision_warnings(cpu, torch.float32, limit=0.0) == ()  # fp32 measures nothing
+    assert precision_warnings(cpu, torch.bfloat16, limit=math.inf) == ()
+    (text,) = precision_warnings(cpu, torch.bfloat16, limit=0.0)
+    assert text.startswith("bf16 runs") and "fp32" in text and "auto" in text
+
+    monkeypatch.setattr(pipeline_module, "SLOW_PRECISION", 0.0)
+    with caplog.at_level(logging.WARNING, logger="engine.pipeline"):
+        slow = load_pipeline(None, "cpu", "bf16")
+    assert slow.info.dtype == "bfloat16" and len(slow.info.warnings) == 1
+    assert "fp32" in caplog.text
+    assert load_pipeline(None, "cpu", "fp32").info.warnings == ()

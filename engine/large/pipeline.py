@@ -21,7 +21,7 @@ from ..api import EngineError, ModelInfo
 from ..checkpoint import build_model
 from ..config import FlowConfig
 from ..offload import enable_offload
-from ..pipeline import Pipeline, PipelineSettings, pick_device, pick_dtype
+from ..pipeline import Pipeline, PipelineSettings, pick_device, pick_dtype, precision_warnings
 from .hub import MANIFEST_PATH, HubSource, ModelManager
 from .sizes import FPS, TRAIN_FRAMES, frame_size, latent_frames
 from .text import NOISE_STD, PromptTemplate, T5TextEncoder
@@ -70,6 +70,7 @@ def assemble(flow, codec, text, options: LargeOptions, name: str = "STARFlow-V 7
         dtype=str(flow.top.proj_in.weight.dtype).replace("torch.", ""),
         parameters=sum(p.numel() for p in flow.parameters()),
         temperature=settings.temperature,
+        warnings=precision_warnings(device, flow.top.proj_in.weight.dtype),
     )
     template = PromptTemplate(fps=FPS, noise_std=NOISE_STD, aspect_ratio=options.aspect_ratio)
     return Pipeline(flow, codec, text, info, settings, prompt_format=template)
