@@ -54,7 +54,7 @@ from engine.demo.text import DemoTextEncoder, TextConfig, grammar_vocab
 from engine.denoise import denoise_clip
 from engine.model import StarFlow
 from engine.model.starflow import DENOISE_STEP
-from engine.pipeline import load_bundle, precision_slowdown, sampling_settings
+from engine.pipeline import SLOW_PRECISION, load_bundle, precision_slowdown, sampling_settings
 from engine.shapes.world import FPS, HEIGHT, TRAIN_FRAMES, WIDTH
 
 log = logging.getLogger("engine.train")
@@ -88,7 +88,9 @@ class TrainConfig:
     autocast: str = "none"  # "bf16": flow forward and backward under bfloat16 autocast
 
 
-def check_autocast(tc: TrainConfig, device: torch.device, limit: float = 2.0) -> float | None:
+def check_autocast(
+    tc: TrainConfig, device: torch.device, limit: float = SLOW_PRECISION
+) -> float | None:
     """With --autocast bf16, warn (with the measured factor) when this device's bfloat16 products
     are over `limit` times slower than float32 ones, so a run is not left crawling for hours.
     Returns the factor, None without bf16."""
