@@ -106,9 +106,8 @@ class ModelInfo:
     dtype: str
     parameters: int
     temperature: float = 1.0  # default sampling temperature (a request's None means this)
-    warnings: tuple[
-        str, ...
-    ] = ()  # what the user should know about this load (e.g. a slow precision)
+    # what the user should know about this load (e.g. a precision the CPU only emulates)
+    warnings: tuple[str, ...] = ()
 
 
 class Codec(Protocol):
