@@ -125,8 +125,8 @@ def precision_warnings(
         return ()
     name = _DTYPE_NAMES.get(dtype, str(dtype).replace("torch.", ""))
     text = (
-        f"{name} runs {factor:.0f}x slower than fp32 on this CPU (it has no native {name}): "
-        "precision auto or fp32 is the fast choice here"
+        f"{name} matrix products take {factor:.0f}x as long as fp32 ones on this CPU (it has no "
+        f"native {name}): precision auto or fp32 is the fast choice here"
     )
     log.warning("%s", text)
     return (text,)

@@ -618,7 +618,7 @@ def test_a_precision_the_cpu_emulates_is_named_in_the_messages(qtbot, tmp_path, 
             ed.window.actions_.precisions["bf16"].trigger()
         assert s.info.dtype == "bfloat16" and s.settings.precision == "bf16"
         warning = s.messages.latest("warning").text
-        assert warning.startswith("bf16 runs") and "fp32" in warning
+        assert warning.startswith("bf16 matrix products take") and "fp32" in warning
     finally:
         close_editor(ed)
 

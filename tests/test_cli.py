@@ -197,7 +197,7 @@ def test_a_precision_the_cpu_emulates_is_warned_about_at_load(monkeypatch, caplo
     assert precision_warnings(cpu, torch.float32, limit=0.0) == ()  # fp32 measures nothing
     assert precision_warnings(cpu, torch.bfloat16, limit=math.inf) == ()
     (text,) = precision_warnings(cpu, torch.bfloat16, limit=0.0)
-    assert text.startswith("bf16 runs") and "fp32" in text and "auto" in text
+    assert text.startswith("bf16 matrix products take") and "fp32" in text and "auto" in text
 
     monkeypatch.setattr(pipeline_module, "SLOW_PRECISION", 0.0)
     with caplog.at_level(logging.WARNING, logger="engine.pipeline"):
