@@ -956,7 +956,14 @@ def main(argv: list[str] | None = None) -> None:
         autocast=args.autocast,
     )
     check_autocast(tc, device)
-    resuming = args.resume and (args.out / STATE).exists()
+    resuming = args.resume
+    if resuming and not (args.out / STATE).exists():
+        # Starting afresh instead would quietly drop what an --init run started from (its
+        # first checkpoint comes only after --save-every seconds) and train a flow from scratch.
+        raise ValueError(
+            f"{args.out} holds no checkpoint to resume: start the run without --resume"
+            " (with --init BUNDLE.json to start from a bundle)"
+        )
     start: dict[str, torch.Tensor] | None = None  # --init: the tensors the new run starts from
     if args.init is not None and args.decoder_steps:
         finetune_stage(args, tc, copy_bundle(args.init, args.out, device), device)

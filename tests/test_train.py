@@ -389,6 +389,15 @@ def test_init_starts_a_new_run_from_a_shipped_bundle(tmp_path):
     load_bundle(out / f"{BUNDLE}.json", device="cpu")
     with pytest.raises(ValueError, match="already holds a run"):
         main(args)  # a second --init into the same folder would replace the run
+    # a run cut before its first checkpoint holds only its codec: --resume refuses it rather
+    # than train a flow from scratch in its place
+    cut = tmp_path / "cut"
+    cut.mkdir()
+    for name in ("codec.safetensors", "codec.json"):
+        (cut / name).write_bytes((out / name).read_bytes())
+    with pytest.raises(ValueError, match="no checkpoint to resume"):
+        main(["--out", str(cut), *args[2:], "--resume"])
+    assert sorted(p.name for p in cut.iterdir()) == ["codec.json", "codec.safetensors"]
     # resuming it keeps where it started from
     main([*args[:4], "--steps", "3", *args[6:], "--resume"])
     record = json.loads((out / f"{BUNDLE}.json").read_text())["training"]
