@@ -185,6 +185,35 @@ def test_demo_model_loads_by_default_and_streams(frames):
     assert [e.start for e in events] == list(range(frames)) and events[-1].done == frames
 
 
+def test_edits_run_in_whole_segments_and_follow_the_source_frame_by_frame():
+    """The demo model edits in segments of 8 source frames followed by their 8 edited frames. The
+    17th frame of a 17-frame edit is edited after the 8 source frames ending at it (not after the
+    one source frame left), and a longer edit loops the source: output frame t edits source frame
+    t modulo its length. Each segment samples with the request's seed plus its first frame."""
+    from engine.api import GenerateRequest
+    from engine.pipeline import load_pipeline
+
+    pipeline = load_pipeline()
+    assert pipeline.settings.v2v_segment == 8
+    rng = np.random.default_rng(5)
+    source = render(random_scene(rng, 2), 17)
+    text = "change the background to gray"
+
+    def edit(video, seed, frames=0):  # 0: as long as the video
+        request = GenerateRequest(text, mode="v2v", seed=seed, video=video, frames=frames)
+        events = list(pipeline.generate(request))
+        assert [e.start for e in events] == list(range(events[-1].done))
+        return np.concatenate([e.frames for e in events])
+
+    whole = edit(source, 3)
+    assert len(whole) == 17
+    np.testing.assert_array_equal(whole[8:16], edit(source[8:16], 11))
+    np.testing.assert_array_equal(whole[16], edit(source[9:17], 19)[-1])
+    longer = edit(source, 3, frames=20)  # frames 17..19 edit source frames 0..2 again
+    np.testing.assert_array_equal(longer[:17], whole)
+    np.testing.assert_array_equal(longer[17:], edit(source[:8], 20)[:3])
+
+
 def test_a_precision_the_cpu_emulates_is_warned_about_at_load(monkeypatch, caplog):
     """bf16 on a CPU without native bfloat16 is ~90x slower per product than fp32 on an AVX2-only
     EPYC: the load measures the factor and its ModelInfo (and log) say so, naming the fast choice.
