@@ -296,9 +296,9 @@ class Pipeline:
         of its edited frames (the layout the demo model was trained on); output frame t edits
         source frame t (modulo the source's length: a longer request loops the source). A segment
         cut short by the end of the source takes a whole segment's source frames, those before it
-        too, and keeps only its own edited frames: one source frame alone edits badly (the demo
-        model edited the last of 17 frames right in 18% of 40 clips; 48% so). Sampling stops at
-        the request's last frame."""
+        too, and keeps only its own edited frames: one source frame alone edits badly (a demo
+        model edited the last of 17 frames right in 11% of 200 clips after one, 40% after eight).
+        Sampling stops at the request's last frame."""
         source = self.prepare_video(request.video)
         total = request.frames or len(source)
         seg = self.settings.v2v_segment or len(source)
