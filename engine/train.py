@@ -939,6 +939,13 @@ def main(argv: list[str] | None = None) -> None:
     if args.export is not None:
         export_bundle(args.out, args.export, temperature=args.temperature)
         return
+    if args.resume and not (args.out / STATE).exists():
+        # Starting afresh instead would quietly drop what an --init run started from (its
+        # first checkpoint comes only after --save-every seconds) and train a flow from scratch.
+        raise ValueError(
+            f"{args.out} holds no checkpoint to resume: start the run without --resume"
+            " (with --init BUNDLE.json to start from a bundle)"
+        )
     tc = TrainConfig(
         steps=args.steps,
         seed=args.seed,
@@ -956,19 +963,11 @@ def main(argv: list[str] | None = None) -> None:
         autocast=args.autocast,
     )
     check_autocast(tc, device)
-    resuming = args.resume
-    if resuming and not (args.out / STATE).exists():
-        # Starting afresh instead would quietly drop what an --init run started from (its
-        # first checkpoint comes only after --save-every seconds) and train a flow from scratch.
-        raise ValueError(
-            f"{args.out} holds no checkpoint to resume: start the run without --resume"
-            " (with --init BUNDLE.json to start from a bundle)"
-        )
     start: dict[str, torch.Tensor] | None = None  # --init: the tensors the new run starts from
     if args.init is not None and args.decoder_steps:
         finetune_stage(args, tc, copy_bundle(args.init, args.out, device), device)
         return
-    if args.init is not None and not resuming:
+    if args.init is not None and not args.resume:
         meta, codec, start, earlier = init_run(args, tc, device)
     else:
         codec = stage_codec(args, tc, device)
@@ -979,7 +978,7 @@ def main(argv: list[str] | None = None) -> None:
         flow = default_flow(codec.channels, text.dim, text.max_tokens, **args.flow)
         meta = bundle_meta(flow, codec.cfg, text, tc)
         earlier = {}
-        if resuming:
+        if args.resume:
             meta = json.loads((args.out / f"{BUNDLE}.json").read_text())
             record = meta.pop("training")
             changes = data_changes(record, tc)
@@ -999,7 +998,7 @@ def main(argv: list[str] | None = None) -> None:
     if start is not None:
         trainer.load_weights(start)
         log.info("starting from %s (its step %s)", args.init, earlier["init"]["step"])
-    elif resuming:
+    elif args.resume:
         trainer.resume(args.out)
     trainer.train(tc.steps, args.out, args.save_every, workers=args.workers)
 
