@@ -31,6 +31,7 @@ from typing import TextIO
 import numpy as np
 
 from .api import GenerateRequest
+from .shapes.captions import parse_instruction
 from .shapes.scoring import (
     CaptionScore,
     EditScore,
@@ -55,7 +56,8 @@ class Case:
     The parts of the rule, to see where clips fail: `frames` is the share of (window) frames that
     show exactly the captioned scene, `motion` whether every object moved the captioned way,
     `kept` (edits) whether every object the edit does not name stayed in place; `by_frame`, frame
-    by frame, whether it showed exactly the captioned scene (`frames` is its mean)."""
+    by frame, whether it showed exactly the captioned scene (`frames` is its mean); `edit`, the
+    kind of an edit (add, remove, recolour, background)."""
 
     ok: bool
     value: float | None = None
@@ -66,6 +68,7 @@ class Case:
     kept: bool | None = None
     by_frame: tuple[bool, ...] | None = None
     objects: int | None = None
+    edit: str | None = None
 
     @classmethod
     def of(
@@ -138,9 +141,9 @@ class Progress:
         self.stream.flush()
 
 
-def _edit_case(score: EditScore, *times: float, objects: int | None = None) -> Case:
+def _edit_case(score: EditScore, kind: str, *times: float, objects: int | None = None) -> Case:
     case = Case.of(score.result, score.preservation_psnr, *times, objects=objects)
-    return dataclasses.replace(case, ok=score.succeeds, kept=all(score.kept))
+    return dataclasses.replace(case, ok=score.succeeds, kept=all(score.kept), edit=kind)
 
 
 def eval_t2v(
@@ -207,14 +210,14 @@ def eval_edit(
         instruction, target = random_edit(scene, rng)
         source = render(scene, TRAIN_FRAMES)
         truth = score_edit(source, render(target, TRAIN_FRAMES), instruction, scene)
-        k = len(scene.objects)
-        out.truth.append(_edit_case(truth, objects=k))
+        k, kind = len(scene.objects), parse_instruction(instruction).kind
+        out.truth.append(_edit_case(truth, kind, objects=k))
         if truth_only:
             continue
         request = GenerateRequest(instruction, mode="v2v", seed=i, guidance=guidance, video=source)
         frames, first, total = run_clip(pipeline, request)
         score = score_edit(source, frames, instruction, scene)
-        out.model.append(_edit_case(score, first, total, objects=k))
+        out.model.append(_edit_case(score, kind, first, total, objects=k))
         log.info("edit %d/%d %s: %s", i + 1, len(scenes), score.succeeds, instruction)
         if progress is not None:
             progress(out, len(scenes))
@@ -353,6 +356,26 @@ def by_objects(results: dict[str, TaskResult]) -> str:
     return "\n".join(lines)
 
 
+EDIT_KINDS = ("add", "remove", "recolour", "background")
+
+
+def by_edit(result: TaskResult) -> str:
+    """A Markdown table of the edits by kind: success, frames showing the edited caption, every
+    motion right and unnamed objects kept, each model / ground truth, and the number of edits.
+    What an edit model fails at: placing a new object, taking the named one away, a colour."""
+    lines = [
+        "| edit | n | succeeds | frames showing the edit | every motion right | unnamed objects kept |",
+        "|---|---|---|---|---|---|",
+    ]
+    for kind in EDIT_KINDS:
+        model = [c for c in result.model if c.edit == kind]
+        truth = [c for c in result.truth if c.edit == kind]
+        cells = [f"{_cell(model, None)} / {_cell(truth, None)}"]
+        cells += [f"{_part(model, k)} / {_part(truth, k)}" for k in ("frames", "motion", "kept")]
+        lines.append(f"| {kind} | {len(model) or len(truth)} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def by_frame(results: dict[str, TaskResult]) -> str:
     """A Markdown table of the model's clips frame by frame: the share of clips whose frame t (of
     the last window for long clips, of the edited clip for edits) shows exactly the captioned
@@ -462,6 +485,8 @@ def main(argv: list[str] | None = None) -> int:
     sys.stdout.write(
         f"\nPass rate by objects in the scene (model / ground truth):\n\n{by_objects(results)}\n"
     )
+    if "edit" in results:
+        sys.stdout.write(f"\nEdits by kind (model / ground truth):\n\n{by_edit(results['edit'])}\n")
     frames = by_frame(results)
     if frames:
         sys.stdout.write(

@@ -13,6 +13,7 @@ from engine.eval import (
     TaskResult,
     _scenes,
     breakdown,
+    by_edit,
     by_frame,
     by_objects,
     evaluate,
@@ -20,8 +21,9 @@ from engine.eval import (
     table,
 )
 from engine.pipeline import load_pipeline
+from engine.shapes.captions import parse_instruction
 from engine.shapes.scoring import psnr
-from engine.shapes.world import caption, render
+from engine.shapes.world import caption, random_edit, render
 
 
 def test_ground_truth_is_the_ceiling(capsys, tmp_path):
@@ -69,6 +71,11 @@ def test_ground_truth_is_the_ceiling(capsys, tmp_path):
         assert [c["objects"] for c in cases[task]["truth"]] == [len(s.objects) for s in scenes]
     assert [c["objects"] for c in cases["long"]["truth"]] == [len(s.objects) for s in scenes[:2]]
     assert "Pass rate by objects in the scene" in text
+    # each edit records its kind, the instruction's own
+    rng = np.random.default_rng(1)
+    kinds = [parse_instruction(random_edit(s, rng)[0]).kind for s in scenes]
+    assert [c["edit"] for c in cases["edit"]["truth"]] == kinds and len(set(kinds)) > 1
+    assert "Edits by kind" in text
 
 
 def test_by_objects_splits_the_pass_rate_by_the_scenes_objects():
@@ -78,6 +85,26 @@ def test_by_objects_splits_the_pass_rate_by_the_scenes_objects():
     lines = by_objects({"t2v": r}).splitlines()
     assert lines[0] == "| task | one object | two objects |"
     assert lines[2] == "| text to video |  50.0% / 100.0% (n=2) |   0.0% / 100.0% (n=1) |"
+
+
+def test_by_edit_splits_the_edits_by_kind():
+    r = TaskResult("edit")
+    r.model = [
+        Case(True, frames=1.0, motion=True, kept=True, edit="add"),
+        Case(False, frames=0.5, motion=False, kept=True, edit="add"),
+        Case(False, frames=0.0, motion=True, kept=False, edit="remove"),
+    ]
+    r.truth = [Case(True, frames=1.0, motion=True, kept=True, edit=c.edit) for c in r.model]
+    lines = by_edit(r).splitlines()
+    assert lines[0].startswith("| edit | n | succeeds | frames showing the edit |")
+    assert lines[2] == (
+        "| add | 2 |  50.0% / 100.0% |  75.0% / 100.0% |  50.0% / 100.0% | 100.0% / 100.0% |"
+    )
+    assert (
+        lines[3]
+        == "| remove | 1 |   0.0% / 100.0% |   0.0% / 100.0% | 100.0% / 100.0% |   0.0% / 100.0% |"
+    )
+    assert lines[4] == "| recolour | 0 | - / - | - / - | - / - | - / - |"
 
 
 def test_progress_reports_about_every_tenth_with_the_rate_so_far():
