@@ -821,6 +821,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=0,
         help="with --decoder-steps: add a full-resolution sharpening stage this wide",
     )
+    ap.add_argument(
+        "--average",
+        type=Path,
+        nargs="+",
+        metavar="BUNDLE_JSON",
+        help="make OUT's bundle the mean of these bundles' weights (the same model, e.g. the "
+        "ends of successive runs), then exit",
+    )
     ap.add_argument("--export", type=Path, help="write OUT's bundle in float16 here, then exit")
     ap.add_argument(
         "--temperature",
@@ -920,6 +928,58 @@ def copy_bundle(path: Path, out: Path, device: torch.device) -> DemoCodec:
     return codec
 
 
+def average_bundles(paths: list[Path], out: Path) -> None:
+    """OUT's bundle as the element-wise mean of the bundles at `paths` (weights averaged in
+    float32): runs of one lineage averaged, as stochastic weight averaging does across a schedule's
+    cycles. The bundles must hold the same model (every setting but the training record, and the
+    same tensor names and shapes); the JSON is the last one's, its training record listing each
+    bundle's. OUT must not hold a run or a bundle already."""
+    if len(paths) < 2:
+        raise ValueError("--average needs two bundles or more")
+    if (out / STATE).exists() or (out / f"{BUNDLE}.json").exists():
+        raise ValueError(f"{out} already holds a run or a bundle: average into another folder")
+    metas, total = [], None
+    for path in paths:
+        try:
+            meta, state = init_source(path)
+        except ValueError as exc:
+            raise ValueError(str(exc).replace("--init", "--average", 1)) from None
+        settings = {k: v for k, v in meta.items() if k not in ("training", "weights_dtype")}
+        if metas and settings != metas[0][1]:
+            differ = sorted(
+                k
+                for k in settings.keys() | metas[0][1].keys()
+                if settings.get(k) != metas[0][1].get(k)
+            )
+            raise ValueError(
+                f"--average {path}: not the same model as {paths[0]} ({', '.join(differ)})"
+            )
+        if total is None:
+            total = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
+        else:
+            shapes = {k: tuple(v.shape) for k, v in state.items()}
+            if shapes != {k: tuple(v.shape) for k, v in total.items()}:
+                raise ValueError(f"--average {path}: its tensors differ from {paths[0]}'s")
+            for k, v in state.items():
+                if v.is_floating_point():
+                    total[k] += v.float()
+                elif not torch.equal(v, total[k]):
+                    raise ValueError(f"--average {path}: its {k} differs from {paths[0]}'s")
+        metas.append((meta, settings))
+    state = {k: v / len(paths) if v.is_floating_point() else v for k, v in total.items()}
+    meta = dict(metas[-1][0])
+    meta.pop("weights_dtype", None)
+    records = [m.get("training", {}) for m, _ in metas]
+    meta["training"] = {
+        "step": records[-1].get("step"),
+        "average": [{"from": str(p), "record": r} for p, r in zip(paths, records, strict=True)],
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    write_bundle_parts(out, state, meta)
+    commit_parts(out, BUNDLE_FILES)
+    log.info("averaged %d bundles into %s", len(paths), out)
+
+
 def stage_codec(args: argparse.Namespace, tc: TrainConfig, device: torch.device) -> DemoCodec:
     own = args.out / f"{CODEC}.safetensors"
     if args.codec is not None:
@@ -938,6 +998,9 @@ def main(argv: list[str] | None = None) -> None:
     device = torch.device(args.device)
     if args.export is not None:
         export_bundle(args.out, args.export, temperature=args.temperature)
+        return
+    if args.average is not None:
+        average_bundles(args.average, args.out)
         return
     if args.resume and not (args.out / STATE).exists():
         # Starting afresh instead would quietly drop what an --init run started from (its

@@ -418,6 +418,54 @@ def test_init_starts_a_new_run_from_a_shipped_bundle(tmp_path):
         main([*bad[:3], str(tmp_path / "other.json"), *bad[4:]])
 
 
+def test_average_makes_the_mean_of_bundles_of_one_model(tmp_path):
+    bundles = []
+    for seed in (3, 5):
+        source = trainer(dataclasses.replace(TC, seed=seed))
+        source.train(2, tmp_path / f"run{seed}")
+        export_bundle(tmp_path / f"run{seed}", tmp_path / f"ship{seed}", temperature=0.5)
+        bundles.append(tmp_path / f"ship{seed}" / f"{BUNDLE}.json")
+    a, b = (load_file(str(p.with_suffix(".safetensors"))) for p in bundles)
+    assert not torch.equal(a["flow.blocks.3.proj_in.weight"], b["flow.blocks.3.proj_in.weight"])
+    out = tmp_path / "avg"
+    main(["--out", str(out), "--average", *map(str, bundles)])
+    mean = load_file(str(out / f"{BUNDLE}.safetensors"))
+    assert mean.keys() == a.keys()
+    for name, value in mean.items():
+        assert value.dtype == torch.float32, name
+        torch.testing.assert_close(value, (a[name].float() + b[name].float()) / 2, msg=name)
+    meta = json.loads((out / f"{BUNDLE}.json").read_text())
+    record = meta["training"]
+    assert [r["from"] for r in record["average"]] == list(map(str, bundles))
+    assert [r["record"]["seed"] for r in record["average"]] == [3, 5] and record["step"] == 2
+    assert meta["sampling"]["temperature"] == 0.5 and "weights_dtype" not in meta
+    load_bundle(out / f"{BUNDLE}.json", device="cpu")
+    main(["--out", str(out), "--export", str(tmp_path / "ship"), "--temperature", "0.5"])
+    shipped = load_file(str(tmp_path / "ship" / f"{BUNDLE}.safetensors"))
+    assert all(torch.equal(shipped[k], mean[k].half()) for k in mean)
+    # what cannot be averaged is a one-line error, and nothing is written
+    with pytest.raises(ValueError, match="already holds"):
+        main(["--out", str(out), "--average", *map(str, bundles)])
+    with pytest.raises(ValueError, match="two bundles or more"):
+        main(["--out", str(tmp_path / "one"), "--average", str(bundles[0])])
+    other = json.loads(bundles[1].read_text())
+    other["sampling"]["temperature"] = 0.8
+    bundles[1].write_text(json.dumps(other))
+    with pytest.raises(ValueError, match=r"not the same model .*\(sampling\)"):
+        main(["--out", str(tmp_path / "c"), "--average", *map(str, bundles)])
+    other["sampling"]["temperature"] = 0.5
+    bundles[1].write_text(json.dumps(other))
+    weights = bundles[1].with_suffix(".safetensors")
+    save_file({k: v for k, v in b.items() if k != "flow.blocks.3.proj_in.weight"}, str(weights))
+    with pytest.raises(ValueError, match="tensors differ"):
+        main(["--out", str(tmp_path / "c"), "--average", *map(str, bundles)])
+    weights.write_bytes(weights.read_bytes()[:1000])
+    bad = ["--out", str(tmp_path / "c"), "--average", *map(str, bundles)]
+    with pytest.raises(ValueError, match="--average .*cannot read the bundle's weights"):
+        main(bad)
+    assert run(bad) == 2 and not (tmp_path / "c").exists()
+
+
 def test_workers_render_the_same_run_ahead_of_the_trainer():
     alone = trainer()
     alone.train(3)
