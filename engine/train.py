@@ -864,22 +864,30 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def init_source(path: Path) -> tuple[dict, dict[str, torch.Tensor]]:
-    """The JSON and tensors of the bundle a run starts from (--init), checked to be a demo bundle
-    with a learned codec and a flow; a missing or truncated file is a ValueError naming it."""
+def init_source(path: Path, option: str = "--init") -> tuple[dict, dict[str, torch.Tensor]]:
+    """The JSON and tensors of the bundle given to `option` (--init: the bundle a run starts from),
+    checked to be a demo bundle with a learned codec and a flow; a missing or truncated file is a
+    ValueError naming the option and the file."""
     try:
         meta = json.loads(Path(path).read_text())
     except (OSError, ValueError) as exc:
-        raise ValueError(f"--init {path}: cannot read the bundle: {exc}") from exc
+        raise ValueError(f"{option} {path}: cannot read the bundle: {exc}") from exc
     if not isinstance(meta, dict) or not {"flow", "codec", "text"} <= set(meta):
-        raise ValueError(f"--init {path}: not a demo bundle (no flow, codec and text)")
+        raise ValueError(f"{option} {path}: not a demo bundle (no flow, codec and text)")
     if not isinstance(meta["codec"], dict) or meta["codec"].get("kind") != "autoencoder":
-        raise ValueError(f"--init {path}: the bundle has no learned codec to train on")
+        raise ValueError(f"{option} {path}: the bundle has no learned codec to train on")
     try:
         state = load_file(str(Path(path).with_suffix(".safetensors")))
     except Exception as exc:  # missing, truncated or damaged (safetensors' own error type)
-        raise ValueError(f"--init {path}: cannot read the bundle's weights: {exc}") from exc
+        raise ValueError(f"{option} {path}: cannot read the bundle's weights: {exc}") from exc
     return meta, state
+
+
+def check_out_free(out: Path, hint: str) -> None:
+    """A ValueError (ending with `hint`) when OUT already holds a run or a bundle, which a new
+    bundle written there would replace."""
+    if (out / STATE).exists() or (out / f"{BUNDLE}.json").exists():
+        raise ValueError(f"{out} already holds a run or a bundle: {hint}")
 
 
 def init_codec(
@@ -916,8 +924,7 @@ def copy_bundle(path: Path, out: Path, device: torch.device) -> DemoCodec:
     """OUT as a copy of the bundle at `path` (weights in float32, its training record kept) with
     the bundle's codec saved beside it: a run whose decoder can be fine-tuned. OUT must not hold
     a run or a bundle already."""
-    if (out / STATE).exists() or (out / f"{BUNDLE}.json").exists():
-        raise ValueError(f"{out} already holds a run or a bundle: fine-tune it without --init")
+    check_out_free(out, "fine-tune it without --init")
     meta, state = init_source(path)
     meta.pop("weights_dtype", None)
     codec = init_codec(path, meta, state, out, device)
@@ -936,40 +943,30 @@ def average_bundles(paths: list[Path], out: Path) -> None:
     bundle's. OUT must not hold a run or a bundle already."""
     if len(paths) < 2:
         raise ValueError("--average needs two bundles or more")
-    if (out / STATE).exists() or (out / f"{BUNDLE}.json").exists():
-        raise ValueError(f"{out} already holds a run or a bundle: average into another folder")
-    metas, total = [], None
-    for path in paths:
-        try:
-            meta, state = init_source(path)
-        except ValueError as exc:
-            raise ValueError(str(exc).replace("--init", "--average", 1)) from None
-        settings = {k: v for k, v in meta.items() if k not in ("training", "weights_dtype")}
-        if metas and settings != metas[0][1]:
-            differ = sorted(
-                k
-                for k in settings.keys() | metas[0][1].keys()
-                if settings.get(k) != metas[0][1].get(k)
-            )
+    check_out_free(out, "average into another folder")
+    total: dict[str, torch.Tensor] = {}
+    records = []
+    for i, path in enumerate(paths):
+        meta, state = init_source(path, "--average")
+        records.append(meta.pop("training", {}))
+        meta.pop("weights_dtype", None)
+        if i == 0:
+            first = meta
+            total = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
+            continue
+        if meta != first:
+            differ = sorted(k for k in meta.keys() | first.keys() if meta.get(k) != first.get(k))
             raise ValueError(
                 f"--average {path}: not the same model as {paths[0]} ({', '.join(differ)})"
             )
-        if total is None:
-            total = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
-        else:
-            shapes = {k: tuple(v.shape) for k, v in state.items()}
-            if shapes != {k: tuple(v.shape) for k, v in total.items()}:
-                raise ValueError(f"--average {path}: its tensors differ from {paths[0]}'s")
-            for k, v in state.items():
-                if v.is_floating_point():
-                    total[k] += v.float()
-                elif not torch.equal(v, total[k]):
-                    raise ValueError(f"--average {path}: its {k} differs from {paths[0]}'s")
-        metas.append((meta, settings))
+        if {k: v.shape for k, v in state.items()} != {k: v.shape for k, v in total.items()}:
+            raise ValueError(f"--average {path}: its tensors differ from {paths[0]}'s")
+        for k, v in state.items():
+            if v.is_floating_point():
+                total[k] += v.float()
+            elif not torch.equal(v, total[k]):
+                raise ValueError(f"--average {path}: its {k} differs from {paths[0]}'s")
     state = {k: v / len(paths) if v.is_floating_point() else v for k, v in total.items()}
-    meta = dict(metas[-1][0])
-    meta.pop("weights_dtype", None)
-    records = [m.get("training", {}) for m, _ in metas]
     meta["training"] = {
         "step": records[-1].get("step"),
         "average": [{"from": str(p), "record": r} for p, r in zip(paths, records, strict=True)],
