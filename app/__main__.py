@@ -25,7 +25,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    ap.add_argument("project", nargs="?", help="project folder to open")
+    ap.add_argument(
+        "project",
+        nargs="?",
+        help="project folder to open (one not made yet, or empty: a new project saved there)",
+    )
     ap.add_argument(
         "--model", help="model file (default: the setting, else the built-in demo model)"
     )

@@ -115,7 +115,11 @@ class Studio(QObject):
             self.messages.warning(f"Autosave is off: {exc}")
         self._offer_recovery()
         if project is not None:
-            self.open_project(project)
+            folder = Path(project)
+            if folder.exists() and not (folder.is_dir() and not any(folder.iterdir())):
+                self.open_project(folder)
+            else:  # a folder yet to be made (or empty): a new project that saves there
+                self.new_project(folder)
         self.autosave_timer.start(max(1, int(self.settings.autosave_minutes * 60_000)))
 
     def shutdown(self, clean: bool = True) -> None:
@@ -650,14 +654,18 @@ class Studio(QObject):
             return not self.dirty
         return True
 
-    def new_project(self) -> None:
+    def new_project(self, folder: str | Path | None = None) -> None:
+        """An empty project; with `folder` (new or empty), Save writes it there without asking."""
         doing = "starting a new project"
         if not (self.may_stop_jobs(doing) and self.may_replace_project(doing)):
             return
         w, h, fps = (
             (self.info.width, self.info.height, self.info.fps) if self.info else (64, 48, 16)
         )
-        self._set_project(Snapshot(w, h, float(fps), {}, (), None, 0), None)
+        folder = None if folder is None else Path(folder)
+        self._set_project(Snapshot(w, h, float(fps), {}, (), None, 0), folder)
+        if folder is not None:
+            self.messages.info(f"New project {folder.name}: Save writes it to {folder}")
 
     def _set_project(self, snap: Snapshot, path: Path | None, dirty: bool = False) -> None:
         self.timeline.load_snapshot(snap)

@@ -106,8 +106,11 @@ def isolated_settings(folder: Path) -> Settings:
     return s
 
 
-def open_editor(qtbot, folder: Path, loader=demo_loader, **answers) -> SimpleNamespace:
-    """The real main window over a Studio, with the model loaded."""
+def open_editor(
+    qtbot, folder: Path, loader=demo_loader, project: Path | None = None, **answers
+) -> SimpleNamespace:
+    """The real main window over a Studio, with the model loaded (and `project` given to start,
+    as `starflow-studio PROJECT` does)."""
     from app.main_window import MainWindow
     from app.studio import Studio
 
@@ -117,7 +120,7 @@ def open_editor(qtbot, folder: Path, loader=demo_loader, **answers) -> SimpleNam
     qtbot.addWidget(window)
     window.show()
     with qtbot.waitSignal(studio.model_loaded, timeout=60_000):
-        studio.start()
+        studio.start(project)
     return SimpleNamespace(studio=studio, window=window, folder=folder)
 
 

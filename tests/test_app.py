@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import struct
 import zlib
@@ -780,6 +781,42 @@ def test_open_recent_lists_saved_projects_and_forgets_missing_ones(qtbot, tmp_pa
         assert again.studio.settings.recent_projects == []
     finally:
         close_editor(again)
+
+
+def test_a_folder_given_at_start_opens_its_project_or_becomes_a_new_one(qtbot, tmp_path):
+    new = tmp_path / "films" / "first"  # `starflow-studio films/first`, not made yet
+    ed = open_editor(qtbot, tmp_path, project=new)
+    s = ed.studio
+    try:
+        assert s.project_path == new and not new.exists() and not s.messages.errors()
+        assert ed.window.windowTitle().startswith("first") and not s.timeline.clips
+        type_prompt(qtbot, ed, PROMPT)
+        ed.window.inspector.frames.setValue(3)
+        run_job(qtbot, ed, s.generate)
+        s.save()  # writes to the folder given, no dialog
+        wait_idle(qtbot, ed)
+        assert "save_project" not in s.dialogs.asked and not s.dirty
+        timeline, _ = load_project(new)
+        assert [c.stop - c.start for c in timeline.clips] == [3]
+    finally:
+        close_editor(ed)
+    again = open_editor(qtbot, tmp_path, project=new)  # now it is a project: it opens
+    try:
+        qtbot.waitUntil(lambda: len(again.studio.timeline.clips) == 1, timeout=10_000)
+        assert again.studio.project_path == new and not again.studio.messages.errors()
+    finally:
+        close_editor(again)
+    other = tmp_path / "notes"  # a folder with other things in it is not taken over
+    other.mkdir()
+    (other / "todo.txt").write_text("keep me")
+    ed = open_editor(qtbot, tmp_path, project=other)
+    try:
+        qtbot.waitUntil(lambda: bool(ed.studio.messages.errors()), timeout=10_000)
+        assert "not a STARFlow Studio project" in ed.studio.messages.errors()[-1].text
+        assert ed.studio.project_path is None
+        assert os.listdir(other) == ["todo.txt"]
+    finally:
+        close_editor(ed)
 
 
 def test_crash_recovery_offers_the_autosave(qtbot, tmp_path):
