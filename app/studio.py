@@ -26,7 +26,7 @@ from .engine_thread import EngineThread, Loader
 from .models.draft import Draft, ImageSource
 from .models.jobs import Job, JobQueue, JobState
 from .models.messages import MessageLog
-from .models.project import is_project, load_project, save_project
+from .models.project import is_new_folder, is_project, load_project, save_project
 from .models.recovery import RecoverySession, find_orphans
 from .models.timeline import Clip, ClipRequest, Snapshot, SourceRef, Timeline, new_id
 from .settings import Settings
@@ -115,11 +115,10 @@ class Studio(QObject):
             self.messages.warning(f"Autosave is off: {exc}")
         self._offer_recovery()
         if project is not None:
-            folder = Path(project)
-            if folder.exists() and not (folder.is_dir() and not any(folder.iterdir())):
-                self.open_project(folder)
-            else:  # a folder yet to be made (or empty): a new project that saves there
-                self.new_project(folder)
+            if is_new_folder(project):  # a new project that Save writes there
+                self.new_project(project)
+            else:
+                self.open_project(project)
         self.autosave_timer.start(max(1, int(self.settings.autosave_minutes * 60_000)))
 
     def shutdown(self, clean: bool = True) -> None:

@@ -36,6 +36,16 @@ def is_project(folder: str | Path) -> bool:
     return (Path(folder) / PROJECT_FILE).is_file()
 
 
+def is_new_folder(folder: str | Path) -> bool:
+    """True for a folder not made yet, or empty: one a new project may be saved in. Anything
+    else, an unreadable folder too, is for load_project to open or to refuse."""
+    folder = Path(folder)
+    try:
+        return not folder.exists() or (folder.is_dir() and not any(folder.iterdir()))
+    except OSError:
+        return False
+
+
 def save_project(snap: Snapshot, folder: str | Path, **extra: Any) -> float:
     """Write a snapshot into `folder` (created if needed); returns the save time (epoch s)."""
     folder = Path(folder)
