@@ -86,6 +86,7 @@ class TrainConfig:
     codec_eval_frames: int = 2048  # frames for the latent statistics (a quarter: held-out PSNR)
     codec_object_weight: float = 0.0  # the decoder's loss counts pixels near objects 1 + this
     autocast: str = "none"  # "bf16": flow forward and backward under bfloat16 autocast
+    ema: float = 0.0  # > 0: the bundle holds this exponential moving average of the weights
 
 
 def check_autocast(
@@ -495,6 +496,7 @@ class FlowTrainer:
         self.step = 0
         self.prefetch: Prefetcher | None = None
         self.prefetched = 0  # steps whose data came from the workers
+        self.ema: dict[str, torch.Tensor] | None = None  # float32, as live_tensors() names them
 
     def step_data(self, step: int) -> tuple[np.ndarray, list[str]]:
         """The clips and texts of `step`: from the prefetching workers while they run, else
@@ -559,12 +561,36 @@ class FlowTrainer:
         self.opt.step()
         self.den_opt.step()
         self.step += 1
+        self.update_ema()
         return {
             "nll": parts["nll"].item(),
             "denoise": parts["denoise"].item(),
             "lr": lr,
             "grad_norm": gnorm,
         }
+
+    def ema_decay(self) -> float:
+        """The moving average's decay at step `self.step` (counted from 1): (step - 1) / step, the
+        plain mean of the weights so far, until that reaches tc.ema (after 1 / (1 - tc.ema)
+        steps), then tc.ema. A function of the step, so a resume is exact."""
+        return min(self.tc.ema, (self.step - 1) / self.step)
+
+    def update_ema(self) -> None:
+        """With tc.ema: fold the live weights (flow with its denoiser, text encoder) into the
+        moving average; it starts as a copy of them."""
+        if self.tc.ema <= 0:
+            return
+        live = self.live_tensors()
+        if self.ema is None:
+            self.ema = {k: v.float().clone() for k, v in live.items()}
+            return
+        weight = 1.0 - self.ema_decay()
+        with torch.no_grad():
+            for k, v in live.items():
+                if v.is_floating_point():
+                    self.ema[k].lerp_(v.float(), weight)
+                else:
+                    self.ema[k].copy_(v)
 
     def clip(self, opt: torch.optim.Optimizer) -> float:
         params = [p for g in opt.param_groups for p in g["params"]]
@@ -622,10 +648,17 @@ class FlowTrainer:
         return history
 
     # ---- checkpoints ---------------------------------------------------------------------------------
-    def tensors(self) -> dict[str, torch.Tensor]:
+    def live_tensors(self) -> dict[str, torch.Tensor]:
+        """The trained weights as they are now: `flow.` (with the denoiser) and `text.` tensors."""
         tensors = {f"flow.{k}": v for k, v in self.flow.state_dict().items()}
-        tensors.update({f"codec.{k}": v for k, v in self.codec.state_dict().items()})
         tensors.update({f"text.{k}": v for k, v in self.text.state_dict().items()})
+        return {k: v.detach() for k, v in tensors.items()}
+
+    def tensors(self) -> dict[str, torch.Tensor]:
+        """The bundle's tensors: the trained weights (their moving average with tc.ema) and the
+        codec's."""
+        tensors = dict(self.ema if self.ema is not None else self.live_tensors())
+        tensors.update({f"codec.{k}": v for k, v in self.codec.state_dict().items()})
         return {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
 
     def save(self, out: Path, history: list[dict[str, float]] | None = None) -> None:
@@ -640,10 +673,14 @@ class FlowTrainer:
         }
         training.update(self.earlier)
         write_bundle_parts(out, self.tensors(), {**self.meta, "training": training})
-        torch.save(
-            {"step": self.step, "opt": self.opt.state_dict(), "den_opt": self.den_opt.state_dict()},
-            out / f"{STATE}.part",
-        )
+        state = {
+            "step": self.step,
+            "opt": self.opt.state_dict(),
+            "den_opt": self.den_opt.state_dict(),
+        }
+        if self.ema is not None:  # the bundle holds the average: the live weights go here
+            state["live"] = {k: v.cpu().contiguous() for k, v in self.live_tensors().items()}
+        torch.save(state, out / f"{STATE}.part")
         commit_parts(out, (*BUNDLE_FILES, STATE))
         log.info("saved step %d to %s", self.step, out)
 
@@ -657,13 +694,25 @@ class FlowTrainer:
             raise ValueError(f"the bundle's weights do not fit its configuration: {exc}") from exc
 
     def resume(self, out: Path) -> None:
-        state = load_file(str(out / f"{BUNDLE}.safetensors"))
-        self.flow.load_state_dict(split_state(state, "flow."))
-        self.text.load_state_dict(split_state(state, "text."))
+        """Continue OUT's run: the live weights from the bundle, or from the optimiser state where
+        the run kept a moving average (then the bundle's weights are that average, continued
+        with tc.ema, or dropped without it)."""
+        bundle = load_file(str(out / f"{BUNDLE}.safetensors"))
         opt = torch.load(out / STATE, map_location=self.device, weights_only=True)
+        live = opt.get("live", bundle)
+        self.flow.load_state_dict(split_state(live, "flow."))
+        self.text.load_state_dict(split_state(live, "text."))
         self.opt.load_state_dict(opt["opt"])
         self.den_opt.load_state_dict(opt["den_opt"])
         self.step = int(opt["step"])
+        if self.tc.ema > 0:
+            if "live" not in opt:
+                log.warning("--ema: %s kept no moving average; it starts now", out)
+            else:
+                names = self.live_tensors().keys()
+                self.ema = {k: bundle[k].float().to(self.device) for k in names}
+        elif "live" in opt:
+            log.warning("%s kept a moving average of its weights; without --ema it stops", out)
         log.info("resumed %s at step %d", out, self.step)
 
 
@@ -803,6 +852,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "warns where they are slower than float32); parameters, optimiser and checkpoints "
         "stay float32",
     )
+    ap.add_argument(
+        "--ema",
+        type=float,
+        default=0.0,
+        metavar="DECAY",
+        help="keep an exponential moving average of the flow's and text encoder's weights with "
+        "this decay per step (e.g. 0.9995) and make it OUT's bundle (what --export and --average "
+        "take); the live weights are kept for --resume in train_state.pt",
+    )
     ap.add_argument("--codec", type=Path, help="a trained codec .safetensors (skips stage 1)")
     ap.add_argument("--codec-steps", type=int, default=TrainConfig.codec_steps)
     ap.add_argument("--codec-channels", type=int, default=8)
@@ -859,6 +917,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="FlowConfig overrides as JSON, e.g. '{\"top_block_channels\": 192}'",
     )
     args = ap.parse_args(argv)
+    if not 0.0 <= args.ema < 1.0:
+        ap.error(f"--ema must be a decay at least 0 and below 1, got {args.ema}")
     if args.two_objects is not None and not 0.0 <= args.two_objects <= 1.0:
         ap.error(f"--two-objects must be a chance between 0 and 1, got {args.two_objects}")
     return args
@@ -1021,6 +1081,7 @@ def main(argv: list[str] | None = None) -> None:
         codec_lr=args.codec_lr,
         codec_object_weight=args.object_weight,
         autocast=args.autocast,
+        ema=args.ema,
     )
     check_autocast(tc, device)
     start: dict[str, torch.Tensor] | None = None  # --init: the tensors the new run starts from

@@ -526,3 +526,68 @@ def test_init_fine_tunes_a_copy_of_a_shipped_bundles_decoder(tmp_path):
         main(args)  # it would replace the fine-tuned bundle
     assert run([*args[:1], str(tmp_path / "c"), *args[2:3], str(tmp_path / "none.json"), *args[4:]])
     assert not (tmp_path / "c" / f"{BUNDLE}.json").exists()
+
+
+def test_ema_bundle_holds_the_moving_average_and_resumes_exactly(tmp_path, caplog):
+    tc = dataclasses.replace(TC, ema=0.6)  # the mean of steps 1-2, then 0.6
+    # by hand: the mean of the weights after each step, until its decay (s-1)/s reaches 0.6
+    by_hand = trainer(tc)
+    by_hand.tc = TC  # the same run without the average: follow its live weights
+    average = None
+    for _ in range(4):
+        by_hand.train_step()
+        live = {k: v.clone() for k, v in by_hand.live_tensors().items()}
+        if average is None:
+            average = live
+            continue
+        decay = min(0.6, (by_hand.step - 1) / by_hand.step)
+        average = {
+            k: decay * average[k] + (1 - decay) * v if v.is_floating_point() else v
+            for k, v in live.items()
+        }
+    straight = trainer(tc)
+    straight.train(4, tmp_path / "straight", save_every_s=1e9)
+    bundle = load_file(str(tmp_path / "straight" / f"{BUNDLE}.safetensors"))
+    moved = 0
+    for k, v in average.items():
+        torch.testing.assert_close(bundle[k], v, rtol=1e-6, atol=1e-7, msg=k)
+        moved += int(not torch.equal(bundle[k], straight.live_tensors()[k]))
+    assert moved > 10  # the bundle is the average, not the live weights
+    # the codec is the codec; the live weights are the same run's as without the average
+    torch.testing.assert_close(
+        bundle["codec.decoder.conv_out.weight"], straight.codec.decoder.conv_out.weight
+    )
+    for k, v in by_hand.live_tensors().items():
+        torch.testing.assert_close(straight.live_tensors()[k], v, rtol=0, atol=0, msg=k)
+    # stopped after 2 steps and resumed: the same average and the same live weights
+    first = trainer(tc)
+    first.train(2, tmp_path / "resumed", save_every_s=1e9)
+    resumed = trainer(tc)
+    resumed.resume(tmp_path / "resumed")
+    resumed.train(4, tmp_path / "resumed", save_every_s=1e9)
+    again = load_file(str(tmp_path / "resumed" / f"{BUNDLE}.safetensors"))
+    for k, v in bundle.items():
+        torch.testing.assert_close(again[k], v, rtol=0, atol=0, msg=k)
+    for k, v in straight.live_tensors().items():
+        torch.testing.assert_close(resumed.live_tensors()[k], v, rtol=0, atol=0, msg=k)
+    # resumed without --ema: the live weights go on, the average stops (with a warning)
+    plain = trainer()
+    with caplog.at_level(logging.WARNING, logger="engine.train"):
+        plain.resume(tmp_path / "resumed")
+    assert "kept a moving average" in caplog.text and plain.ema is None
+    for k, v in straight.live_tensors().items():
+        torch.testing.assert_close(plain.tensors()[k], v, rtol=0, atol=0, msg=k)
+    # the average's bundle loads and generates like any
+    pipe = load_bundle(tmp_path / "resumed" / f"{BUNDLE}.json", device="cpu")
+    request = GenerateRequest("a red circle moves left on a black background", frames=2, seed=1)
+    assert np.concatenate([e.frames for e in pipe.generate(request)]).shape == (2, 48, 64, 3)
+    assert (
+        json.loads((tmp_path / "resumed" / f"{BUNDLE}.json").read_text())["training"]["ema"] == 0.6
+    )
+
+
+def test_ema_must_be_a_decay_below_one(capsys):
+    for bad in ("1", "-0.1", "1.5"):
+        with pytest.raises(SystemExit):
+            main(["--out", "unused", "--ema", bad])
+        assert "--ema must be a decay" in capsys.readouterr().err
