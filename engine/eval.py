@@ -435,6 +435,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument(
         "--temperature", type=float, help="sampling noise scale (default: the model's own)"
     )
+    ap.add_argument(
+        "--v2v-null",
+        choices=("empty", "task"),
+        help="guided edits' unconditional text: '' or '(v2v) ' (default: the model's own)",
+    )
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
     ap.add_argument("--device", default="auto")
@@ -468,6 +473,8 @@ def main(argv: list[str] | None = None) -> int:
         except ValueError as exc:
             sys.stderr.write(f"--temperature: {exc}\n")
             return 2
+    if pipeline is not None and args.v2v_null is not None:
+        pipeline.settings = dataclasses.replace(pipeline.settings, v2v_null=args.v2v_null)
     results = evaluate(
         pipeline,
         args.n,

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from .api import (
+    TASK_PREFIX,
     Cancelled,
     Codec,
     EngineError,
@@ -40,6 +41,7 @@ log = logging.getLogger(__name__)
 RESOURCES = Path(__file__).resolve().parents[1] / "resources" / "models"
 DEMO_MODEL = RESOURCES / "shapes_demo.json"
 MAX_SOURCE_FRAMES = 2048
+V2V_NULLS = ("empty", "task")
 
 
 @dataclass(frozen=True)
@@ -54,12 +56,18 @@ class PipelineSettings:
     jacobi_max_iter: int = 32
     jacobi_threshold: float = 1e-3
     temperature: float = 1.0  # scale of the sampling noise (1: the flow's own distribution)
+    # guided edits' unconditional text: "empty" (""), or "task" ("(v2v) ", the instruction
+    # dropped), for a model trained with it (engine.train --drop-to-task): given the source
+    # frames, the empty text predicts their continuation, not an edit of them
+    v2v_null: str = "empty"
 
     def __post_init__(self) -> None:
         if not valid_temperature(self.temperature):
             raise ValueError(
                 f"sampling temperature must be finite and positive, got {self.temperature}"
             )
+        if self.v2v_null not in V2V_NULLS:
+            raise ValueError(f"v2v_null must be one of {V2V_NULLS}, got {self.v2v_null!r}")
 
 
 def pick_device(device: str = "auto") -> torch.device:
@@ -208,8 +216,11 @@ class Pipeline:
         return latents
 
     @torch.no_grad()
-    def embed(self, text: str, guidance: float) -> tuple[torch.Tensor, torch.Tensor | None]:
-        texts = [self.prompt_format(text)] + ([self.prompt_format("")] if guidance > 0 else [])
+    def embed(
+        self, text: str, guidance: float, null: str = ""
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The text's embedding and, with guidance, the unconditional text's (`null`)."""
+        texts = [self.prompt_format(text)] + ([self.prompt_format(null)] if guidance > 0 else [])
         emb, _ = self.text.encode(texts)
         emb = emb.to(self.device, self.model.top.proj_txt.weight.dtype)
         return emb[:1], (emb[1:] if guidance > 0 else None)
@@ -229,6 +240,10 @@ class Pipeline:
         return to_uint8(self.codec.decode(latents))
 
     # ---- generation ------------------------------------------------------------------------------
+    def null_text(self, mode: str) -> str:
+        """Guidance's unconditional text for a request of `mode`."""
+        return TASK_PREFIX["v2v"] if mode == "v2v" and self.settings.v2v_null == "task" else ""
+
     def temperature(self, request: GenerateRequest) -> float:
         """The sampling temperature a request runs at: its own, or the model's default."""
         if request.temperature is not None:
@@ -264,7 +279,7 @@ class Pipeline:
     ) -> Iterator[FrameEvent]:
         if cancel is not None and cancel.is_set():
             raise Cancelled()
-        y, y_null = self.embed(request.text, request.guidance)
+        y, y_null = self.embed(request.text, request.guidance, self.null_text(request.mode))
         if request.mode == "v2v":
             yield from self._edit(request, y, y_null, cancel)
             return

@@ -54,7 +54,13 @@ from engine.demo.text import DemoTextEncoder, TextConfig, grammar_vocab
 from engine.denoise import denoise_clip
 from engine.model import StarFlow
 from engine.model.starflow import DENOISE_STEP
-from engine.pipeline import SLOW_PRECISION, load_bundle, precision_slowdown, sampling_settings
+from engine.pipeline import (
+    SLOW_PRECISION,
+    V2V_NULLS,
+    load_bundle,
+    precision_slowdown,
+    sampling_settings,
+)
 from engine.shapes.world import FPS, HEIGHT, TRAIN_FRAMES, WIDTH
 
 log = logging.getLogger("engine.train")
@@ -78,6 +84,7 @@ class TrainConfig:
     denoiser_lr: float = 3e-4
     noise_std: float = 0.3  # latent noise augmentation, normalised latent units
     drop_text: float = 0.1  # caption dropping for classifier-free guidance
+    drop_to_task: float = 0.0  # chance a dropped "(v2v) ..."/"(extend) ..." text keeps its prefix
     two_objects: float | None = None  # chance a training scene has two objects (None: the world's)
     codec_steps: int = 1000
     codec_batch: int = 32
@@ -408,7 +415,14 @@ def score_target(nll: torch.Tensor, noisy: torch.Tensor, noise_std: float) -> to
     return (grad * noisy.numel() * noise_std**2 / DENOISE_STEP).detach()
 
 
-DATA_KEYS = ("seed", "batch", "noise_std", "drop_text", "two_objects")  # what each step's data is
+DATA_KEYS = (
+    "seed",
+    "batch",
+    "noise_std",
+    "drop_text",
+    "two_objects",
+    "drop_to_task",
+)  # what each step's data is
 
 
 def data_changes(record: dict, tc: TrainConfig) -> list[str]:
@@ -516,6 +530,7 @@ class FlowTrainer:
             size=tc.batch,
             drop_text=tc.drop_text,
             two_objects=tc.two_objects,
+            drop_to_task=tc.drop_to_task,
         )
 
     def inputs(self, step: int) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
@@ -787,16 +802,23 @@ def replace_bundle_codec(
 
 
 def export_bundle(
-    run: Path, dest: Path, dtype: torch.dtype = torch.float16, temperature: float | None = None
+    run: Path,
+    dest: Path,
+    dtype: torch.dtype = torch.float16,
+    temperature: float | None = None,
+    v2v_null: str | None = None,
 ) -> None:
     """Copy OUT's bundle to `dest` (e.g. resources/models) with weights stored as `dtype`
     (loaders cast to the model's dtype), halving the shipped size. `temperature`: the bundle's
     default sampling temperature (what `python -m engine.eval shapes --temperature` measured best);
-    None keeps the run's (1 unless set)."""
+    None keeps the run's (1 unless set). `v2v_null`: guided edits' unconditional text ("empty" or
+    "task", engine.pipeline.PipelineSettings); None keeps the run's."""
     meta = json.loads((run / f"{BUNDLE}.json").read_text())
     meta["weights_dtype"] = str(dtype).removeprefix("torch.")
     if temperature is not None:
         meta["sampling"]["temperature"] = temperature
+    if v2v_null is not None:
+        meta["sampling"]["v2v_null"] = v2v_null
     sampling_settings(meta)  # what the loader will check, checked before anything is written
     state = load_file(str(run / f"{BUNDLE}.safetensors"))
     dest.mkdir(parents=True, exist_ok=True)
@@ -853,6 +875,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "stay float32",
     )
     ap.add_argument(
+        "--drop-to-task",
+        type=float,
+        default=0.0,
+        metavar="P",
+        help="a dropped caption with a task prefix becomes the prefix alone ('(v2v) ') with this "
+        "chance, else '' (default 0): trains the unconditional text of guided edits "
+        "(--export --v2v-null task)",
+    )
+    ap.add_argument(
         "--ema",
         type=float,
         default=0.0,
@@ -894,6 +925,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="with --export: the bundle's default sampling temperature (noise scale)",
     )
     ap.add_argument(
+        "--v2v-null",
+        choices=V2V_NULLS,
+        help="with --export: guided edits' unconditional text, '' (empty) or '(v2v) ' (task: "
+        "for a model trained with --drop-to-task)",
+    )
+    ap.add_argument(
         "--decoder-steps",
         type=int,
         default=0,
@@ -917,6 +954,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="FlowConfig overrides as JSON, e.g. '{\"top_block_channels\": 192}'",
     )
     args = ap.parse_args(argv)
+    if not 0.0 <= args.drop_to_task <= 1.0:
+        ap.error(f"--drop-to-task must be a chance between 0 and 1, got {args.drop_to_task}")
     if not 0.0 <= args.ema < 1.0:
         ap.error(f"--ema must be a decay at least 0 and below 1, got {args.ema}")
     if args.two_objects is not None and not 0.0 <= args.two_objects <= 1.0:
@@ -1054,7 +1093,7 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     if args.export is not None:
-        export_bundle(args.out, args.export, temperature=args.temperature)
+        export_bundle(args.out, args.export, temperature=args.temperature, v2v_null=args.v2v_null)
         return
     if args.average is not None:
         average_bundles(args.average, args.out)
@@ -1082,6 +1121,7 @@ def main(argv: list[str] | None = None) -> None:
         codec_object_weight=args.object_weight,
         autocast=args.autocast,
         ema=args.ema,
+        drop_to_task=args.drop_to_task,
     )
     check_autocast(tc, device)
     start: dict[str, torch.Tensor] | None = None  # --init: the tensors the new run starts from

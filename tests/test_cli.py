@@ -234,3 +234,38 @@ def test_a_precision_the_cpu_emulates_is_warned_about_at_load(monkeypatch, caplo
     assert slow.info.dtype == "bfloat16" and len(slow.info.warnings) == 1
     assert "fp32" in caplog.text
     assert load_pipeline(None, "cpu", "fp32").info.warnings == ()
+
+
+def test_guided_edits_take_the_models_unconditional_text():
+    """v2v_null "task": guidance's unconditional text of an edit is "(v2v) ", the instruction
+    dropped (what a model trained with --drop-to-task learnt), instead of "": other frames with
+    guidance, the same without it; other modes keep ""."""
+    import dataclasses
+
+    from engine.api import GenerateRequest
+    from engine.pipeline import load_pipeline
+
+    pipeline = load_pipeline()
+    source = render(random_scene(np.random.default_rng(2), 2), 8)
+
+    def frames(mode, null, guidance, **kw):
+        pipeline.settings = dataclasses.replace(pipeline.settings, v2v_null=null)
+        request = GenerateRequest(
+            "make the red circle blue"
+            if mode == "v2v"
+            else "a red circle moves left on a black background",
+            mode=mode,
+            seed=4,
+            frames=3,
+            guidance=guidance,
+            **kw,
+        )
+        return np.concatenate([e.frames for e in pipeline.generate(request)])
+
+    assert not np.array_equal(
+        frames("v2v", "empty", 2.5, video=source), frames("v2v", "task", 2.5, video=source)
+    )
+    assert np.array_equal(
+        frames("v2v", "empty", 0.0, video=source), frames("v2v", "task", 0.0, video=source)
+    )
+    assert np.array_equal(frames("t2v", "empty", 2.5), frames("t2v", "task", 2.5))

@@ -181,3 +181,19 @@ def test_ground_truth_through_the_chain_is_the_flows_ceiling():
 def test_unknown_task_is_refused(capsys):
     assert main(["shapes", "--truth-only", "--tasks", "t2v,dance"]) == 2
     assert "dance" in capsys.readouterr().err
+
+
+def test_v2v_null_sets_the_edits_unconditional_text(tmp_path):
+    """--v2v-null overrides the model's unconditional text of guided edits: another clip."""
+    import torch
+
+    values, threads = {}, torch.get_num_threads()
+    try:
+        for null in ("empty", "task"):
+            out = tmp_path / f"{null}.json"
+            args = ["shapes", "--n", "1", "--long", "0", "--tasks", "edit", "-q", "--threads", "1"]
+            assert main([*args, "--json", str(out), "--v2v-null", null]) == 0
+            values[null] = json.loads(out.read_text())["edit"]["model"][0]["value"]
+    finally:
+        torch.set_num_threads(threads)
+    assert values["empty"] != values["task"]

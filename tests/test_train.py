@@ -591,3 +591,49 @@ def test_ema_must_be_a_decay_below_one(capsys):
         with pytest.raises(SystemExit):
             main(["--out", "unused", "--ema", bad])
         assert "--ema must be a decay" in capsys.readouterr().err
+
+
+def test_drop_to_task_keeps_the_task_prefix_of_some_dropped_texts(tmp_path):
+    """--drop-to-task P: a dropped text with a task prefix becomes the prefix alone with chance P
+    (the unconditional text of guided edits), else ""; a caption without one becomes "". Unset,
+    the data is the same as before the option."""
+    seen: dict[str, int] = {}
+    for step in range(400):
+        full = step_data(step, 0, 8, 0.0)[1]
+        dropped = step_data(step, 0, 8, 1.0, drop_to_task=0.75)[1]
+        for text, kept in zip(full, dropped, strict=True):
+            prefix = text.split(" ")[0] + " " if text.startswith("(") else ""
+            assert kept in ("", prefix)
+            key = f"{prefix or 'caption'}->{'prefix' if kept else 'empty'}"
+            seen[key] = seen.get(key, 0) + 1
+    assert seen.get("caption->prefix", 0) == 0 and seen["caption->empty"] > 1000
+    for prefix in ("(v2v) ", "(extend) "):
+        share = seen[f"{prefix}->prefix"] / (seen[f"{prefix}->prefix"] + seen[f"{prefix}->empty"])
+        assert 0.68 < share < 0.82, (prefix, share)
+    assert step_data(9, 0, 8, 0.3)[1] == step_data(9, 0, 8, 0.3, drop_to_task=0.0)[1]
+    assert data_changes(dataclasses.asdict(TrainConfig()), TrainConfig(drop_to_task=0.5)) == [
+        "drop-to-task 0.0 -> 0.5"
+    ]
+    with pytest.raises(SystemExit):
+        main(["--out", str(tmp_path), "--drop-to-task", "2"])
+
+
+def test_export_sets_the_edits_unconditional_text(tmp_path):
+    t = trainer()
+    t.train(1, tmp_path)
+    export_bundle(tmp_path, tmp_path / "ship")
+    assert load_bundle(tmp_path / "ship" / f"{BUNDLE}.json", "cpu").settings.v2v_null == "empty"
+    assert (
+        run(["--out", str(tmp_path), "--export", str(tmp_path / "task"), "--v2v-null", "task"]) == 0
+    )
+    pipe = load_bundle(tmp_path / "task" / f"{BUNDLE}.json", "cpu")
+    assert pipe.settings.v2v_null == "task"
+    assert (
+        pipe.null_text("v2v") == "(v2v) "
+        and pipe.null_text("extend") == pipe.null_text("t2v") == ""
+    )
+    meta = json.loads((tmp_path / "task" / f"{BUNDLE}.json").read_text())
+    meta["sampling"]["v2v_null"] = "instruction"
+    (tmp_path / "task" / f"{BUNDLE}.json").write_text(json.dumps(meta))
+    with pytest.raises(EngineError, match="bad sampling settings.*v2v_null"):
+        load_bundle(tmp_path / "task" / f"{BUNDLE}.json", "cpu")

@@ -91,14 +91,30 @@ def batch_rng(seed: int, step: int) -> np.random.Generator:
 
 
 def step_data(
-    step: int, seed: int, size: int, drop_text: float, two_objects: float | None = None
+    step: int,
+    seed: int,
+    size: int,
+    drop_text: float,
+    two_objects: float | None = None,
+    drop_to_task: float = 0.0,
 ) -> tuple[np.ndarray, list[str]]:
     """The flow's training data of one step: clips (B, T, 48, 64, 3) uint8 and their texts, each
-    dropped to "" with probability `drop_text` (for guidance). A function of its arguments alone,
-    so worker processes can render steps ahead of the trainer."""
+    dropped with probability `drop_text` (for guidance): to "", or, for a text with a task prefix
+    and with probability `drop_to_task`, to the prefix alone ("(v2v) "), the unconditional text
+    of guided edits. A function of its arguments alone, so worker processes can render steps
+    ahead of the trainer."""
     rng = batch_rng(seed, step)
     batch = make_batch(rng, size, two_objects=two_objects)
-    return batch.frames, ["" if rng.random() < drop_text else t for t in batch.texts]
+    return batch.frames, [
+        _dropped(t, rng, drop_to_task) if rng.random() < drop_text else t for t in batch.texts
+    ]
+
+
+def _dropped(text: str, rng: np.random.Generator, to_task: float) -> str:
+    prefix = text.split(" ", 1)[0] + " " if text.startswith("(") else ""
+    if prefix and to_task > 0 and rng.random() < to_task:
+        return prefix
+    return ""
 
 
 def random_frames(rng: np.random.Generator, n: int) -> np.ndarray:
