@@ -30,7 +30,7 @@ from typing import TextIO
 
 import numpy as np
 
-from .api import GenerateRequest
+from .api import V2V_NULLS, GenerateRequest
 from .shapes.captions import parse_instruction
 from .shapes.scoring import (
     CaptionScore,
@@ -437,7 +437,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     ap.add_argument(
         "--v2v-null",
-        choices=("empty", "task"),
+        choices=V2V_NULLS,
         help="guided edits' unconditional text: '' or '(v2v) ' (default: the model's own)",
     )
     ap.add_argument("--seed", type=int, default=0)

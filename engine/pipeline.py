@@ -22,6 +22,7 @@ import torch
 
 from .api import (
     TASK_PREFIX,
+    V2V_NULLS,
     Cancelled,
     Codec,
     EngineError,
@@ -41,7 +42,6 @@ log = logging.getLogger(__name__)
 RESOURCES = Path(__file__).resolve().parents[1] / "resources" / "models"
 DEMO_MODEL = RESOURCES / "shapes_demo.json"
 MAX_SOURCE_FRAMES = 2048
-V2V_NULLS = ("empty", "task")
 
 
 @dataclass(frozen=True)

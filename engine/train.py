@@ -38,7 +38,7 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
-from engine.api import EngineError
+from engine.api import V2V_NULLS, EngineError
 from engine.config import FlowConfig
 from engine.demo import split_state
 from engine.demo.codec import CodecConfig, DemoCodec
@@ -54,13 +54,7 @@ from engine.demo.text import DemoTextEncoder, TextConfig, grammar_vocab
 from engine.denoise import denoise_clip
 from engine.model import StarFlow
 from engine.model.starflow import DENOISE_STEP
-from engine.pipeline import (
-    SLOW_PRECISION,
-    V2V_NULLS,
-    load_bundle,
-    precision_slowdown,
-    sampling_settings,
-)
+from engine.pipeline import SLOW_PRECISION, load_bundle, precision_slowdown, sampling_settings
 from engine.shapes.world import FPS, HEIGHT, TRAIN_FRAMES, WIDTH
 
 log = logging.getLogger("engine.train")
@@ -415,14 +409,8 @@ def score_target(nll: torch.Tensor, noisy: torch.Tensor, noise_std: float) -> to
     return (grad * noisy.numel() * noise_std**2 / DENOISE_STEP).detach()
 
 
-DATA_KEYS = (
-    "seed",
-    "batch",
-    "noise_std",
-    "drop_text",
-    "two_objects",
-    "drop_to_task",
-)  # what each step's data is
+# the settings that make each step's data
+DATA_KEYS = ("seed", "batch", "noise_std", "drop_text", "two_objects", "drop_to_task")
 
 
 def data_changes(record: dict, tc: TrainConfig) -> list[str]:

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from engine.shapes.captions import strip_prefix
 from engine.shapes.world import (
     TRAIN_FRAMES,
     Scene,
@@ -111,9 +112,9 @@ def step_data(
 
 
 def _dropped(text: str, rng: np.random.Generator, to_task: float) -> str:
-    prefix = text.split(" ", 1)[0] + " " if text.startswith("(") else ""
-    if prefix and to_task > 0 and rng.random() < to_task:
-        return prefix
+    task, _ = strip_prefix(text)
+    if task and to_task > 0 and rng.random() < to_task:
+        return f"({task}) "
     return ""
 
 
