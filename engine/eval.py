@@ -440,6 +440,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         choices=V2V_NULLS,
         help="guided edits' unconditional text: '' or '(v2v) ' (default: the model's own)",
     )
+    ap.add_argument(
+        "--v2v-carry",
+        type=int,
+        help="edited frames an edit segment takes from the one before (default: the model's own)",
+    )
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
     ap.add_argument("--device", default="auto")
@@ -467,14 +472,19 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     pipeline = None if args.truth_only else load_pipeline(args.model, args.device)
-    if pipeline is not None and args.temperature is not None:
+    overrides = {
+        "temperature": args.temperature,
+        "v2v_null": args.v2v_null,
+        "v2v_carry": args.v2v_carry,
+    }
+    for key, value in overrides.items():
+        if pipeline is None or value is None:
+            continue
         try:
-            pipeline.settings = dataclasses.replace(pipeline.settings, temperature=args.temperature)
+            pipeline.settings = dataclasses.replace(pipeline.settings, **{key: value})
         except ValueError as exc:
-            sys.stderr.write(f"--temperature: {exc}\n")
+            sys.stderr.write(f"--{key.replace('_', '-')}: {exc}\n")
             return 2
-    if pipeline is not None and args.v2v_null is not None:
-        pipeline.settings = dataclasses.replace(pipeline.settings, v2v_null=args.v2v_null)
     results = evaluate(
         pipeline,
         args.n,

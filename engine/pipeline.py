@@ -60,6 +60,10 @@ class PipelineSettings:
     # dropped), for a model trained with it (engine.train --drop-to-task): given the source
     # frames, the empty text predicts their continuation, not an edit of them
     v2v_null: str = "empty"
+    # edited frames a segment after the first takes as context, after its source frames: the
+    # last ones of the segment before, so that what an edit makes (an added object, a colour)
+    # goes on from one segment to the next instead of being drawn anew in each (0: none)
+    v2v_carry: int = 0
 
     def __post_init__(self) -> None:
         if not valid_temperature(self.temperature):
@@ -68,6 +72,11 @@ class PipelineSettings:
             )
         if self.v2v_null not in V2V_NULLS:
             raise ValueError(f"v2v_null must be one of {V2V_NULLS}, got {self.v2v_null!r}")
+        if not 0 <= self.v2v_carry < max(self.v2v_segment, 1):
+            raise ValueError(
+                f"v2v_carry must be from 0 to v2v_segment - 1 ({self.v2v_segment - 1}), "
+                f"got {self.v2v_carry}"
+            )
 
 
 def pick_device(device: str = "auto") -> torch.device:
@@ -309,28 +318,42 @@ class Pipeline:
     def _edit(self, request: GenerateRequest, y, y_null, cancel) -> Iterator[FrameEvent]:
         """Video-to-video: the source in segments of `v2v_segment` frames, each segment the prefix
         of its edited frames (the layout the demo model was trained on); output frame t edits
-        source frame t (modulo the source's length: a longer request loops the source). A segment
-        cut short by the end of the source takes a whole segment's source frames, those before it
-        too, and keeps only its own edited frames: one source frame alone edits badly (a demo
-        model edited the last of 17 frames right in 11% of 200 clips after one, 40% after eight).
-        Sampling stops at the request's last frame."""
+        source frame t (modulo the source's length: a longer request loops the source).
+
+        A segment after the first starts `v2v_carry` source frames early, and the edited frames
+        already made of those come after its source frames as context (the training layout with
+        its first edited frames given), so the edit goes on where the last segment left it. A
+        segment cut short by the end of the source takes a whole segment's source frames, those
+        before it too (one source frame alone edits badly: a demo model edited the last of 17
+        frames right in 11% of 200 clips after one, 40% after eight); without carry it samples
+        their edited frames again and drops them. Sampling stops at the request's last frame."""
         source = self.prepare_video(request.video)
         total = request.frames or len(source)
         seg = self.settings.v2v_segment or len(source)
-        start = emitted = 0  # start: the output frame the segment begins at
+        # edited frames are latents one for one only with a per-frame codec
+        carry = self.settings.v2v_carry if self.codec.temporal_factor == 1 else 0
+        made: list[np.ndarray] = []  # edited frames of the current pass over the source
+        start = emitted = 0  # start: the output frame the segment's new frames begin at
         while start < total:
             offset = start % len(source)
-            end = min(offset + seg, len(source))
-            begin = max(0, end - seg)
-            skip = offset - begin  # edited frames of the source frames before the segment
+            if offset == 0:
+                made = []
+            begin = max(0, min(offset - carry, len(source) - seg))
+            end = min(begin + seg, len(source))
+            known = min(offset - begin, sum(map(len, made))) if carry else 0
+            skip = offset - begin - known  # edited frames sampled again and dropped
             context = self.encode(source[begin:end], request.seed + start)
-            n_lat = self.latent_count(end - begin)
+            if known:
+                given = np.concatenate(made)[offset - known : offset]
+                context = torch.cat([context, self.encode(given, request.seed + start + 1)], 1)
+            n_lat = self.latent_count(end - begin) - known
             for frames in self._stream(
                 y, y_null, context, n_lat, request, cancel, seed_offset=start
             ):
                 frames, skip = frames[skip:], max(0, skip - len(frames))
                 frames = frames[: total - emitted]
                 if len(frames):
+                    made.append(frames)
                     yield FrameEvent(request.id, emitted, frames, emitted + len(frames), total)
                     emitted += len(frames)
                 if emitted == total:

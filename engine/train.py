@@ -795,18 +795,22 @@ def export_bundle(
     dtype: torch.dtype = torch.float16,
     temperature: float | None = None,
     v2v_null: str | None = None,
+    v2v_carry: int | None = None,
 ) -> None:
     """Copy OUT's bundle to `dest` (e.g. resources/models) with weights stored as `dtype`
     (loaders cast to the model's dtype), halving the shipped size. `temperature`: the bundle's
     default sampling temperature (what `python -m engine.eval shapes --temperature` measured best);
     None keeps the run's (1 unless set). `v2v_null`: guided edits' unconditional text ("empty" or
-    "task", engine.pipeline.PipelineSettings); None keeps the run's."""
+    "task", engine.pipeline.PipelineSettings) and `v2v_carry` (edited frames an edit segment takes
+    from the one before); None keeps the run's."""
     meta = json.loads((run / f"{BUNDLE}.json").read_text())
     meta["weights_dtype"] = str(dtype).removeprefix("torch.")
     if temperature is not None:
         meta["sampling"]["temperature"] = temperature
     if v2v_null is not None:
         meta["sampling"]["v2v_null"] = v2v_null
+    if v2v_carry is not None:
+        meta["sampling"]["v2v_carry"] = v2v_carry
     sampling_settings(meta)  # what the loader will check, checked before anything is written
     state = load_file(str(run / f"{BUNDLE}.safetensors"))
     dest.mkdir(parents=True, exist_ok=True)
@@ -917,6 +921,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         choices=V2V_NULLS,
         help="with --export: guided edits' unconditional text, '' (empty) or '(v2v) ' (task: "
         "for a model trained with --drop-to-task)",
+    )
+    ap.add_argument(
+        "--v2v-carry",
+        type=int,
+        help="with --export: edited frames an edit segment after the first takes as context from "
+        "the one before, after its source frames (0 to the segment length - 1)",
     )
     ap.add_argument(
         "--decoder-steps",
@@ -1081,7 +1091,13 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     if args.export is not None:
-        export_bundle(args.out, args.export, temperature=args.temperature, v2v_null=args.v2v_null)
+        export_bundle(
+            args.out,
+            args.export,
+            temperature=args.temperature,
+            v2v_null=args.v2v_null,
+            v2v_carry=args.v2v_carry,
+        )
         return
     if args.average is not None:
         average_bundles(args.average, args.out)

@@ -190,11 +190,14 @@ def test_edits_run_in_whole_segments_and_follow_the_source_frame_by_frame():
     17th frame of a 17-frame edit is edited after the 8 source frames ending at it (not after the
     one source frame left), and a longer edit loops the source: output frame t edits source frame
     t modulo its length. Each segment samples with the request's seed plus its first frame."""
+    import dataclasses
+
     from engine.api import GenerateRequest
     from engine.pipeline import load_pipeline
 
     pipeline = load_pipeline()
     assert pipeline.settings.v2v_segment == 8
+    pipeline.settings = dataclasses.replace(pipeline.settings, v2v_carry=0)
     rng = np.random.default_rng(5)
     source = render(random_scene(rng, 2), 17)
     text = "change the background to gray"
@@ -212,6 +215,54 @@ def test_edits_run_in_whole_segments_and_follow_the_source_frame_by_frame():
     longer = edit(source, 3, frames=20)  # frames 17..19 edit source frames 0..2 again
     np.testing.assert_array_equal(longer[:17], whole)
     np.testing.assert_array_equal(longer[17:], edit(source[:8], 20)[:3])
+
+
+def test_edit_segments_carry_the_edited_frames_before_them(monkeypatch):
+    """v2v_carry 2: a segment after the first starts 2 source frames early and takes the edited
+    frames already made of those as context after its source frames (the training layout with its
+    first edited frames given); its new frames follow on. The first segment is as without carry;
+    the last one, cut short by the end of the source, takes every edited frame in its window. A
+    carry of a whole segment is refused."""
+    import dataclasses
+
+    from engine.api import GenerateRequest
+    from engine.pipeline import PipelineSettings, load_pipeline
+
+    pipeline = load_pipeline()
+    source = render(random_scene(np.random.default_rng(5), 2), 17)
+    text = "add a small green triangle that moves up"
+
+    def edit(carry, frames=0):
+        pipeline.settings = dataclasses.replace(pipeline.settings, v2v_segment=8, v2v_carry=carry)
+        request = GenerateRequest(text, mode="v2v", seed=3, video=source, frames=frames)
+        events = list(pipeline.generate(request))
+        assert [e.start for e in events] == list(range(events[-1].done))
+        return np.concatenate([e.frames for e in events])
+
+    plain = edit(0)
+    encoded = []
+    real_encode = pipeline.encode
+    monkeypatch.setattr(
+        pipeline, "encode", lambda f, seed: encoded.append(f.copy()) or real_encode(f, seed)
+    )
+    carried = edit(2)
+    assert len(carried) == 17
+    np.testing.assert_array_equal(carried[:8], plain[:8])
+    assert not np.array_equal(carried[8:], plain[8:])
+    # segments: source 0..7 -> frames 0..7; source 6..13 + frames 6, 7 -> frames 8..13;
+    # source 9..16 + frames 9..13 -> frames 14..16
+    expected = [source[0:8], source[6:14], carried[6:8], source[9:17], carried[9:14]]
+    assert len(encoded) == len(expected)
+    for got, want in zip(encoded, expected, strict=True):
+        np.testing.assert_array_equal(got, want)
+    encoded.clear()
+    longer = edit(2, frames=20)  # frames 17..19 edit source frames 0..2 again, carrying nothing
+    np.testing.assert_array_equal(longer[:17], carried)
+    assert len(longer) == 20 and len(encoded) == 6
+    np.testing.assert_array_equal(encoded[-1], source[0:8])
+    for carry in (-1, 8):
+        with pytest.raises(ValueError, match="v2v_carry"):
+            PipelineSettings(train_latent_frames=17, v2v_segment=8, v2v_carry=carry)
 
 
 def test_a_precision_the_cpu_emulates_is_warned_about_at_load(monkeypatch, caplog):

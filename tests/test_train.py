@@ -637,3 +637,13 @@ def test_export_sets_the_edits_unconditional_text(tmp_path):
     (tmp_path / "task" / f"{BUNDLE}.json").write_text(json.dumps(meta))
     with pytest.raises(EngineError, match="bad sampling settings.*v2v_null"):
         load_bundle(tmp_path / "task" / f"{BUNDLE}.json", "cpu")
+    assert pipe.settings.v2v_carry == 0
+    assert run(["--out", str(tmp_path), "--export", str(tmp_path / "c"), "--v2v-carry", "3"]) == 0
+    assert load_bundle(tmp_path / "c" / f"{BUNDLE}.json", "cpu").settings.v2v_carry == 3
+    segment = load_bundle(tmp_path / "c" / f"{BUNDLE}.json", "cpu").settings.v2v_segment
+    for bad in (-1, segment):  # a segment's frames can't all be carried
+        assert (
+            run(["--out", str(tmp_path), "--export", str(tmp_path / "x"), "--v2v-carry", str(bad)])
+            == 2
+        )
+    assert not (tmp_path / "x").exists()
