@@ -332,7 +332,7 @@ class Pipeline:
         seg = self.settings.v2v_segment or len(source)
         # edited frames are latents one for one only with a per-frame codec
         carry = self.settings.v2v_carry if self.codec.temporal_factor == 1 else 0
-        made: list[np.ndarray] = []  # edited frames of the current pass over the source
+        made: list[np.ndarray] = []  # edited frames (H, W, 3) of the current pass over the source
         start = emitted = 0  # start: the output frame the segment's new frames begin at
         while start < total:
             offset = start % len(source)
@@ -340,11 +340,11 @@ class Pipeline:
                 made = []
             begin = max(0, min(offset - carry, len(source) - seg))
             end = min(begin + seg, len(source))
-            known = min(offset - begin, sum(map(len, made))) if carry else 0
+            known = offset - begin if carry else 0  # made[begin:offset]: this pass made them
             skip = offset - begin - known  # edited frames sampled again and dropped
             context = self.encode(source[begin:end], request.seed + start)
             if known:
-                given = np.concatenate(made)[offset - known : offset]
+                given = np.stack(made[begin:offset])
                 context = torch.cat([context, self.encode(given, request.seed + start + 1)], 1)
             n_lat = self.latent_count(end - begin) - known
             for frames in self._stream(
@@ -353,7 +353,7 @@ class Pipeline:
                 frames, skip = frames[skip:], max(0, skip - len(frames))
                 frames = frames[: total - emitted]
                 if len(frames):
-                    made.append(frames)
+                    made.extend(frames)
                     yield FrameEvent(request.id, emitted, frames, emitted + len(frames), total)
                     emitted += len(frames)
                 if emitted == total:

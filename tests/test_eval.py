@@ -204,15 +204,15 @@ def test_v2v_carry_sets_the_edits_carried_frames(tmp_path, capsys):
     another clip (its frames after the first segment); a whole segment is refused."""
     import torch
 
-    frames, threads = {}, torch.get_num_threads()
+    cases, threads = {}, torch.get_num_threads()
     args = ["shapes", "--n", "1", "--long", "0", "--tasks", "edit", "-q", "--threads", "1"]
     try:
         for carry in ("0", "3"):
             out = tmp_path / f"{carry}.json"
             assert main([*args, "--json", str(out), "--v2v-carry", carry]) == 0
-            frames[carry] = json.loads(out.read_text())["edit"]["model"][0]
+            cases[carry] = json.loads(out.read_text())["edit"]["model"][0]
         assert main([*args, "--v2v-carry", "8"]) == 2
     finally:
         torch.set_num_threads(threads)
     assert "--v2v-carry" in capsys.readouterr().err
-    assert frames["0"]["value"] != frames["3"]["value"]
+    assert cases["0"]["value"] != cases["3"]["value"]

@@ -639,9 +639,9 @@ def test_export_sets_the_edits_unconditional_text(tmp_path):
         load_bundle(tmp_path / "task" / f"{BUNDLE}.json", "cpu")
     assert pipe.settings.v2v_carry == 0
     assert run(["--out", str(tmp_path), "--export", str(tmp_path / "c"), "--v2v-carry", "3"]) == 0
-    assert load_bundle(tmp_path / "c" / f"{BUNDLE}.json", "cpu").settings.v2v_carry == 3
-    segment = load_bundle(tmp_path / "c" / f"{BUNDLE}.json", "cpu").settings.v2v_segment
-    for bad in (-1, segment):  # a segment's frames can't all be carried
+    carried = load_bundle(tmp_path / "c" / f"{BUNDLE}.json", "cpu").settings
+    assert carried.v2v_carry == 3
+    for bad in (-1, carried.v2v_segment):  # a segment's frames can't all be carried
         assert (
             run(["--out", str(tmp_path), "--export", str(tmp_path / "x"), "--v2v-carry", str(bad)])
             == 2
