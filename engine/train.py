@@ -606,14 +606,17 @@ class FlowTrainer:
         save_every_s: float = 300.0,
         log_every: int = 25,
         workers: int = 0,
+        stop_after_s: float | None = None,
     ) -> list[dict[str, float]]:
         """Train up to step `until`, saving to `out` every `save_every_s` seconds and at the end.
         `workers` > 0: that many processes render the coming steps' clips meanwhile (for a GPU,
-        which trains faster than one CPU core renders); the run is the same as without them."""
+        which trains faster than one CPU core renders); the run is the same as without them.
+        `stop_after_s`: end early, checkpointed, at the first step past that many seconds (a
+        machine lent for a while); a resume continues it as if it had not stopped."""
         if workers <= 0:
-            return self._train(until, out, save_every_s, log_every)
+            return self._train(until, out, save_every_s, log_every, stop_after_s)
         with self.prefetching(until, workers):
-            return self._train(until, out, save_every_s, log_every)
+            return self._train(until, out, save_every_s, log_every, stop_after_s)
 
     @contextlib.contextmanager
     def prefetching(self, until: int, workers: int) -> Iterator[Prefetcher]:
@@ -626,11 +629,26 @@ class FlowTrainer:
             self.prefetch = None
 
     def _train(
-        self, until: int, out: Path | None, save_every_s: float, log_every: int
+        self,
+        until: int,
+        out: Path | None,
+        save_every_s: float,
+        log_every: int,
+        stop_after_s: float | None = None,
     ) -> list[dict[str, float]]:
         t0, start, last_save, history = time.perf_counter(), self.step, time.perf_counter(), []
         while self.step < until:
             history.append(self.train_step())
+            if stop_after_s is not None and time.perf_counter() - t0 > stop_after_s:
+                log.info(
+                    "stopping at step %d of %d after %.0f s (--stop-after): --resume continues",
+                    self.step,
+                    until,
+                    time.perf_counter() - t0,
+                )
+                if out is not None:
+                    self.save(out, history)
+                break
             if self.step % log_every == 0 or self.step == until:
                 recent = history[-log_every:]
                 log.info(
@@ -946,6 +964,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--codec-eval-frames", type=int, default=TrainConfig.codec_eval_frames)
     ap.add_argument("--save-every", type=float, default=300.0, help="seconds between checkpoints")
     ap.add_argument(
+        "--stop-after",
+        type=float,
+        metavar="SECONDS",
+        help="end the run early, checkpointed, at the first step past this many seconds of"
+        " training (a lent machine's time); --resume continues it as if it had not stopped",
+    )
+    ap.add_argument(
         "--flow",
         type=json.loads,
         default={},
@@ -958,6 +983,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         ap.error(f"--ema must be a decay at least 0 and below 1, got {args.ema}")
     if args.two_objects is not None and not 0.0 <= args.two_objects <= 1.0:
         ap.error(f"--two-objects must be a chance between 0 and 1, got {args.two_objects}")
+    if args.stop_after is not None and not args.stop_after >= 0.0:
+        ap.error(f"--stop-after must be seconds, at least 0, got {args.stop_after}")
     return args
 
 
@@ -1165,7 +1192,9 @@ def main(argv: list[str] | None = None) -> None:
         log.info("starting from %s (its step %s)", args.init, earlier["init"]["step"])
     elif args.resume:
         trainer.resume(args.out)
-    trainer.train(tc.steps, args.out, args.save_every, workers=args.workers)
+    trainer.train(
+        tc.steps, args.out, args.save_every, workers=args.workers, stop_after_s=args.stop_after
+    )
 
 
 def finetune_stage(

@@ -185,6 +185,24 @@ def test_resumed_run_equals_uninterrupted_run(tmp_path):
         torch.testing.assert_close(a, b, rtol=0, atol=0, msg=name)
 
 
+def test_stop_after_ends_a_run_checkpointed_and_a_resume_finishes_it(tmp_path, capsys):
+    straight = trainer()
+    straight.train(4)
+    cut = trainer()
+    history = cut.train(4, tmp_path, save_every_s=1e9, stop_after_s=0.0)
+    assert len(history) == 1 and cut.step == 1  # the first step past the time ends the run
+    resumed = trainer()
+    resumed.resume(tmp_path)  # the stop saved its checkpoint though none was due
+    assert resumed.step == 1
+    resumed.train(4)
+    for (name, a), b in zip(straight.tensors().items(), resumed.tensors().values(), strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0, msg=name)
+    for bad in ("-1", "nan"):
+        with pytest.raises(SystemExit):
+            main(["--out", "unused", "--stop-after", bad])
+        assert "--stop-after must be seconds" in capsys.readouterr().err
+
+
 def test_checkpoint_is_a_loadable_bundle(tmp_path):
     t = trainer()
     t.train(1, tmp_path)
@@ -372,6 +390,14 @@ def test_init_starts_a_new_run_from_a_shipped_bundle(tmp_path):
     assert warm.step == 0
     args = ["--out", str(tmp_path / "b"), "--init", str(shipped), "--steps", "2"]
     args += ["--batch", "1", "--threads", "1", "--lr", "1e-3", "--warmup", "1", "--seed", "4"]
+    # a run stopped by time after its first step of 3, and resumed: checkpointed each time
+    stopped = ["--out", str(tmp_path / "s"), *args[2:5], "3", *args[6:], "--stop-after", "0"]
+    main(stopped)
+    record = json.loads((tmp_path / "s" / f"{BUNDLE}.json").read_text())["training"]
+    assert record["step"] == 1 and record["steps"] == 3
+    main([*stopped, "--resume"])
+    record = json.loads((tmp_path / "s" / f"{BUNDLE}.json").read_text())["training"]
+    assert record["step"] == 2 and record["init"]["from"] == str(shipped)
     main(args)
     out = tmp_path / "b"
     meta = json.loads((out / f"{BUNDLE}.json").read_text())
