@@ -6,6 +6,8 @@ For N random captions (fixed seeds) it generates and scores:
   t2v    caption following;
   i2v    caption following and the PSNR of frame 0 against the given image;
   edit   success (the instruction holds, everything else stays) and preservation PSNR;
+  extend a ground-truth clip continued by as many frames: the new frames follow the caption,
+         and the PSNR of the first new frame against the true next frame (continuity);
   long   (480 frames = 30 s) following in the last 17-frame window and background drift
          between the first and the last second;
   chain  the t2v captions' ground-truth clips through what generation does to latents
@@ -45,7 +47,7 @@ from .shapes.world import TRAIN_FRAMES, Scene, caption, random_edit, random_scen
 
 log = logging.getLogger("engine.eval")
 
-TASKS = ("t2v", "i2v", "edit", "long", "chain")
+TASKS = ("t2v", "i2v", "edit", "extend", "long", "chain")
 Generate = Callable[[GenerateRequest], Iterator]
 
 
@@ -224,6 +226,36 @@ def eval_edit(
     return out
 
 
+def eval_extend(
+    pipeline,
+    scenes: list[Scene],
+    guidance: float,
+    truth_only: bool = False,
+    progress: Progress | None = None,
+) -> TaskResult:
+    """Each scene's first TRAIN_FRAMES frames extended by TRAIN_FRAMES more under its caption;
+    the ceiling is the scene rendered on."""
+    out = TaskResult("extend")
+    for i, scene in enumerate(scenes):
+        text, k = caption(scene), len(scene.objects)
+        clip = render(scene, 2 * TRAIN_FRAMES)
+        source, after = clip[:TRAIN_FRAMES], clip[TRAIN_FRAMES:]
+        out.truth.append(Case.of(score_caption(after, text), 100.0, objects=k))
+        if truth_only:
+            continue
+        request = GenerateRequest(
+            text, mode="extend", frames=TRAIN_FRAMES, seed=i, guidance=guidance, video=source
+        )
+        made, first, total = run_clip(pipeline, request)
+        out.model.append(
+            Case.of(score_caption(made, text), psnr(made[0], after[0]), first, total, objects=k)
+        )
+        log.info("extend %d/%d %s: %s", i + 1, len(scenes), out.model[-1].ok, text)
+        if progress is not None:
+            progress(out, len(scenes))
+    return out
+
+
 def eval_long(
     pipeline,
     scenes: list[Scene],
@@ -291,6 +323,8 @@ def evaluate(
         results["i2v"] = eval_i2v(pipeline, scenes[:n], guidance, truth_only, progress)
     if "edit" in tasks:
         results["edit"] = eval_edit(pipeline, scenes[:n], guidance, seed, truth_only, progress)
+    if "extend" in tasks:
+        results["extend"] = eval_extend(pipeline, scenes[:n], guidance, truth_only, progress)
     if "long" in tasks:
         results["long"] = eval_long(
             pipeline, scenes[:n_long], long_frames, guidance, truth_only, progress
@@ -304,6 +338,7 @@ ROWS = {
     "t2v": ("text to video", "follows caption", None),
     "i2v": ("image to video", "follows caption", "frame-0 PSNR {:.1f} dB"),
     "edit": ("video edit", "edit succeeds", "preservation {:.1f} dB"),
+    "extend": ("extend a clip", "new frames follow", "continuity {:.1f} dB"),
     "long": ("long clip", "last window follows", "background drift {:.1f}"),
     "chain": ("ground truth through the chain", "follows caption", None),
 }

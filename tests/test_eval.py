@@ -48,13 +48,15 @@ def test_ground_truth_is_the_ceiling(capsys, tmp_path):
     text = capsys.readouterr().out
     assert "| text to video | 12 | follows caption |" in text and "ground truth" in text
     cases = json.loads(out.read_text())
-    assert set(cases) == {"t2v", "i2v", "edit", "long", "chain"}
-    for task in ("t2v", "i2v", "edit", "long", "chain"):
+    assert set(cases) == {"t2v", "i2v", "edit", "extend", "long", "chain"}
+    for task in ("t2v", "i2v", "edit", "extend", "long", "chain"):
         assert np.mean([c["ok"] for c in cases[task]["truth"]]) >= 0.9, task
     assert min(c["value"] for c in cases["edit"]["truth"]) == 100.0  # nothing else changed
+    assert min(c["value"] for c in cases["extend"]["truth"]) == 100.0  # the true next frame
+    assert "| extend a clip | 12 | new frames follow |" in text
     assert max(c["value"] for c in cases["long"]["truth"]) == 0.0  # no drift in a render
     # the parts of the rule are recorded per clip, and a pass implies every part holds
-    for task in ("t2v", "i2v", "edit", "long"):
+    for task in ("t2v", "i2v", "edit", "extend", "long"):
         for c in cases[task]["truth"]:
             assert 0.0 <= c["frames"] <= 1.0 and isinstance(c["motion"], bool)
             if c["ok"]:
@@ -62,12 +64,12 @@ def test_ground_truth_is_the_ceiling(capsys, tmp_path):
     assert all(isinstance(c["kept"], bool) for c in cases["edit"]["truth"])
     assert "Where clips fail" in text and "| video edit |" in text.split("Where clips fail")[1]
     assert "by frame" not in text  # only the model's clips are shown frame by frame
-    for task in ("t2v", "i2v", "edit", "long"):
+    for task in ("t2v", "i2v", "edit", "extend", "long"):
         for c in cases[task]["truth"]:
             assert len(c["by_frame"]) == 17 and np.mean(c["by_frame"]) == c["frames"]
     # each case records its scene's objects: the captions' own count (edits: the source scene)
     scenes = _scenes(0, 12)
-    for task in ("t2v", "i2v", "edit", "chain"):
+    for task in ("t2v", "i2v", "edit", "extend", "chain"):
         assert [c["objects"] for c in cases[task]["truth"]] == [len(s.objects) for s in scenes]
     assert [c["objects"] for c in cases["long"]["truth"]] == [len(s.objects) for s in scenes[:2]]
     assert "Pass rate by objects in the scene" in text
@@ -152,6 +154,8 @@ def test_the_demo_model_goes_through_every_task():
         assert len(r.model) == len(r.truth) == (1 if task == "long" else 2)
     assert all(c.first_s is not None and c.total_s >= c.first_s for c in results["t2v"].model)
     assert all(c.value == 100.0 for c in results["i2v"].model)  # frame 0 is the given image
+    # an extension's first new frame is made, near the true next frame but not it
+    assert all(15.0 < c.value < 100.0 for c in results["extend"].model)
     assert "speed (t2v, median)" in table(results, 40)
     for r in results.values():  # the parts are recorded for the model's clips too
         assert all(c.frames is not None and c.motion is not None for c in r.model)
