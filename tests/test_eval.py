@@ -154,8 +154,9 @@ def test_the_demo_model_goes_through_every_task():
         assert len(r.model) == len(r.truth) == (1 if task == "long" else 2)
     assert all(c.first_s is not None and c.total_s >= c.first_s for c in results["t2v"].model)
     assert all(c.value == 100.0 for c in results["i2v"].model)  # frame 0 is the given image
-    # an extension's first new frame is made, near the true next frame but not it
-    assert all(15.0 < c.value < 100.0 for c in results["extend"].model)
+    # an extension's first new frame is made, near the true next frame but not it (measured: 30
+    # dB median, 20.9 the least of 200; a first frame made from the caption alone, 12-16 dB)
+    assert all(18.0 < c.value < 100.0 for c in results["extend"].model)
     assert "speed (t2v, median)" in table(results, 40)
     for r in results.values():  # the parts are recorded for the model's clips too
         assert all(c.frames is not None and c.motion is not None for c in r.model)
