@@ -11,18 +11,24 @@
 #
 #   python -m engine.eval shapes --model OUT_DIR/shapes_demo.json --n 200 --threads 1
 #
-# The run folder (checkpoint, resumable with the same command's --resume) is RUN_DIR, by default
-# a new temporary folder. DEVICE, BATCH, WORKERS, AUTOCAST, LR, SEED override the recipe (e.g.
-# DEVICE=cpu BATCH=2 WORKERS=0 AUTOCAST=none to try the script on a CPU).
+# The run folder (its checkpoint) is RUN_DIR, by default a new temporary folder; given one that
+# holds a run, the script resumes it for SECONDS more (the same recipe, so the same run). DEVICE,
+# BATCH, WORKERS, AUTOCAST, LR, SEED override the recipe (e.g. DEVICE=cpu BATCH=2 WORKERS=0
+# AUTOCAST=none to try the script on a CPU).
 set -euo pipefail
 
 out=${1:?usage: scripts/gpu_round.sh OUT_DIR [SECONDS] [STEPS]}
+out=$(realpath -m "$out")
 seconds=${2:-420}
 steps=${3:-20000}
-run=${RUN_DIR:-$(mktemp -d)/run}
+run=$(realpath -m "${RUN_DIR:-$(mktemp -d)/run}")
 cd "$(dirname "$0")/.."
+start=(--init resources/models/shapes_demo.json)
+if [ -e "$run/train_state.pt" ]; then
+    start=(--resume)
+fi
 
-python3 -m engine.train --out "$run" --init resources/models/shapes_demo.json \
+python3 -m engine.train --out "$run" "${start[@]}" \
     --device "${DEVICE:-cuda}" --autocast "${AUTOCAST:-bf16}" --batch "${BATCH:-128}" \
     --workers "${WORKERS:-12}" --two-objects 0.85 --drop-to-task 0.8 --ema 0.9995 \
     --lr "${LR:-2e-4}" --warmup 200 --min-lr 4e-5 --steps "$steps" --seed "${SEED:-12}" \
