@@ -1117,6 +1117,11 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        built = "built without CUDA" if torch.version.cuda is None else "sees no GPU"
+        raise ValueError(
+            f"--device cuda: this torch ({torch.__version__}) {built}; use --device cpu"
+        )
     if args.export is not None:
         export_bundle(
             args.out,

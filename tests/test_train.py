@@ -203,6 +203,14 @@ def test_stop_after_ends_a_run_checkpointed_and_a_resume_finishes_it(tmp_path, c
         assert "--stop-after must be seconds" in capsys.readouterr().err
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a machine with a GPU trains on it")
+def test_cuda_without_a_gpu_is_a_one_line_error(tmp_path):
+    args = ["--out", str(tmp_path / "run"), "--device", "cuda", "--steps", "1"]
+    with pytest.raises(ValueError, match="--device cuda: this torch .* use --device cpu"):
+        main(args)
+    assert run(args) == 2 and not (tmp_path / "run").exists()
+
+
 def test_checkpoint_is_a_loadable_bundle(tmp_path):
     t = trainer()
     t.train(1, tmp_path)
