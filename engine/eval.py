@@ -32,7 +32,7 @@ from typing import TextIO
 
 import numpy as np
 
-from .api import V2V_NULLS, GenerateRequest
+from .api import V2V_NULLS, EngineError, GenerateRequest
 from .shapes.captions import parse_instruction
 from .shapes.scoring import (
     CaptionScore,
@@ -506,7 +506,11 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    pipeline = None if args.truth_only else load_pipeline(args.model, args.device)
+    try:
+        pipeline = None if args.truth_only else load_pipeline(args.model, args.device)
+    except EngineError as exc:
+        sys.stderr.write(f"error: {exc}\n")
+        return 2
     overrides = {
         "temperature": args.temperature,
         "v2v_null": args.v2v_null,

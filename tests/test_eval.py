@@ -188,6 +188,13 @@ def test_unknown_task_is_refused(capsys):
     assert "dance" in capsys.readouterr().err
 
 
+def test_a_model_that_cannot_load_is_a_one_line_error(capsys, tmp_path):
+    (tmp_path / "bad.json").write_text("{not json")
+    assert main(["shapes", "--model", str(tmp_path / "bad.json"), "--n", "1"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and len(err.strip().splitlines()) == 1
+
+
 def test_v2v_null_sets_the_edits_unconditional_text(tmp_path):
     """--v2v-null overrides the model's unconditional text of guided edits: another clip."""
     import torch
