@@ -172,27 +172,38 @@ def eval_t2v(
     return out
 
 
-def eval_i2v(
+def eval_given(
     pipeline,
     scenes: list[Scene],
+    mode: str,
     guidance: float,
     truth_only: bool = False,
     progress: Progress | None = None,
 ) -> TaskResult:
-    out = TaskResult("i2v")
+    """Generation from given frames of each scene's clip, scored against the frames it should
+    make (the ceiling: those frames themselves) and the first made frame's PSNR against theirs.
+    mode 'i2v': frame 0 given, TRAIN_FRAMES made from it (frame 0 the given image itself);
+    'extend': the first TRAIN_FRAMES given, as many more made (continuity with the true next)."""
+    out = TaskResult(mode)
     for i, scene in enumerate(scenes):
-        text, clip, k = caption(scene), render(scene, TRAIN_FRAMES), len(scene.objects)
-        out.truth.append(Case.of(score_caption(clip, text), 100.0, objects=k))
+        text, k = caption(scene), len(scene.objects)
+        if mode == "i2v":
+            target = render(scene, TRAIN_FRAMES)
+            given = {"image": target[0]}
+        else:
+            clip = render(scene, 2 * TRAIN_FRAMES)
+            target, given = clip[TRAIN_FRAMES:], {"video": clip[:TRAIN_FRAMES]}
+        out.truth.append(Case.of(score_caption(target, text), 100.0, objects=k))
         if truth_only:
             continue
         request = GenerateRequest(
-            text, mode="i2v", frames=TRAIN_FRAMES, seed=i, guidance=guidance, image=clip[0]
+            text, mode=mode, frames=TRAIN_FRAMES, seed=i, guidance=guidance, **given
         )
-        frames, first, total = run_clip(pipeline, request)
+        made, first, total = run_clip(pipeline, request)
         out.model.append(
-            Case.of(score_caption(frames, text), psnr(frames[0], clip[0]), first, total, objects=k)
+            Case.of(score_caption(made, text), psnr(made[0], target[0]), first, total, objects=k)
         )
-        log.info("i2v %d/%d %s: %s", i + 1, len(scenes), out.model[-1].ok, text)
+        log.info("%s %d/%d %s: %s", mode, i + 1, len(scenes), out.model[-1].ok, text)
         if progress is not None:
             progress(out, len(scenes))
     return out
@@ -221,36 +232,6 @@ def eval_edit(
         score = score_edit(source, frames, instruction, scene)
         out.model.append(_edit_case(score, kind, first, total, objects=k))
         log.info("edit %d/%d %s: %s", i + 1, len(scenes), score.succeeds, instruction)
-        if progress is not None:
-            progress(out, len(scenes))
-    return out
-
-
-def eval_extend(
-    pipeline,
-    scenes: list[Scene],
-    guidance: float,
-    truth_only: bool = False,
-    progress: Progress | None = None,
-) -> TaskResult:
-    """Each scene's first TRAIN_FRAMES frames extended by TRAIN_FRAMES more under its caption;
-    the ceiling is the scene rendered on."""
-    out = TaskResult("extend")
-    for i, scene in enumerate(scenes):
-        text, k = caption(scene), len(scene.objects)
-        clip = render(scene, 2 * TRAIN_FRAMES)
-        source, after = clip[:TRAIN_FRAMES], clip[TRAIN_FRAMES:]
-        out.truth.append(Case.of(score_caption(after, text), 100.0, objects=k))
-        if truth_only:
-            continue
-        request = GenerateRequest(
-            text, mode="extend", frames=TRAIN_FRAMES, seed=i, guidance=guidance, video=source
-        )
-        made, first, total = run_clip(pipeline, request)
-        out.model.append(
-            Case.of(score_caption(made, text), psnr(made[0], after[0]), first, total, objects=k)
-        )
-        log.info("extend %d/%d %s: %s", i + 1, len(scenes), out.model[-1].ok, text)
         if progress is not None:
             progress(out, len(scenes))
     return out
@@ -320,11 +301,13 @@ def evaluate(
     if "t2v" in tasks:
         results["t2v"] = eval_t2v(pipeline, scenes[:n], guidance, truth_only, progress)
     if "i2v" in tasks:
-        results["i2v"] = eval_i2v(pipeline, scenes[:n], guidance, truth_only, progress)
+        results["i2v"] = eval_given(pipeline, scenes[:n], "i2v", guidance, truth_only, progress)
     if "edit" in tasks:
         results["edit"] = eval_edit(pipeline, scenes[:n], guidance, seed, truth_only, progress)
     if "extend" in tasks:
-        results["extend"] = eval_extend(pipeline, scenes[:n], guidance, truth_only, progress)
+        results["extend"] = eval_given(
+            pipeline, scenes[:n], "extend", guidance, truth_only, progress
+        )
     if "long" in tasks:
         results["long"] = eval_long(
             pipeline, scenes[:n_long], long_frames, guidance, truth_only, progress
