@@ -639,16 +639,7 @@ class FlowTrainer:
         t0, start, last_save, history = time.perf_counter(), self.step, time.perf_counter(), []
         while self.step < until:
             history.append(self.train_step())
-            if stop_after_s is not None and time.perf_counter() - t0 > stop_after_s:
-                log.info(
-                    "stopping at step %d of %d after %.0f s (--stop-after): --resume continues",
-                    self.step,
-                    until,
-                    time.perf_counter() - t0,
-                )
-                if out is not None:
-                    self.save(out, history)
-                break
+            stop = stop_after_s is not None and time.perf_counter() - t0 > stop_after_s
             if self.step % log_every == 0 or self.step == until:
                 recent = history[-log_every:]
                 log.info(
@@ -662,10 +653,18 @@ class FlowTrainer:
                     (self.step - start) / (time.perf_counter() - t0),
                 )
             if out is not None and (
-                time.perf_counter() - last_save > save_every_s or self.step == until
+                time.perf_counter() - last_save > save_every_s or self.step == until or stop
             ):
                 self.save(out, history)
                 last_save = time.perf_counter()
+            if stop:
+                log.info(
+                    "stopping at step %d of %d after %.0f s (--stop-after): --resume continues",
+                    self.step,
+                    until,
+                    time.perf_counter() - t0,
+                )
+                break
         return history
 
     # ---- checkpoints ---------------------------------------------------------------------------------
