@@ -83,7 +83,10 @@ def pick_device(device: str = "auto") -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device.startswith("cuda") and not torch.cuda.is_available():
-        raise EngineError("CUDA was requested but no CUDA device is available")
+        built = "built without CUDA" if torch.version.cuda is None else "sees no GPU"
+        raise EngineError(
+            f"--device {device}: this torch ({torch.__version__}) {built}; use --device cpu"
+        )
     return torch.device(device)
 
 

@@ -54,7 +54,13 @@ from engine.demo.text import DemoTextEncoder, TextConfig, grammar_vocab
 from engine.denoise import denoise_clip
 from engine.model import StarFlow
 from engine.model.starflow import DENOISE_STEP
-from engine.pipeline import SLOW_PRECISION, load_bundle, precision_slowdown, sampling_settings
+from engine.pipeline import (
+    SLOW_PRECISION,
+    load_bundle,
+    pick_device,
+    precision_slowdown,
+    sampling_settings,
+)
 from engine.shapes.world import FPS, HEIGHT, TRAIN_FRAMES, WIDTH
 
 log = logging.getLogger("engine.train")
@@ -1115,12 +1121,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     torch.set_num_threads(args.threads)
-    device = torch.device(args.device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        built = "built without CUDA" if torch.version.cuda is None else "sees no GPU"
-        raise ValueError(
-            f"--device cuda: this torch ({torch.__version__}) {built}; use --device cpu"
-        )
+    device = pick_device(args.device)
     if args.export is not None:
         export_bundle(
             args.out,

@@ -206,7 +206,7 @@ def test_stop_after_ends_a_run_checkpointed_and_a_resume_finishes_it(tmp_path, c
 @pytest.mark.skipif(torch.cuda.is_available(), reason="a machine with a GPU trains on it")
 def test_cuda_without_a_gpu_is_a_one_line_error(tmp_path):
     args = ["--out", str(tmp_path / "run"), "--device", "cuda", "--steps", "1"]
-    with pytest.raises(ValueError, match="--device cuda: this torch .* use --device cpu"):
+    with pytest.raises(EngineError, match="--device cuda: this torch .* use --device cpu"):
         main(args)
     assert run(args) == 2 and not (tmp_path / "run").exists()
 
