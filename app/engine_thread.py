@@ -30,7 +30,7 @@ Loader = Callable[[str | None, str, str], object]  # (model, device, precision) 
 
 
 def default_loader(model: str | None, device: str, dtype: str):
-    from engine.pipeline import load_pipeline
+    from engine.registry import load_pipeline
 
     return load_pipeline(model or None, device, dtype)
 

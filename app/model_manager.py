@@ -32,7 +32,7 @@ from PySide6.QtWidgets import (
 )
 
 from engine.api import Cancelled, EngineError
-from engine.large.hub import (
+from engine.starflow_v.hub import (
     DEFAULT_FILENAME,
     DEFAULT_REPO,
     DEFAULT_REVISION,

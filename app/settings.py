@@ -146,7 +146,7 @@ class Settings:
     @property
     def models_dir(self) -> Path:
         """Where the model manager downloads checkpoints."""
-        from engine.large.pipeline import DEFAULT_MODELS_DIR
+        from engine.starflow_v.loader import DEFAULT_MODELS_DIR
 
         return Path(self._get("paths/models", str(DEFAULT_MODELS_DIR), str))
 

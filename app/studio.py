@@ -41,7 +41,7 @@ MAX_CLIP_NAME = 200
 
 def fit_frames(frames: np.ndarray, width: int, height: int) -> np.ndarray:
     """(T, H, W, 3) -> (T, height, width, 3): resize to cover and centre crop (as the pipeline does)."""
-    from engine.pipeline import fit_frame
+    from engine.frames import fit_frame
 
     if frames.shape[1:3] == (height, width):
         return frames

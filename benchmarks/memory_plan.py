@@ -22,7 +22,7 @@ sys.path.insert(0, str(ROOT))
 
 from engine.checkpoint import expected_manifest  # noqa: E402
 from engine.config import FlowConfig  # noqa: E402
-from engine.large.sizes import frame_size, latent_frames  # noqa: E402
+from engine.starflow_v.sizes import frame_size, latent_frames  # noqa: E402
 
 GIB = 2**30
 VAE_PARAMS = 0.7e9  # Wan2.2 TI2V-5B VAE, about 700M parameters

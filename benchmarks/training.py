@@ -23,9 +23,9 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from engine.demo import split_state  # noqa: E402
+from engine.demo.bundle import split_state  # noqa: E402
 from engine.demo.data import step_data  # noqa: E402
-from engine.train import FlowTrainer, TrainConfig, build_codec, init_source  # noqa: E402
+from engine.demo.train import FlowTrainer, TrainConfig, build_codec, init_source  # noqa: E402
 
 BUNDLE = ROOT / "resources" / "models" / "shapes_demo.json"
 

@@ -23,7 +23,6 @@ import torch
 Mode = Literal["t2v", "i2v", "v2v", "extend"]
 MODES: tuple[str, ...] = ("t2v", "i2v", "v2v", "extend")
 TASK_PREFIX = {"t2v": "", "i2v": "", "v2v": "(v2v) ", "extend": "(extend) "}
-V2V_NULLS = ("empty", "task")  # guided edits' unconditional text: "" or "(v2v) "
 
 _ids = itertools.count(1)
 MAX_SEED = 2**62  # seeds (plus per-segment offsets) stay within torch's 64-bit generator seeds

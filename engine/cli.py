@@ -127,7 +127,7 @@ def render(
 
 
 def _load(args: argparse.Namespace):
-    from .pipeline import load_pipeline
+    from .registry import load_pipeline
 
     return load_pipeline(
         args.model,

@@ -1,28 +1,23 @@
 """Pixels and prompts in, frames out: a loaded model with its codec and text encoder.
 
-`load_pipeline()` gives the built-in Shapes-world demo model (resources/models); the GUI and the
-command line call `Pipeline.generate(request, cancel)` and receive `FrameEvent`s as the causal
-generator finalises frames.
+`engine.registry.load_pipeline()` gives one (the built-in Shapes-world demo model by default); the
+GUI and the command line call `Pipeline.generate(request, cancel)` and receive `FrameEvent`s as
+the causal generator finalises frames. Each model family builds a Pipeline (or a subclass) in its
+own package: `engine.demo.bundle`, `engine.starflow_v.loader`.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import threading
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 
 from .api import (
-    TASK_PREFIX,
-    V2V_NULLS,
     Cancelled,
     Codec,
     EngineError,
@@ -32,15 +27,14 @@ from .api import (
     TextEncoder,
     valid_temperature,
 )
-from .denoise import denoise_clip
+from .device import precision_warnings
+from .frames import fit_frame
 from .model import StarFlow
 from .sampling import SamplerOptions
-from .session import NoiseSource, Session, denoise_chunk
+from .session import NoiseSource, Session
 
 log = logging.getLogger(__name__)
 
-RESOURCES = Path(__file__).resolve().parents[1] / "resources" / "models"
-DEMO_MODEL = RESOURCES / "shapes_demo.json"
 MAX_SOURCE_FRAMES = 2048
 
 
@@ -56,121 +50,12 @@ class PipelineSettings:
     jacobi_max_iter: int = 32
     jacobi_threshold: float = 1e-3
     temperature: float = 1.0  # scale of the sampling noise (1: the flow's own distribution)
-    # guided edits' unconditional text: "empty" (""), or "task" ("(v2v) ", the instruction
-    # dropped), for a model trained with it (engine.train --drop-to-task): given the source
-    # frames, the empty text predicts their continuation, not an edit of them
-    v2v_null: str = "empty"
-    # edited frames a segment after the first takes as context, after its source frames: the
-    # last ones of the segment before, so that what an edit makes (an added object, a colour)
-    # goes on from one segment to the next instead of being drawn anew in each (0: none)
-    v2v_carry: int = 0
 
     def __post_init__(self) -> None:
         if not valid_temperature(self.temperature):
             raise ValueError(
                 f"sampling temperature must be finite and positive, got {self.temperature}"
             )
-        if self.v2v_null not in V2V_NULLS:
-            raise ValueError(f"v2v_null must be one of {V2V_NULLS}, got {self.v2v_null!r}")
-        if not 0 <= self.v2v_carry < max(self.v2v_segment, 1):
-            raise ValueError(
-                f"v2v_carry must be from 0 to v2v_segment - 1 ({self.v2v_segment - 1}), "
-                f"got {self.v2v_carry}"
-            )
-
-
-def pick_device(device: str = "auto") -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        built = "built without CUDA" if torch.version.cuda is None else "sees no GPU"
-        raise EngineError(
-            f"--device {device}: this torch ({torch.__version__}) {built}; use --device cpu"
-        )
-    return torch.device(device)
-
-
-def pick_dtype(dtype: str, device: torch.device) -> torch.dtype:
-    if dtype == "auto":
-        return torch.bfloat16 if device.type == "cuda" else torch.float32
-    try:
-        return {
-            "fp32": torch.float32,
-            "float32": torch.float32,
-            "bf16": torch.bfloat16,
-            "bfloat16": torch.bfloat16,
-            "fp16": torch.float16,
-        }[dtype]
-    except KeyError:
-        raise EngineError(f"unknown precision {dtype!r} (use auto, fp32 or bf16)") from None
-
-
-SLOW_PRECISION = 2.0  # a CPU precision this many times slower than float32 gets a warning
-_DTYPE_NAMES = {torch.bfloat16: "bf16", torch.float16: "fp16", torch.float32: "fp32"}
-
-
-def precision_slowdown(
-    device: torch.device, dtype: torch.dtype, side: int = 256, reps: int = 3
-) -> float:
-    """How many times longer a side x side matrix product takes in `dtype` than in float32 on
-    `device` (best of `reps` after one warm-up each). CPUs without native bfloat16 (no AVX-512
-    BF16 or AMX) emulate it: on an AVX2-only EPYC a bfloat16 product is ~90x slower."""
-    a = torch.randn(side, side, device=device)
-    b = torch.randn(side, side, device=device)
-
-    def best(dt: torch.dtype) -> float:
-        x, y = a.to(dt), b.to(dt)
-        times = []
-        for _ in range(reps + 1):
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            t0 = time.perf_counter()
-            (x @ y).float().sum().item()
-            times.append(time.perf_counter() - t0)
-        return min(times[1:])
-
-    return best(dtype) / max(best(torch.float32), 1e-9)
-
-
-def precision_warnings(
-    device: torch.device, dtype: torch.dtype, limit: float | None = None
-) -> tuple[str, ...]:
-    """A warning when a reduced precision on a CPU is over `limit` (default SLOW_PRECISION) times
-    slower than float32 (the CPU emulates it), naming the fast choice; nothing on GPUs or in
-    float32."""
-    if device.type != "cpu" or dtype == torch.float32:
-        return ()
-    factor = precision_slowdown(device, dtype)
-    if factor <= (SLOW_PRECISION if limit is None else limit):
-        return ()
-    name = _DTYPE_NAMES.get(dtype, str(dtype).replace("torch.", ""))
-    text = (
-        f"{name} matrix products take {factor:.0f}x as long as fp32 ones on this CPU (it has no "
-        f"native {name}): precision auto or fp32 is the fast choice here"
-    )
-    log.warning("%s", text)
-    return (text,)
-
-
-def fit_frame(image: np.ndarray, width: int, height: int) -> np.ndarray:
-    """Any HWC uint8 RGB (or gray / RGBA) image -> (height, width, 3): resize to cover, centre crop."""
-    img = np.asarray(image)
-    if img.dtype != np.uint8 or img.ndim not in (2, 3) or min(img.shape[:2]) < 1:
-        raise EngineError(f"expected an 8-bit image, got dtype {img.dtype} shape {img.shape}")
-    if img.ndim == 2:
-        img = np.repeat(img[:, :, None], 3, axis=2)
-    if img.shape[2] == 4:
-        img = img[:, :, :3]
-    if img.shape[2] != 3:
-        raise EngineError(f"expected 3 colour channels, got {img.shape[2]}")
-    h, w = img.shape[:2]
-    scale = max(width / w, height / h)
-    nw, nh = max(width, math.ceil(w * scale - 1e-6)), max(height, math.ceil(h * scale - 1e-6))
-    if (nw, nh) != (w, h):
-        interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
-        img = cv2.resize(img, (nw, nh), interpolation=interp)
-    top, left = (nh - height) // 2, (nw - width) // 2
-    return np.ascontiguousarray(img[top : top + height, left : left + width])
 
 
 def to_tensor(frames: np.ndarray, device) -> torch.Tensor:
@@ -183,6 +68,32 @@ def to_uint8(frames: torch.Tensor) -> np.ndarray:
     """(1, T, 3, H, W) in [-1, 1] -> (T, H, W, 3) uint8."""
     x = ((frames[0].float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
     return x.permute(0, 2, 3, 1).cpu().numpy()
+
+
+def model_info(
+    name: str,
+    flow: StarFlow,
+    width: int,
+    height: int,
+    fps: int,
+    train_frames: int,
+    temperature: float,
+) -> ModelInfo:
+    """What the editor and the command line show of a loaded model (device, dtype and size read
+    from the flow's weights)."""
+    weight = flow.top.proj_in.weight
+    return ModelInfo(
+        name=name,
+        width=width,
+        height=height,
+        fps=fps,
+        train_frames=train_frames,
+        device=str(weight.device),
+        dtype=str(weight.dtype).replace("torch.", ""),
+        parameters=sum(p.numel() for p in flow.parameters()),
+        temperature=temperature,
+        warnings=precision_warnings(weight.device, weight.dtype),
+    )
 
 
 class Pipeline:
@@ -237,24 +148,14 @@ class Pipeline:
         emb = emb.to(self.device, self.model.top.proj_txt.weight.dtype)
         return emb[:1], (emb[1:] if guidance > 0 else None)
 
-    @torch.no_grad()
-    def through_chain(self, frames: np.ndarray, text: str, noise_seed: int = 0) -> np.ndarray:
-        """Frames (T, H, W, 3) uint8 as generation would show them if the flow sampled exactly
-        their latents: encoded, the training noise added (as for context), cleaned by the
-        learnable denoiser under `text`, decoded. What is lost here is lost to every sample:
-        the ceiling the codec and denoiser leave the flow (engine.eval's `chain` task)."""
-        latents = self.encode(self.prepare_video(frames), noise_seed)
-        latents = latents.to(self.model.top.proj_in.weight.dtype)
-        if hasattr(self.model, "learnable_self_denoiser"):
-            y, _ = self.embed(text, 0.0)
-            steps = denoise_chunk(self.model, self.options(0.0, latents.size(1)))
-            latents = denoise_clip(self.model, latents, y, steps, self.model.cfg.denoiser_window)
-        return to_uint8(self.codec.decode(latents))
-
     # ---- generation ------------------------------------------------------------------------------
     def null_text(self, mode: str) -> str:
-        """Guidance's unconditional text for a request of `mode`."""
-        return TASK_PREFIX["v2v"] if mode == "v2v" and self.settings.v2v_null == "task" else ""
+        """Guidance's unconditional text for a request of `mode` (the empty text)."""
+        return ""
+
+    def edit_carry(self) -> int:
+        """Edited frames an edit segment after the first takes as context (0: none)."""
+        return 0
 
     def temperature(self, request: GenerateRequest) -> float:
         """The sampling temperature a request runs at: its own, or the model's default."""
@@ -334,7 +235,7 @@ class Pipeline:
         total = request.frames or len(source)
         seg = self.settings.v2v_segment or len(source)
         # edited frames are latents one for one only with a per-frame codec
-        carry = self.settings.v2v_carry if self.codec.temporal_factor == 1 else 0
+        carry = self.edit_carry() if self.codec.temporal_factor == 1 else 0
         made: list[np.ndarray] = []  # edited frames (H, W, 3) of the current pass over the source
         start = emitted = 0  # start: the output frame the segment's new frames begin at
         while start < total:
@@ -381,91 +282,3 @@ class Pipeline:
                 decoder.push(context[:, t])
             for _, latent in session.frames(n_lat, noise, cancel, hw):
                 yield to_uint8(decoder.push(latent))
-
-
-def load_pipeline(
-    model: str | Path | None = None,
-    device: str = "auto",
-    dtype: str = "auto",
-    accept_license: bool = False,
-    **large_options,
-) -> Pipeline:
-    """Load a model: None = the built-in demo model; a bundle JSON; or the released STARFlow-V as
-    a .pth/.safetensors checkpoint or a Hub repo id (large_options: engine.large.pipeline.LargeOptions)."""
-    path = Path(model) if model is not None else DEMO_MODEL
-    if (path.suffix in (".pth", ".safetensors") and not path.with_suffix(".json").exists()) or (
-        str(model).count("/") == 1 and not path.exists() and not path.suffix
-    ):
-        from .large.pipeline import LargeOptions, load_large_pipeline
-
-        options = LargeOptions(**{k: v for k, v in large_options.items() if v is not None})
-        return load_large_pipeline(model, device, dtype, options, accept_license)
-    return load_bundle(path.with_suffix(".json"), device, dtype)
-
-
-def _companions(meta: dict, json_path: Path, weights: Path):
-    """The codec and text encoder a bundle names: the PCA/word pair of the first demo model, or the
-    learned autoencoder/transformer pair of engine.demo."""
-    if meta.get("codec", {}).get("kind") == "pca":
-        from safetensors.torch import load_file
-
-        from .demo.pca import PCACodec, WordText
-
-        codec = PCACodec(int(meta["codec"]["components"]))
-        text = WordText(int(meta["text"]["dim"]), int(meta["text"]["max_tokens"]))
-        try:
-            state = load_file(str(weights))
-            codec.load_state_dict({k[6:]: v for k, v in state.items() if k.startswith("codec.")})
-            text.load_state_dict({k[5:]: v for k, v in state.items() if k.startswith("text.")})
-        except Exception as exc:
-            raise EngineError(f"cannot load the demo codec/text weights: {exc}") from exc
-        return codec, text
-    from .demo import load_demo_components
-
-    return load_demo_components(json_path, weights)
-
-
-def sampling_settings(meta: dict) -> PipelineSettings:
-    """A bundle JSON's sampling settings; ValueError / TypeError where they are bad."""
-    return PipelineSettings(
-        train_latent_frames=meta.get("train_frames", 17), **meta.get("sampling", {})
-    )
-
-
-def load_bundle(json_path: Path, device: str = "auto", dtype: str = "auto") -> Pipeline:
-    from .checkpoint import build_model, open_state_dict
-    from .config import FlowConfig
-
-    if not json_path.is_file():
-        raise EngineError(f"model description not found: {json_path}")
-    try:
-        meta = json.loads(json_path.read_text())
-        cfg = FlowConfig.from_dict(meta["flow"])
-    except (ValueError, KeyError, TypeError) as exc:
-        raise EngineError(f"{json_path.name} is not a valid model description: {exc}") from exc
-    try:
-        settings = sampling_settings(meta)
-    except (ValueError, TypeError) as exc:
-        raise EngineError(f"{json_path.name} has bad sampling settings: {exc}") from exc
-    weights = json_path.with_suffix(".safetensors")
-    dev = pick_device(device)
-    dt = pick_dtype(dtype, dev)
-    state = open_state_dict(weights)
-    flow = build_model(cfg, state, dev, dt, prefix="flow.")
-    codec, text = _companions(meta, json_path, weights)
-    codec = codec.to(dev).eval()
-    text = text.to(dev).eval()
-    info = ModelInfo(
-        name=meta.get("name", json_path.stem),
-        width=meta["width"],
-        height=meta["height"],
-        fps=meta.get("fps", 16),
-        train_frames=meta.get("train_frames", 17),
-        device=str(dev),
-        dtype=str(dt).replace("torch.", ""),
-        parameters=sum(p.numel() for p in flow.parameters()),
-        temperature=settings.temperature,
-        warnings=precision_warnings(dev, dt),
-    )
-    log.info("loaded %s (%d parameters) on %s", info.name, info.parameters, dev)
-    return Pipeline(flow, codec, text, info, settings)

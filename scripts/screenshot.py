@@ -16,7 +16,7 @@ import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
 from app.__main__ import create_app  # noqa: E402
-from engine.shapes.world import caption, random_scene, render  # noqa: E402
+from engine.demo.world import caption, random_scene, render  # noqa: E402
 
 
 def main(out: str) -> None:

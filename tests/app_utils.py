@@ -21,7 +21,7 @@ _PIPELINES: dict[tuple[str, str, str], object] = {}
 
 def demo_loader(model: str | None, device: str, precision: str):
     """The real loader, with the built-in demo model loaded once per test session."""
-    from engine.pipeline import load_pipeline
+    from engine.registry import load_pipeline
 
     if model:
         return load_pipeline(model, device, precision)

@@ -20,7 +20,7 @@ from app.models.jobs import JobState
 from app.models.project import load_project
 from app_utils import FAULT_SEED, FaultyPipeline, close_editor, demo_loader, open_editor, psnr
 from engine.api import GenerateRequest
-from engine.shapes.world import random_scene, render
+from engine.demo.world import random_scene, render
 
 PROMPT = "a large red circle moves right on a black background"
 
@@ -607,10 +607,11 @@ def test_damaged_model_file_keeps_the_editor_usable(qtbot, editor, tmp_path):
 def test_a_precision_the_cpu_emulates_is_named_in_the_messages(qtbot, tmp_path, monkeypatch):
     """Choosing bf16 on a CPU that emulates it (~90x slower on an AVX2-only EPYC) loads the model
     and warns, naming the fast choice; the limit is moved so this CPU's bf16 counts as slow."""
-    import engine.pipeline as pipeline_module
+    import engine.device as device_module
+    from engine.registry import load_pipeline as load_any
 
-    monkeypatch.setattr(pipeline_module, "SLOW_PRECISION", 0.0)
-    loader = lambda m, d, p: pipeline_module.load_pipeline(m or None, d, p)  # noqa: E731
+    monkeypatch.setattr(device_module, "SLOW_PRECISION", 0.0)
+    loader = lambda m, d, p: load_any(m or None, d, p)  # noqa: E731
     ed = open_editor(qtbot, tmp_path, loader=loader)
     try:
         s = ed.studio

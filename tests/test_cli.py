@@ -13,9 +13,9 @@ import pytest
 import torch
 
 from engine.cli import main
-from engine.pipeline import DEMO_MODEL as BUNDLE
-from engine.shapes.scoring import psnr
-from engine.shapes.world import random_scene, render
+from engine.demo.bundle import DEMO_MODEL as BUNDLE
+from engine.demo.scoring import psnr
+from engine.demo.world import random_scene, render
 from engine_utils import random_model, tiny_config
 
 
@@ -174,7 +174,7 @@ def test_convert(tmp_path):
 @pytest.mark.parametrize("frames", [17])
 def test_demo_model_loads_by_default_and_streams(frames):
     from engine.api import GenerateRequest
-    from engine.pipeline import load_pipeline
+    from engine.registry import load_pipeline
 
     pipeline = load_pipeline()
     assert (pipeline.info.width, pipeline.info.height, pipeline.info.fps) == (64, 48, 16)
@@ -193,7 +193,7 @@ def test_edits_run_in_whole_segments_and_follow_the_source_frame_by_frame():
     import dataclasses
 
     from engine.api import GenerateRequest
-    from engine.pipeline import load_pipeline
+    from engine.registry import load_pipeline
 
     pipeline = load_pipeline()
     assert pipeline.settings.v2v_segment == 8
@@ -226,7 +226,8 @@ def test_edit_segments_carry_the_edited_frames_before_them(monkeypatch):
     import dataclasses
 
     from engine.api import GenerateRequest
-    from engine.pipeline import PipelineSettings, load_pipeline
+    from engine.demo.pipeline import DemoSettings
+    from engine.registry import load_pipeline
 
     pipeline = load_pipeline()
     source = render(random_scene(np.random.default_rng(5), 2), 17)
@@ -262,15 +263,17 @@ def test_edit_segments_carry_the_edited_frames_before_them(monkeypatch):
     np.testing.assert_array_equal(encoded[-1], source[0:8])
     for carry in (-1, 8):
         with pytest.raises(ValueError, match="v2v_carry"):
-            PipelineSettings(train_latent_frames=17, v2v_segment=8, v2v_carry=carry)
+            DemoSettings(train_latent_frames=17, v2v_segment=8, v2v_carry=carry)
 
 
 def test_a_precision_the_cpu_emulates_is_warned_about_at_load(monkeypatch, caplog):
     """bf16 on a CPU without native bfloat16 is ~90x slower per product than fp32 on an AVX2-only
     EPYC: the load measures the factor and its ModelInfo (and log) say so, naming the fast choice.
     The limit is moved so the test does not depend on this machine's CPU."""
-    import engine.pipeline as pipeline_module
-    from engine.pipeline import load_pipeline, precision_slowdown, precision_warnings
+    import engine.device as device_module
+    from engine.device import precision_slowdown, precision_warnings
+    from engine.registry import load_pipeline
+    from engine.registry import load_pipeline as load_any  # noqa: F401
 
     cpu = torch.device("cpu")
     assert precision_slowdown(cpu, torch.bfloat16) > 0
@@ -279,8 +282,8 @@ def test_a_precision_the_cpu_emulates_is_warned_about_at_load(monkeypatch, caplo
     (text,) = precision_warnings(cpu, torch.bfloat16, limit=0.0)
     assert text.startswith("bf16 matrix products take") and "fp32" in text and "auto" in text
 
-    monkeypatch.setattr(pipeline_module, "SLOW_PRECISION", 0.0)
-    with caplog.at_level(logging.WARNING, logger="engine.pipeline"):
+    monkeypatch.setattr(device_module, "SLOW_PRECISION", 0.0)
+    with caplog.at_level(logging.WARNING, logger="engine.device"):
         slow = load_pipeline(None, "cpu", "bf16")
     assert slow.info.dtype == "bfloat16" and len(slow.info.warnings) == 1
     assert "fp32" in caplog.text
@@ -294,7 +297,7 @@ def test_guided_edits_take_the_models_unconditional_text():
     import dataclasses
 
     from engine.api import GenerateRequest
-    from engine.pipeline import load_pipeline
+    from engine.registry import load_pipeline
 
     pipeline = load_pipeline()
     source = render(random_scene(np.random.default_rng(2), 2), 8)

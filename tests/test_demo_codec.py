@@ -11,13 +11,11 @@ import pytest
 import torch
 
 from conftest import REPO_ROOT
-from engine.demo import load_demo_components
+from engine.demo.bundle import load_bundle, load_demo_components
 from engine.demo.codec import CodecConfig, DemoCodec
 from engine.demo.data import random_frames
-from engine.pipeline import load_bundle, to_uint8
-from engine.shapes.scoring import follows_caption
-from engine.shapes.world import caption, random_scene, render
-from engine.train import (
+from engine.demo.scoring import follows_caption
+from engine.demo.train import (
     TrainConfig,
     codec_psnr,
     denoised_latents,
@@ -25,6 +23,8 @@ from engine.train import (
     latent_stats,
     train_codec,
 )
+from engine.demo.world import caption, random_scene, render
+from engine.pipeline import to_uint8
 
 BUNDLE = REPO_ROOT / "resources" / "models" / "shapes_demo.json"
 TINY = CodecConfig(channels=4, width=16, mid=8, blocks=1)

@@ -8,7 +8,7 @@ import torch
 
 from engine.api import EngineError
 from engine.demo.text import DemoTextEncoder, TextConfig, grammar_vocab
-from engine.shapes.world import caption, random_edit, random_scene
+from engine.demo.world import caption, random_edit, random_scene
 
 
 @pytest.fixture(autouse=True)

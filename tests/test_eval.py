@@ -1,4 +1,4 @@
-"""python -m engine.eval shapes: the scorer's ceiling on ground truth, and the demo model scored."""
+"""python -m engine.demo.eval shapes: the scorer's ceiling on ground truth, and the demo model scored."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ import json
 
 import numpy as np
 
-from engine.eval import (
+from engine.demo.captions import parse_instruction
+from engine.demo.eval import (
     Case,
     Progress,
     TaskResult,
@@ -20,10 +21,10 @@ from engine.eval import (
     main,
     table,
 )
-from engine.pipeline import load_pipeline
-from engine.shapes.captions import parse_instruction
-from engine.shapes.scoring import psnr
-from engine.shapes.world import caption, random_edit, render
+from engine.demo.pipeline import through_chain
+from engine.demo.scoring import psnr
+from engine.demo.world import caption, random_edit, render
+from engine.registry import load_pipeline
 
 
 def test_ground_truth_is_the_ceiling(capsys, tmp_path):
@@ -171,9 +172,9 @@ def test_ground_truth_through_the_chain_is_the_flows_ceiling():
     pipeline = load_pipeline(None, "cpu")
     scenes = _scenes(0, 8)
     clip, text = render(scenes[0], 17), caption(scenes[0])
-    a, b = pipeline.through_chain(clip, text, 0), pipeline.through_chain(clip, text, 1)
+    a, b = through_chain(pipeline, clip, text, 0), through_chain(pipeline, clip, text, 1)
     assert a.shape == clip.shape and a.dtype == np.uint8
-    assert np.array_equal(a, pipeline.through_chain(clip, text, 0)) and not np.array_equal(a, b)
+    assert np.array_equal(a, through_chain(pipeline, clip, text, 0)) and not np.array_equal(a, b)
     assert psnr(a, clip) > 25
     result = evaluate(pipeline, n=8, n_long=0, tasks=("chain",))["chain"]
     assert len(result.model) == len(result.truth) == 8

@@ -21,8 +21,8 @@ from conftest import REPO_ROOT
 from engine.api import Cancelled, EngineError
 from engine.checkpoint import expected_manifest
 from engine.config import FlowConfig
-from engine.large import hub
-from engine.large.hub import (
+from engine.starflow_v import hub
+from engine.starflow_v.hub import (
     HubSource,
     ModelManager,
     compare_shapes,

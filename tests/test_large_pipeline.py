@@ -9,12 +9,12 @@ import torch
 
 from engine.api import GenerateRequest
 from engine.denoise import denoise_clip
-from engine.large.pipeline import LargeOptions, assemble
-from engine.large.text import T5TextEncoder
-from engine.large.vae import WanCodec
 from engine.pipeline import to_tensor
 from engine.sampling import sample
 from engine.session import NoiseSource
+from engine.starflow_v.loader import LargeOptions, assemble
+from engine.starflow_v.text import T5TextEncoder
+from engine.starflow_v.vae import WanCodec
 from engine_utils import random_model, tiny_config
 
 diffusers = pytest.importorskip("diffusers")

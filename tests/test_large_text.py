@@ -7,7 +7,13 @@ import pytest
 import torch
 
 from engine.api import EngineError, GenerateRequest
-from engine.large.text import MAX_TOKENS, PromptTemplate, T5TextEncoder, format_prompt, noise_level
+from engine.starflow_v.text import (
+    MAX_TOKENS,
+    PromptTemplate,
+    T5TextEncoder,
+    format_prompt,
+    noise_level,
+)
 
 transformers = pytest.importorskip("transformers")
 tokenizers = pytest.importorskip("tokenizers")

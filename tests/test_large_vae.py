@@ -9,14 +9,14 @@ import pytest
 import torch
 
 from engine.api import EngineError
-from engine.large.sizes import (
+from engine.starflow_v.sizes import (
     ASPECT_RATIOS,
     VideoGeometry,
     frame_size,
     latent_frames,
     video_frames,
 )
-from engine.large.vae import (
+from engine.starflow_v.vae import (
     WAN22_MEAN,
     WAN22_STD,
     LatentNorm,
@@ -170,7 +170,7 @@ def test_bad_inputs_are_engine_errors(codec: WanCodec):
 
 def test_from_pretrained_reads_a_saved_folder_offline(tmp_path, codec: WanCodec, caplog):
     codec.vae.save_pretrained(tmp_path / "vae")
-    with caplog.at_level(logging.WARNING, logger="engine.large.vae"):
+    with caplog.at_level(logging.WARNING, logger="engine.starflow_v.vae"):
         loaded = WanCodec.from_pretrained(str(tmp_path), local_files_only=True)
     assert not caplog.records  # the tiny config carries the reference statistics
     z = latents(t=2)

@@ -6,9 +6,9 @@ import dataclasses
 
 import numpy as np
 
-from engine.shapes.captions import parse_caption, random_caption, scene_from_caption
-from engine.shapes.scoring import background_drift, detect, follows_caption, psnr, score_windows
-from engine.shapes.world import caption, random_scene, render
+from engine.demo.captions import parse_caption, random_caption, scene_from_caption
+from engine.demo.scoring import background_drift, detect, follows_caption, psnr, score_windows
+from engine.demo.world import caption, random_scene, render
 
 
 def test_ground_truth_follows_its_caption():

@@ -7,7 +7,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from engine.shapes.world import (
+from engine.demo.world import (
     BACKGROUNDS,
     COLOURS,
     HEIGHT,
@@ -138,7 +138,7 @@ def test_edits_change_only_what_they_name():
 
 
 # ---- grammar -------------------------------------------------------------------------------------
-from engine.shapes.captions import (  # noqa: E402
+from engine.demo.captions import (  # noqa: E402
     CaptionError,
     parse_caption,
     parse_instruction,

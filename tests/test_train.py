@@ -13,14 +13,12 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from engine.api import EngineError, GenerateRequest
-from engine.demo import load_demo_components
+from engine.demo.bundle import load_bundle, load_demo_components
+from engine.demo.captions import parse_caption, strip_prefix
 from engine.demo.codec import CodecConfig, DemoCodec
 from engine.demo.data import EDIT_FRAMES, batch_rng, make_batch, step_data
 from engine.demo.text import TextConfig, grammar_vocab
-from engine.pipeline import load_bundle
-from engine.shapes.captions import parse_caption, strip_prefix
-from engine.shapes.world import TRAIN_FRAMES, Scene, ShapeObject, render
-from engine.train import (
+from engine.demo.train import (
     BUNDLE,
     OBJECT_MARGIN,
     FlowTrainer,
@@ -40,6 +38,7 @@ from engine.train import (
     run,
     score_target,
 )
+from engine.demo.world import TRAIN_FRAMES, Scene, ShapeObject, render
 
 
 @pytest.fixture(autouse=True)
@@ -152,7 +151,7 @@ def test_bf16_autocast_warns_where_bfloat16_is_slower_than_float32(caplog):
     cpu = torch.device("cpu")
     assert check_autocast(TrainConfig(), cpu) is None  # float32 runs measure nothing
     bf16 = TrainConfig(autocast="bf16")
-    with caplog.at_level(logging.WARNING, logger="engine.train"):
+    with caplog.at_level(logging.WARNING, logger="engine.demo.train"):
         factor = check_autocast(bf16, cpu, limit=math.inf)
         assert factor is not None and factor > 0 and not caplog.records
         assert check_autocast(bf16, cpu, limit=0.0) > 0
@@ -257,7 +256,7 @@ def test_checkpoint_is_a_loadable_bundle(tmp_path):
 
 
 def test_command_line_trains_codec_and_flow_then_resumes(tmp_path, monkeypatch, caplog):
-    import engine.train as train
+    import engine.demo.train as train
 
     def tiny_flow(in_channels, txt_dim, max_tokens, **changes):
         return default_flow(
@@ -295,7 +294,7 @@ def test_command_line_trains_codec_and_flow_then_resumes(tmp_path, monkeypatch, 
     ]
     main(args)
     assert (tmp_path / "codec.safetensors").exists()
-    with caplog.at_level(logging.WARNING, logger="engine.train"):
+    with caplog.at_level(logging.WARNING, logger="engine.demo.train"):
         main([*args[:3], "3", *args[4:], "--resume"])  # the same data settings: no warning
     assert not caplog.records
     meta = json.loads((tmp_path / f"{BUNDLE}.json").read_text())
@@ -606,7 +605,7 @@ def test_ema_bundle_holds_the_moving_average_and_resumes_exactly(tmp_path, caplo
         torch.testing.assert_close(resumed.live_tensors()[k], v, rtol=0, atol=0, msg=k)
     # resumed without --ema: the live weights go on, the average stops (with a warning)
     plain = trainer()
-    with caplog.at_level(logging.WARNING, logger="engine.train"):
+    with caplog.at_level(logging.WARNING, logger="engine.demo.train"):
         plain.resume(tmp_path / "resumed")
     assert "kept a moving average" in caplog.text and plain.ema is None
     for k, v in straight.live_tensors().items():

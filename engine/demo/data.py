@@ -12,7 +12,7 @@ One batch holds one task, so its sequences have equal lengths:
   them, and start the next segment from the next EDIT_FRAMES source frames (fresh context).
 - i2v needs no data of its own: frame 0 of every clip is noise-augmented context like any other.
 
-Frames are (T, 48, 64, 3) uint8 RGB, as engine.shapes.world renders them.
+Frames are (T, 48, 64, 3) uint8 RGB, as engine.demo.world renders them.
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from engine.shapes.captions import strip_prefix
-from engine.shapes.world import (
+from engine.demo.captions import strip_prefix
+from engine.demo.world import (
     TRAIN_FRAMES,
     Scene,
     caption,

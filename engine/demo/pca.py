@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from engine.api import EngineError
-from engine.shapes.world import BACKGROUNDS, COLOURS, MOTIONS, SHAPES, SIZES
+from engine.demo.world import BACKGROUNDS, COLOURS, MOTIONS, SHAPES, SIZES
 
 PATCH = 8
 

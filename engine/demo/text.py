@@ -37,7 +37,7 @@ GRAMMAR_WORDS = (
 
 def grammar_vocab() -> tuple[str, ...]:
     """Every word of shared/shapes_world.md's caption and instruction grammar, with the specials."""
-    from engine.shapes.world import BACKGROUNDS, COLOURS, MOTIONS, SHAPES, SIZES
+    from engine.demo.world import BACKGROUNDS, COLOURS, MOTIONS, SHAPES, SIZES
 
     motion_words = [w for m in MOTIONS for w in m.split()]
     words = [*TASK_WORDS, *GRAMMAR_WORDS, *SIZES, *COLOURS, *SHAPES, *BACKGROUNDS, *motion_words]

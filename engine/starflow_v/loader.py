@@ -15,13 +15,12 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-
-from ..api import EngineError, ModelInfo
+from ..api import EngineError
 from ..checkpoint import build_model
 from ..config import FlowConfig
+from ..device import pick_device, pick_dtype
 from ..offload import enable_offload
-from ..pipeline import Pipeline, PipelineSettings, pick_device, pick_dtype, precision_warnings
+from ..pipeline import Pipeline, PipelineSettings, model_info
 from .hub import MANIFEST_PATH, HubSource, ModelManager
 from .sizes import FPS, TRAIN_FRAMES, frame_size, latent_frames
 from .text import NOISE_STD, PromptTemplate, T5TextEncoder
@@ -59,21 +58,24 @@ def assemble(flow, codec, text, options: LargeOptions, name: str = "STARFlow-V 7
         jacobi_threshold=options.jacobi_threshold,
         v2v_segment=TRAIN_FRAMES // 2 + 1,
     )
-    device = flow.top.proj_in.weight.device
-    info = ModelInfo(
-        name=name,
-        width=width,
-        height=height,
-        fps=FPS,
-        train_frames=TRAIN_FRAMES,
-        device=str(device),
-        dtype=str(flow.top.proj_in.weight.dtype).replace("torch.", ""),
-        parameters=sum(p.numel() for p in flow.parameters()),
-        temperature=settings.temperature,
-        warnings=precision_warnings(device, flow.top.proj_in.weight.dtype),
-    )
+    info = model_info(name, flow, width, height, FPS, TRAIN_FRAMES, settings.temperature)
     template = PromptTemplate(fps=FPS, noise_std=NOISE_STD, aspect_ratio=options.aspect_ratio)
     return Pipeline(flow, codec, text, info, settings, prompt_format=template)
+
+
+def is_hub_id(model: str | Path) -> bool:
+    """ "owner/name[@revision]" naming no local file: a Hugging Face repo."""
+    text = str(model)
+    return text.count("/") == 1 and not Path(text).expanduser().exists() and not Path(text).suffix
+
+
+def is_checkpoint(model: str | Path) -> bool:
+    """A released-model checkpoint: a Hub repo id, or a .pth / .safetensors file that is not a
+    demo bundle's weights (no JSON description beside it)."""
+    path = Path(model)
+    if path.suffix in (".pth", ".safetensors"):
+        return not path.with_suffix(".json").exists()
+    return is_hub_id(model)
 
 
 def resolve_checkpoint(
@@ -86,7 +88,7 @@ def resolve_checkpoint(
     path = Path(model).expanduser()
     if path.exists():
         return ModelManager(models_dir).use_local(path)
-    if str(model).count("/") == 1 and not path.suffix:
+    if is_hub_id(model):
         repo, _, revision = str(model).partition("@")
         manager = ModelManager(models_dir, HubSource(repo_id=repo, revision=revision or "main"))
         return manager.fetch(accept_license=accept_license, progress=progress)
@@ -122,9 +124,3 @@ def load_large_pipeline(
         options.window,
     )
     return assemble(flow, codec, text, options)
-
-
-def torch_memory() -> str:
-    if torch.cuda.is_available():
-        return f"{torch.cuda.memory_allocated() / 2**30:.1f} GiB"
-    return "n/a"

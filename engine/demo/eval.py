@@ -1,6 +1,6 @@
 """Evaluate a Shapes-world model with the spec's scoring rule (shared/shapes_world.md).
 
-    python -m engine.eval shapes [--model PATH] [--n 200] [--long 20] [--long-frames 480]
+    python -m engine.demo.eval shapes [--model PATH] [--n 200] [--long 20] [--long-frames 480]
 
 For N random captions (fixed seeds) it generates and scores:
   t2v    caption following;
@@ -32,9 +32,11 @@ from typing import TextIO
 
 import numpy as np
 
-from .api import V2V_NULLS, EngineError, GenerateRequest
-from .shapes.captions import parse_instruction
-from .shapes.scoring import (
+from engine.api import EngineError, GenerateRequest
+
+from .captions import parse_instruction
+from .pipeline import V2V_NULLS, through_chain
+from .scoring import (
     CaptionScore,
     EditScore,
     background_drift,
@@ -43,9 +45,9 @@ from .shapes.scoring import (
     score_edit,
     window_scores,
 )
-from .shapes.world import TRAIN_FRAMES, Scene, caption, random_edit, random_scene, render
+from .world import TRAIN_FRAMES, Scene, caption, random_edit, random_scene, render
 
-log = logging.getLogger("engine.eval")
+log = logging.getLogger("engine.demo.eval")
 
 TASKS = ("t2v", "i2v", "edit", "extend", "long", "chain")
 Generate = Callable[[GenerateRequest], Iterator]
@@ -276,7 +278,7 @@ def eval_chain(
         out.truth.append(Case.of(score_caption(clip, text), objects=k))
         if truth_only:
             continue
-        made = pipeline.through_chain(clip, text, i)
+        made = through_chain(pipeline, clip, text, i)
         out.model.append(Case.of(score_caption(made, text), objects=k))
         log.info("chain %d/%d %s: %s", i + 1, len(scenes), out.model[-1].ok, text)
         if progress is not None:
@@ -439,7 +441,7 @@ def table(results: dict[str, TaskResult], long_frames: int) -> str:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(
-        prog="python -m engine.eval",
+        prog="python -m engine.demo.eval",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -485,7 +487,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     import torch
 
-    from .pipeline import load_pipeline
+    from engine.registry import load_pipeline
 
     if args.threads:
         torch.set_num_threads(args.threads)

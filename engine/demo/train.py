@@ -1,6 +1,6 @@
 """Train the built-in Shapes-world demo model: the codec first, then flow + text encoder + denoiser.
 
-    python -m engine.train --out runs/demo --steps 6000 --seed 0 [--resume] [--device cpu|cuda]
+    python -m engine.demo.train --out runs/demo --steps 6000 --seed 0 [--resume] [--device cpu|cuda]
 
 Stage 1 (skipped when OUT/codec.safetensors exists, or with --codec PATH): the per-frame
 autoencoder, decoding latents with Gaussian noise added, then its latent normalisation.
@@ -38,9 +38,9 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
-from engine.api import V2V_NULLS, EngineError
+from engine.api import EngineError
 from engine.config import FlowConfig
-from engine.demo import split_state
+from engine.demo.bundle import load_bundle, sampling_settings, split_state
 from engine.demo.codec import CodecConfig, DemoCodec
 from engine.demo.data import (
     EDIT_FRAMES,
@@ -50,20 +50,15 @@ from engine.demo.data import (
     step_data,
     to_unit,
 )
+from engine.demo.pipeline import V2V_NULLS
 from engine.demo.text import DemoTextEncoder, TextConfig, grammar_vocab
+from engine.demo.world import FPS, HEIGHT, TRAIN_FRAMES, WIDTH
 from engine.denoise import denoise_clip
+from engine.device import SLOW_PRECISION, pick_device, precision_slowdown
 from engine.model import StarFlow
 from engine.model.starflow import DENOISE_STEP
-from engine.pipeline import (
-    SLOW_PRECISION,
-    load_bundle,
-    pick_device,
-    precision_slowdown,
-    sampling_settings,
-)
-from engine.shapes.world import FPS, HEIGHT, TRAIN_FRAMES, WIDTH
 
-log = logging.getLogger("engine.train")
+log = logging.getLogger("engine.demo.train")
 
 BUNDLE = "shapes_demo"
 CODEC = "codec"
@@ -822,7 +817,7 @@ def export_bundle(
 ) -> None:
     """Copy OUT's bundle to `dest` (e.g. resources/models) with weights stored as `dtype`
     (loaders cast to the model's dtype), halving the shipped size. `temperature`: the bundle's
-    default sampling temperature (what `python -m engine.eval shapes --temperature` measured best);
+    default sampling temperature (what `python -m engine.demo.eval shapes --temperature` measured best);
     None keeps the run's (1 unless set). `v2v_null`: guided edits' unconditional text ("empty" or
     "task", engine.pipeline.PipelineSettings) and `v2v_carry` (edited frames an edit segment takes
     from the one before); None keeps the run's."""

@@ -1,1 +1,0 @@
-"""The Shapes world: the built-in demo model's procedural domain (numpy only)."""
