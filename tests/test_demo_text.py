@@ -7,8 +7,9 @@ import pytest
 import torch
 
 from engine.api import EngineError
+from engine.demo.captions import random_edit
 from engine.demo.text import DemoTextEncoder, TextConfig, grammar_vocab
-from engine.demo.world import caption, random_edit, random_scene
+from engine.demo.world import caption, random_scene
 
 
 @pytest.fixture(autouse=True)

@@ -7,7 +7,7 @@ import json
 
 import numpy as np
 
-from engine.demo.captions import parse_instruction
+from engine.demo.captions import parse_instruction, random_edit
 from engine.demo.eval import (
     Case,
     Progress,
@@ -23,7 +23,7 @@ from engine.demo.eval import (
 )
 from engine.demo.pipeline import through_chain
 from engine.demo.scoring import psnr
-from engine.demo.world import caption, random_edit, render
+from engine.demo.world import caption, render
 from engine.registry import load_pipeline
 
 

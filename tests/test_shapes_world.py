@@ -15,7 +15,6 @@ from engine.demo.world import (
     Scene,
     ShapeObject,
     caption,
-    random_edit,
     random_scene,
     render,
 )
@@ -143,6 +142,7 @@ from engine.demo.captions import (  # noqa: E402
     parse_caption,
     parse_instruction,
     random_caption,
+    random_edit,
     scene_from_caption,
     strip_prefix,
 )

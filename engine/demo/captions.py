@@ -20,13 +20,18 @@ from .world import (
     MOTIONS,
     SHAPES,
     SIZES,
+    EditError,
+    Instruction,
+    ObjectSpec,
     Scene,
     ShapeObject,
+    apply_instruction,
     caption,
     check_add,
     check_background,
     edit_objects,
     place,
+    random_object,
     random_scene,
 )
 
@@ -39,52 +44,13 @@ class CaptionError(ValueError):
 
 
 @dataclass(frozen=True)
-class ObjectSpec:
-    shape: str
-    colour: str
-    size: str
-    motion: str
-
-    def describe(self) -> str:
-        return f"a {self.size} {self.colour} {self.shape}"
-
-
-@dataclass(frozen=True)
 class CaptionSpec:
     background: str
     objects: tuple[ObjectSpec, ...]
 
     def text(self) -> str:
         """The canonical caption (sizes always written)."""
-        parts = [f"{o.describe()} {o.motion}" for o in self.objects]
-        return " and ".join(parts) + f" on a {self.background} background"
-
-
-@dataclass(frozen=True)
-class Instruction:
-    """A parsed edit. add: shape, colour, size, motion; remove: shape, colour; recolour: shape,
-    colour, new_colour; background: background. Unused fields are ''."""
-
-    kind: str  # "add" | "remove" | "recolour" | "background"
-    shape: str = ""
-    colour: str = ""
-    size: str = ""
-    motion: str = ""
-    new_colour: str = ""
-    background: str = ""
-
-    def text(self) -> str:
-        """The canonical instruction (size and motion always written for add)."""
-        if self.kind == "add":
-            return f"add a {self.size} {self.colour} {self.shape} that {self.motion}"
-        if self.kind == "remove":
-            return f"remove the {self.colour} {self.shape}"
-        if self.kind == "recolour":
-            return f"make the {self.colour} {self.shape} {self.new_colour}"
-        return f"change the background to {self.background}"
-
-
-# ---- the word reader -----------------------------------------------------------------------------
+        return caption(self)
 
 
 def _one_of(name: str, options: Collection[str]) -> str:
@@ -263,3 +229,38 @@ def edit_spec(spec: CaptionSpec, ins: Instruction | str) -> CaptionSpec:
         new = ObjectSpec(ins.shape, ins.colour, ins.size, ins.motion)
         return dataclasses.replace(spec, objects=spec.objects + (new,))
     return dataclasses.replace(spec, objects=edit_objects(spec.objects, ins))
+
+
+def apply_edit(scene: Scene, instruction: str, rng: np.random.Generator | None = None) -> Scene:
+    """Parse an instruction (an optional '(v2v) ' prefix is allowed) and apply it to the scene.
+
+    Raises CaptionError for text outside the grammar, EditError when it cannot apply.
+    """
+    task, text = strip_prefix(instruction)
+    if task == "extend":
+        raise EditError("an (extend) caption is not an edit instruction")
+    return apply_instruction(scene, parse_instruction(text), rng)
+
+
+def random_edit(scene: Scene, rng: np.random.Generator) -> tuple[str, Scene]:
+    """A spec instruction (add / remove / recolour / background) and the edited scene.
+
+    Remove only with two objects, add only with one; recolours pick a colour not in use.
+    """
+    kinds = ["recolour", "background"] + (["remove"] if len(scene.objects) == 2 else ["add"])
+    kind = str(rng.choice(kinds))
+    if kind == "background":
+        text = f"change the background to {rng.choice([b for b in BACKGROUNDS if b != scene.background])}"
+    elif kind == "add":
+        obj = random_object(rng, scene.objects)
+        bare = obj.motion == "stays still" and rng.random() < 0.5  # "add X" means it stays still
+        text = f"add {obj.describe()}" + ("" if bare else f" that {obj.motion}")
+        return text, dataclasses.replace(scene, objects=scene.objects + (obj,))
+    else:
+        target = scene.objects[int(rng.integers(len(scene.objects)))]
+        text = f"remove the {target.colour} {target.shape}"
+        if kind == "recolour":
+            used = {o.colour for o in scene.objects}
+            new = rng.choice([c for c in COLOURS if c not in used])
+            text = f"make the {target.colour} {target.shape} {new}"
+    return text, apply_edit(scene, text)

@@ -34,7 +34,7 @@ import numpy as np
 
 from engine.api import EngineError, GenerateRequest
 
-from .captions import parse_instruction
+from .captions import parse_instruction, random_edit
 from .pipeline import V2V_NULLS, through_chain
 from .scoring import (
     CaptionScore,
@@ -45,7 +45,7 @@ from .scoring import (
     score_edit,
     window_scores,
 )
-from .world import TRAIN_FRAMES, Scene, caption, random_edit, random_scene, render
+from .world import TRAIN_FRAMES, Scene, caption, random_scene, render
 
 log = logging.getLogger("engine.demo.eval")
 

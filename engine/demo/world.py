@@ -12,12 +12,9 @@ import dataclasses
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol, TypeVar
+from typing import Protocol, TypeVar
 
 import numpy as np
-
-if TYPE_CHECKING:
-    from .captions import Instruction
 
 log = logging.getLogger(__name__)
 
@@ -57,17 +54,25 @@ class EditError(ValueError):
 
 
 @dataclass(frozen=True)
-class ShapeObject:
+class ObjectSpec:
+    """An object as a caption names it."""
+
     shape: str
     colour: str
     size: str
     motion: str
-    x: float  # centre at frame 0, pixels
-    y: float
 
     def describe(self) -> str:
         """'a small red circle' (the size is always written)."""
         return f"a {self.size} {self.colour} {self.shape}"
+
+
+@dataclass(frozen=True)
+class ShapeObject(ObjectSpec):
+    """An object of a scene: as named, and where it is at frame 0."""
+
+    x: float  # centre at frame 0, pixels
+    y: float
 
 
 @dataclass(frozen=True)
@@ -133,8 +138,13 @@ def render(scene: Scene, frames: int, start: int = 0) -> np.ndarray:
     return out
 
 
-def caption(scene: Scene) -> str:
-    """The canonical caption (sizes always written)."""
+class _Described(Protocol):
+    background: str
+    objects: Sequence[ObjectSpec]
+
+
+def caption(scene: _Described) -> str:
+    """The canonical caption of a scene or caption spec (sizes always written)."""
     parts = [f"{o.describe()} {o.motion}" for o in scene.objects]
     return " and ".join(parts) + f" on a {scene.background} background"
 
@@ -190,6 +200,33 @@ def random_scene(rng: np.random.Generator, n_objects: int | None = None) -> Scen
 
 
 # ---- edits ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Instruction:
+    """A parsed edit. add: shape, colour, size, motion; remove: shape, colour; recolour: shape,
+    colour, new_colour; background: background. Unused fields are ''."""
+
+    kind: str  # "add" | "remove" | "recolour" | "background"
+    shape: str = ""
+    colour: str = ""
+    size: str = ""
+    motion: str = ""
+    new_colour: str = ""
+    background: str = ""
+
+    def text(self) -> str:
+        """The canonical instruction (size and motion always written for add)."""
+        if self.kind == "add":
+            return f"add a {self.size} {self.colour} {self.shape} that {self.motion}"
+        if self.kind == "remove":
+            return f"remove the {self.colour} {self.shape}"
+        if self.kind == "recolour":
+            return f"make the {self.colour} {self.shape} {self.new_colour}"
+        return f"change the background to {self.background}"
+
+
+# ---- the word reader -----------------------------------------------------------------------------
 
 
 class _Thing(Protocol):
@@ -258,40 +295,3 @@ def apply_instruction(
         new = place(rng, ins.shape, ins.colour, ins.size, ins.motion, scene.objects)
         return dataclasses.replace(scene, objects=scene.objects + (new,))
     return dataclasses.replace(scene, objects=edit_objects(scene.objects, ins))
-
-
-def apply_edit(scene: Scene, instruction: str, rng: np.random.Generator | None = None) -> Scene:
-    """Parse an instruction (an optional '(v2v) ' prefix is allowed) and apply it to the scene.
-
-    Raises CaptionError for text outside the grammar, EditError when it cannot apply.
-    """
-    from .captions import parse_instruction, strip_prefix  # captions imports this module
-
-    task, text = strip_prefix(instruction)
-    if task == "extend":
-        raise EditError("an (extend) caption is not an edit instruction")
-    return apply_instruction(scene, parse_instruction(text), rng)
-
-
-def random_edit(scene: Scene, rng: np.random.Generator) -> tuple[str, Scene]:
-    """A spec instruction (add / remove / recolour / background) and the edited scene.
-
-    Remove only with two objects, add only with one; recolours pick a colour not in use.
-    """
-    kinds = ["recolour", "background"] + (["remove"] if len(scene.objects) == 2 else ["add"])
-    kind = str(rng.choice(kinds))
-    if kind == "background":
-        text = f"change the background to {rng.choice([b for b in BACKGROUNDS if b != scene.background])}"
-    elif kind == "add":
-        obj = random_object(rng, scene.objects)
-        bare = obj.motion == "stays still" and rng.random() < 0.5  # "add X" means it stays still
-        text = f"add {obj.describe()}" + ("" if bare else f" that {obj.motion}")
-        return text, dataclasses.replace(scene, objects=scene.objects + (obj,))
-    else:
-        target = scene.objects[int(rng.integers(len(scene.objects)))]
-        text = f"remove the {target.colour} {target.shape}"
-        if kind == "recolour":
-            used = {o.colour for o in scene.objects}
-            new = rng.choice([c for c in COLOURS if c not in used])
-            text = f"make the {target.colour} {target.shape} {new}"
-    return text, apply_edit(scene, text)
