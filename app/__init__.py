@@ -1,5 +1,1 @@
 """STARFlow Studio desktop editor (PySide6)."""
-
-from . import _qtfix
-
-_qtfix.guard()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from PySide6.QtGui import QUndoCommand
 
-from .models.timeline import Clip, Timeline
+from .state.timeline import Clip, Timeline
 
 
 class AddClip(QUndoCommand):

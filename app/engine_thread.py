@@ -1,7 +1,8 @@
 """The engine thread: one QThread owning the pipeline, running one request at a time.
 
-    engine = EngineThread(loader)            # starts the thread; nothing loaded yet
+    engine = EngineThread(loader)            # no thread running yet: views can be built and tested
     engine.worker.loaded.connect(...)        # typed signals, delivered queued on the GUI thread
+    engine.start()                           # the thread starts; nothing loaded yet
     engine.load(model, device, precision)    # the pipeline is loaded on the engine thread
     engine.submit(request, cancel_event)     # frame_ready / progress, then finished | failed | cancelled
     cancel_event.set()                       # from the GUI thread: stops within one frame
@@ -160,7 +161,7 @@ def _leave_a_core_for_the_gui() -> None:
 
 
 class EngineThread(QObject):
-    """GUI-side handle: starts the thread, forwards requests to the worker, shuts down."""
+    """GUI-side handle: starts the thread (on `start`), forwards requests to the worker, shuts down."""
 
     _load = Signal(str, str, str)
     _run = Signal(object, object)
@@ -173,7 +174,11 @@ class EngineThread(QObject):
         self.worker.moveToThread(self.thread)
         self._load.connect(self.worker.load)
         self._run.connect(self.worker.run)
-        self.thread.start()
+
+    def start(self) -> None:
+        """Start the thread (once; later calls do nothing)."""
+        if not self.thread.isRunning():
+            self.thread.start()
 
     def load(self, model: str | None, device: str = "auto", precision: str = "auto") -> None:
         self._load.emit(model or "", device, precision)

@@ -1,5 +1,6 @@
 """The main window: preview (centre), timeline (bottom), inspector and job queue (right),
-menus with the keyboard shortcuts, status bar. Every action calls a Studio method."""
+menus with the keyboard shortcuts, status bar. Each view gets the models it shows; this window
+wires the views' requests and the studio's signals together. Every action calls a Studio method."""
 
 from __future__ import annotations
 
@@ -8,11 +9,10 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import TYPE_CHECKING
 
-from PySide6.QtCore import Qt, QTimer
+from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QActionGroup, QCloseEvent, QKeySequence, QShowEvent
 from PySide6.QtWidgets import QDockWidget, QMainWindow, QVBoxLayout, QWidget
 
-from .studio import Studio
 from .widgets.drops import FileDropMixin
 from .widgets.inspector import InspectorView
 from .widgets.job_queue import JobQueueView
@@ -23,6 +23,7 @@ from .widgets.timeline_view import TimelineView
 
 if TYPE_CHECKING:
     from .model_manager import ModelManagerDialog
+    from .studio import Studio
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +32,8 @@ PRECISIONS = ("auto", "fp32", "bf16")
 
 
 class MainWindow(FileDropMixin, QMainWindow):
+    files_dropped = Signal(list)  # local paths
+
     def __init__(self, studio: Studio, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.studio = studio
@@ -46,7 +49,7 @@ class MainWindow(FileDropMixin, QMainWindow):
         if studio.dialogs.parent is None:
             studio.dialogs.parent = self
 
-        self.preview = PreviewView(studio)
+        self.preview = PreviewView(studio.timeline, studio.jobs)
         self.message_area = MessageArea(studio.messages)
         central = QWidget()
         layout = QVBoxLayout(central)
@@ -56,9 +59,9 @@ class MainWindow(FileDropMixin, QMainWindow):
         layout.addWidget(self.preview, 1)
         self.setCentralWidget(central)
 
-        self.inspector = InspectorView(studio)
-        self.job_queue = JobQueueView(studio)
-        self.timeline_view = TimelineView(studio)
+        self.inspector = InspectorView(studio.draft, studio.timeline, studio.jobs)
+        self.job_queue = JobQueueView(studio.jobs)
+        self.timeline_view = TimelineView(studio.timeline, studio.jobs)
         self.inspector_dock = self._dock(
             "Inspector", self.inspector, Qt.DockWidgetArea.RightDockWidgetArea
         )
@@ -70,13 +73,38 @@ class MainWindow(FileDropMixin, QMainWindow):
         self.resizeDocks([self.inspector_dock, self.jobs_dock], [520, 200], Qt.Orientation.Vertical)
         self.resizeDocks([self.timeline_dock], [170], Qt.Orientation.Vertical)
 
-        self.status = StatusPanel(studio, self.statusBar())
+        self.status = StatusPanel(self.statusBar(), studio.messages)
         self.actions_ = self._make_actions()
         self._make_menus()
-        studio.project_changed.connect(self._update_title)
-        studio.model_loaded.connect(self._on_model)
+        self._connect_views()
         self._update_title()
         self._restore_state()
+
+    def _connect_views(self) -> None:
+        """The studio's signals to the views, the views' requests to the studio."""
+        s, ins, preview, tv = self.studio, self.inspector, self.preview, self.timeline_view
+        s.model_loading.connect(self.status.show_loading)
+        s.model_loaded.connect(self.status.show_model)
+        s.model_failed.connect(self.status.show_failed)
+        s.model_loaded.connect(ins.show_model)
+        s.model_loaded.connect(self._on_model)
+        s.live_frame.connect(preview.show_live_frame)
+        s.live_frame.connect(tv.show_live_frame)
+        s.job_landed.connect(preview.end_live)
+        s.seeked.connect(lambda _frame: preview.step(0))
+        s.project_changed.connect(self._update_title)
+        ins.generate_requested.connect(s.generate)
+        ins.regenerate_requested.connect(lambda: s.regenerate())
+        ins.extend_requested.connect(lambda: s.extend())
+        ins.edit_requested.connect(lambda: s.edit())
+        ins.cancel_requested.connect(s.cancel)
+        ins.open_image_requested.connect(lambda: s.load_image(generate=False))
+        self.job_queue.remove_requested.connect(s.remove_job)
+        tv.seek_requested.connect(s.seek)
+        tv.trim_requested.connect(s.trim)
+        tv.move_requested.connect(s.move_clip)
+        for view in (self, preview, tv):
+            view.files_dropped.connect(s.open_files)
 
     def _dock(self, title: str, widget: QWidget, area: Qt.DockWidgetArea) -> QDockWidget:
         dock = QDockWidget(title, self)
@@ -236,9 +264,11 @@ class MainWindow(FileDropMixin, QMainWindow):
         from .model_manager import MANIFEST_PATH, ModelManagerDialog
 
         if self.model_manager is None or not self.model_manager.thread.isRunning():
+            s = self.studio
             self.model_manager = ModelManagerDialog(
-                self.studio, manifest_path or MANIFEST_PATH, parent=self
+                s.settings, s.dialogs, manifest_path or MANIFEST_PATH, parent=self
             )
+            self.model_manager.chosen.connect(s.load_model)
         self.model_manager.show()
         self.model_manager.raise_()
         return self.model_manager

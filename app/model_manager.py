@@ -4,7 +4,7 @@ Hugging Face Hub (licence shown and accepted, progress, resume, disk-space check
 
 All network and disk work runs on the manager's own QThread (`HubWorker`); the dialog is a view
 that enables what makes sense and shows progress and errors. When a checkpoint is ready the
-dialog emits `chosen(path)` and asks the studio to load it; if that load fails the engine falls
+dialog emits `chosen(path)`, which the main window loads; if that load fails the engine falls
 back to the model in use, so the demo model stays usable.
 """
 
@@ -40,6 +40,9 @@ from engine.starflow_v.hub import (
     HubSource,
     ModelManager,
 )
+
+from .dialogs import Dialogs
+from .settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -94,10 +97,15 @@ class ModelManagerDialog(QDialog):
     _fetch = Signal(object, object)
     _use_local = Signal(object, str)
 
-    def __init__(self, studio, manifest_path: Path = MANIFEST_PATH, parent: QWidget | None = None):
+    def __init__(
+        self,
+        settings: Settings,
+        dialogs: Dialogs,
+        manifest_path: Path = MANIFEST_PATH,
+        parent: QWidget | None = None,
+    ) -> None:
         super().__init__(parent)
-        self.studio = studio
-        self.settings = studio.settings
+        self.settings, self.dialogs = settings, dialogs
         self.manifest_path = manifest_path
         self.cancel_event: threading.Event | None = None
         self._waiting = False
@@ -250,7 +258,7 @@ class ModelManagerDialog(QDialog):
 
     # ---- actions --------------------------------------------------------------------------------
     def _browse(self) -> None:
-        path = self.studio.dialogs.open_model(self.settings.last_dir("model"))
+        path = self.dialogs.open_model(self.settings.last_dir("model"))
         if path:
             self.settings.set_last_dir("model", path)
             self.local_path.setText(path)
@@ -317,7 +325,6 @@ class ModelManagerDialog(QDialog):
         self.bar.setValue(1000)
         self._say(f"{Path(path).name} matches the 7B manifest: loading it…")
         self.chosen.emit(path)
-        self.studio.load_model(path)
 
     def _on_failed(self, message: str) -> None:
         self._end()

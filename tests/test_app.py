@@ -16,8 +16,9 @@ from PySide6.QtCore import QMimeData, QPoint, QPointF, Qt, QUrl
 from PySide6.QtGui import QDragEnterEvent, QDragMoveEvent, QDropEvent
 from PySide6.QtWidgets import QApplication
 
-from app.models.jobs import JobState
-from app.models.project import load_project
+from app.state.jobs import JobState
+from app.state.project import load_project
+from app.state.request import ClipRequest
 from app_utils import FAULT_SEED, FaultyPipeline, close_editor, demo_loader, open_editor, psnr
 from engine.api import GenerateRequest
 from engine.demo.world import random_scene, render
@@ -211,8 +212,6 @@ def test_temperature_is_chosen_in_the_inspector_and_kept_with_the_clip(qtbot, ed
 
 def test_projects_without_a_temperature_load_with_the_model_default():
     """Projects saved before requests had a temperature still open; bad values are refused."""
-    from app.models.timeline import ClipRequest
-
     old = {"mode": "t2v", "prompt": PROMPT, "seed": 3, "guidance": 2.5, "frames": 9, "model": "x"}
     request = ClipRequest.from_dict(old)
     assert request.temperature is None
@@ -331,7 +330,7 @@ def test_queue_reorders_and_removes_jobs(qtbot, editor):
     type_prompt(qtbot, editor, PROMPT)
     editor.window.inspector.frames.setValue(33)
     running = s.generate()
-    a, b, c = (s._submit("t2v", f"{PROMPT}", seed, 2.5, 5, None, None) for seed in (1, 2, 3))
+    a, b, c = (s.submit(ClipRequest("t2v", PROMPT, seed, 2.5, 5)) for seed in (1, 2, 3))
     s.move_job(c.id, -1)
     s.remove_job(a.id)
     assert [j.id for j in s.jobs.queued()] == [c.id, b.id]

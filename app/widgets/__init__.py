@@ -1,1 +1,1 @@
-"""Thin Qt views of the studio's models."""
+"""Thin Qt views: each takes the models it shows (app.state) and emits what the user asks for."""

@@ -13,7 +13,7 @@ def local_paths(event) -> list[str]:
 
 
 class FileDropMixin:
-    """For widgets with a `studio`: dropped local files go to `studio.open_files`."""
+    """For widgets that declare `files_dropped = Signal(list)`: dropped local files are emitted."""
 
     def dragEnterEvent(self, event: QDragEnterEvent) -> None:
         if local_paths(event):
@@ -33,4 +33,4 @@ class FileDropMixin:
             event.ignore()
             return
         event.acceptProposedAction()
-        self.studio.open_files(paths)
+        self.files_dropped.emit(paths)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import random
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QPixmap
 from PySide6.QtWidgets import (
     QComboBox,
@@ -24,10 +24,12 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from engine.api import ModelInfo
+
 from ..images import to_qimage
-from ..models.draft import FIELDS
-from ..models.jobs import JobState
-from ..studio import Studio
+from ..state.draft import FIELDS, Draft
+from ..state.jobs import JobQueue, JobState
+from ..state.timeline import Timeline
 
 MODES = [
     ("t2v", "Text → video"),
@@ -44,10 +46,21 @@ PLACEHOLDERS = {
 
 
 class InspectorView(QWidget):
-    def __init__(self, studio: Studio, parent: QWidget | None = None) -> None:
+    """A view of the Draft (written back field by field), the selected clip of the Timeline and
+    the running job of the JobQueue; its buttons emit the *_requested signals."""
+
+    generate_requested = Signal()
+    regenerate_requested = Signal()
+    extend_requested = Signal()
+    edit_requested = Signal()
+    cancel_requested = Signal()
+    open_image_requested = Signal()
+
+    def __init__(
+        self, draft: Draft, timeline: Timeline, jobs: JobQueue, parent: QWidget | None = None
+    ) -> None:
         super().__init__(parent)
-        self.studio = studio
-        self.draft = studio.draft
+        self.draft, self.timeline, self.jobs = draft, timeline, jobs
         self._updating = False
         self.setMinimumWidth(300)
 
@@ -76,8 +89,7 @@ class InspectorView(QWidget):
         self.temperature.setSingleStep(0.05)
         self.temperature.setDecimals(2)
         self.temperature.setToolTip(
-            "Scale of the sampling noise: lower gives steadier clips nearer the model's most\n"
-            "likely output, higher more varied ones. At the minimum: the model's own default."
+            "Sampling noise: lower is steadier, higher more varied; the minimum is the model default"
         )
         self.frames = QSpinBox()
         self.frames.setRange(1, 2048)
@@ -166,20 +178,19 @@ class InspectorView(QWidget):
         self.temperature.valueChanged.connect(lambda v: self._write(temperature=v or None))
         self.frames.valueChanged.connect(lambda v: self._write(frames=v))
         self.dice.clicked.connect(lambda: self.draft.set(seed=random.randrange(2**31)))
-        self.open_image.clicked.connect(lambda: studio.load_image(generate=False))
-        self.generate_button.clicked.connect(studio.generate)
-        self.regenerate_button.clicked.connect(lambda: studio.regenerate())
-        self.extend_button.clicked.connect(lambda: studio.extend())
-        self.edit_button.clicked.connect(lambda: studio.edit())
-        self.cancel_button.clicked.connect(studio.cancel)
+        self.open_image.clicked.connect(self.open_image_requested)
+        self.generate_button.clicked.connect(self.generate_requested)
+        self.regenerate_button.clicked.connect(self.regenerate_requested)
+        self.extend_button.clicked.connect(self.extend_requested)
+        self.edit_button.clicked.connect(self.edit_requested)
+        self.cancel_button.clicked.connect(self.cancel_requested)
         # model -> view
         self.draft.events.changed.connect(self._on_draft)
-        studio.timeline.events.selection.connect(lambda _id: self._refresh_buttons())
-        studio.timeline.events.changed.connect(self._refresh_buttons)
-        studio.jobs.events.updated.connect(lambda _job: self._refresh_buttons())
-        studio.jobs.events.changed.connect(self._refresh_buttons)
-        studio.model_loaded.connect(self._show_model_temperature)
-        self._show_model_temperature(studio.info)
+        timeline.events.selection.connect(lambda _id: self._refresh_buttons())
+        timeline.events.changed.connect(self._refresh_buttons)
+        jobs.events.updated.connect(lambda _job: self._refresh_buttons())
+        jobs.events.changed.connect(self._refresh_buttons)
+        self.show_model(None)
         for name in FIELDS:
             self._on_draft(name)
 
@@ -219,13 +230,13 @@ class InspectorView(QWidget):
         spacing = self.layout().spacing()
         return self.form.sizeHint().height() + buttons + spacing + margins.top() + margins.bottom()
 
-    def _show_model_temperature(self, info) -> None:
-        """The special value names the loaded model's default temperature."""
+    def show_model(self, info: ModelInfo | None) -> None:
+        """The temperature's special value names the loaded model's default temperature."""
         own = f" ({info.temperature:g})" if info is not None else ""
         self.temperature.setSpecialValueText(f"Model default{own}")
 
     def _refresh_source(self) -> None:
-        d, t = self.draft, self.studio.timeline
+        d, t = self.draft, self.timeline
         thumb, text = None, "none (text only)"
         if d.mode == "i2v":
             if d.image is not None:
@@ -255,7 +266,7 @@ class InspectorView(QWidget):
         self.open_image.setVisible(d.mode == "i2v")
 
     def _refresh_buttons(self) -> None:
-        t = self.studio.timeline
+        t = self.timeline
         clip = t.clip(t.selected)
         if clip is None:
             self.heading.setText("New request")
@@ -276,6 +287,6 @@ class InspectorView(QWidget):
         self.regenerate_button.setEnabled(clip is not None and clip.request is not None)
         self.extend_button.setEnabled(clip is not None)
         self.edit_button.setEnabled(clip is not None)
-        running = self.studio.jobs.running()
+        running = self.jobs.running()
         self.cancel_button.setEnabled(running is not None and running.state == JobState.RUNNING)
         self._refresh_source()

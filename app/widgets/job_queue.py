@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QHBoxLayout,
@@ -15,8 +15,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ..models.jobs import Job, JobState
-from ..studio import Studio
+from ..state.jobs import Job, JobQueue, JobState
 
 STATE_TEXT = {
     JobState.QUEUED: "queued",
@@ -28,10 +27,13 @@ STATE_TEXT = {
 
 
 class JobQueueView(QWidget):
-    def __init__(self, studio: Studio, parent: QWidget | None = None) -> None:
+    """A view of the JobQueue; reorders waiting jobs itself, asks to remove (or cancel) one."""
+
+    remove_requested = Signal(int)  # job id
+
+    def __init__(self, jobs: JobQueue, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self.studio = studio
-        self.jobs = studio.jobs
+        self.jobs = jobs
         self.table = QTableWidget(0, 3, self)
         self.table.setHorizontalHeaderLabels(["#", "Job", "Progress"])
         self.table.verticalHeader().setVisible(False)
@@ -87,13 +89,13 @@ class JobQueueView(QWidget):
     def _move(self, delta: int) -> None:
         job = self.selected_job()
         if job is not None:
-            self.studio.move_job(job.id, delta)
+            self.jobs.move(job.id, delta)
             self.select_job(job.id)
 
     def _remove(self) -> None:
         job = self.selected_job()
         if job is not None:
-            self.studio.remove_job(job.id)
+            self.remove_requested.emit(job.id)
 
     def rebuild(self) -> None:
         selected = self.selected_job()

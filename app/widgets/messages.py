@@ -6,7 +6,7 @@ from __future__ import annotations
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QToolButton, QVBoxLayout, QWidget
 
-from ..models.messages import Message, MessageLog
+from ..state.messages import Message, MessageLog
 
 VISIBLE = 3
 

@@ -19,7 +19,8 @@ from PySide6.QtWidgets import (
 
 from .. import theme
 from ..images import to_qimage
-from ..studio import Studio
+from ..state.jobs import JobQueue
+from ..state.timeline import Timeline
 from .drops import FileDropMixin
 
 log = logging.getLogger(__name__)
@@ -29,9 +30,10 @@ class PreviewCanvas(FileDropMixin, QWidget):
     """Paints one QImage scaled to fit (nearest neighbour for small frames); one repaint per
     event-loop pass however many frames arrive."""
 
-    def __init__(self, studio: Studio, parent: QWidget | None = None) -> None:
+    files_dropped = Signal(list)  # local paths
+
+    def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self.studio = studio
         self.image: QImage | None = None
         self.overlay = ""
         self.paints = 0
@@ -87,18 +89,18 @@ class PreviewCanvas(FileDropMixin, QWidget):
 
 
 class PreviewView(QWidget):
-    """Canvas + transport. Shows the timeline at the playhead; while a job runs, its newest
-    frame until the user seeks or plays."""
+    """Canvas + transport over the Timeline. Shows the timeline at the playhead; while a job of
+    the JobQueue runs, its newest frame (show_live_frame) until the user seeks or plays."""
 
     frame_shown = Signal(str, int)  # "live" | "timeline", frame index
+    files_dropped = Signal(list)  # local paths
 
-    def __init__(self, studio: Studio, parent: QWidget | None = None) -> None:
+    def __init__(self, timeline: Timeline, jobs: JobQueue, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self.studio = studio
-        self.timeline = studio.timeline
+        self.timeline, self.jobs = timeline, jobs
         self.live_job: int | None = None
-        self.live_log: list[tuple[int, int]] = []  # (job id, frame index) in arrival order
-        self.canvas = PreviewCanvas(studio, self)
+        self.canvas = PreviewCanvas(self)
+        self.canvas.files_dropped.connect(self.files_dropped)
         self.play_timer = QTimer(self)
         self.play_timer.setObjectName("playback")
         self.play_timer.timeout.connect(self._tick)
@@ -143,9 +145,6 @@ class PreviewView(QWidget):
 
         self.timeline.events.playhead.connect(self._on_playhead)
         self.timeline.events.changed.connect(self._on_changed)
-        studio.live_frame.connect(self._on_live_frame)
-        studio.job_landed.connect(self._on_job_landed)
-        studio.seeked.connect(lambda _f: self.step(0))
         self._show_timeline_frame()
 
     def _icon(self, name: str) -> QIcon:
@@ -221,20 +220,21 @@ class PreviewView(QWidget):
         )
         self.frame_shown.emit("timeline", t.playhead)
 
-    def _on_live_frame(self, job_id: int, index: int, image: QImage) -> None:
+    def show_live_frame(self, job_id: int, index: int, image: QImage) -> None:
+        """A frame of a running job, as it arrives (unless the user is playing the timeline)."""
         if self.live_job != job_id:
             if self.live_job is None and self.playing:
                 return  # the user is watching the timeline; the job shows on the timeline strip
             self.live_job = job_id
-        self.live_log.append((job_id, index))
-        job = self.studio.jobs.get(job_id)
+        job = self.jobs.get(job_id)
         total = job.total if job is not None else 0
         fps = f"  ·  {job.fps:.1f} fps" if job is not None and job.fps else ""
         self.canvas.show_image(image, f"LIVE  job #{job_id}  frame {index + 1} / {total}{fps}")
         self.counter.setText(f"generating: frame {index + 1} / {total}{fps}")
         self.frame_shown.emit("live", index)
 
-    def _on_job_landed(self, _clip_id: str) -> None:
+    def end_live(self, _clip_id: str = "") -> None:
+        """The job landed: back to the timeline at the playhead."""
         self.live_job = None
         self._show_timeline_frame()
 

@@ -11,7 +11,7 @@ from PySide6.QtWidgets import QLabel, QStatusBar
 
 from engine.api import ModelInfo
 
-from ..studio import Studio
+from ..state.messages import MessageLog
 
 REFRESH_MS = 2000
 
@@ -43,10 +43,11 @@ def human(n: float) -> str:
 
 
 class StatusPanel:
-    """Adds permanent labels to a status bar and keeps them current."""
+    """Adds permanent labels to a status bar and keeps them current; messages show there too.
+    The model labels follow show_loading / show_model / show_failed."""
 
-    def __init__(self, studio: Studio, bar: QStatusBar) -> None:
-        self.studio, self.bar = studio, bar
+    def __init__(self, bar: QStatusBar, messages: MessageLog) -> None:
+        self.bar = bar
         self.device = QLabel("device: …")
         self.model = QLabel("model: loading…")
         self.memory = QLabel("")
@@ -56,15 +57,17 @@ class StatusPanel:
         self.timer.setObjectName("memory-status")
         self.timer.timeout.connect(self.refresh_memory)
         self.timer.start(REFRESH_MS)
-        studio.model_loading.connect(lambda: self.model.setText("model: loading…"))
-        studio.model_loaded.connect(self._on_model)
-        studio.model_failed.connect(
-            lambda _m: (self.model.setText("model: not loaded"), self.device.setText("device: –"))
-        )
-        studio.messages.events.added.connect(lambda m: bar.showMessage(m.text, 8000))
+        messages.events.added.connect(lambda m: bar.showMessage(m.text, 8000))
         self.refresh_memory()
 
-    def _on_model(self, info: ModelInfo) -> None:
+    def show_loading(self) -> None:
+        self.model.setText("model: loading…")
+
+    def show_failed(self, _message: str = "") -> None:
+        self.model.setText("model: not loaded")
+        self.device.setText("device: –")
+
+    def show_model(self, info: ModelInfo) -> None:
         self.model.setText(f"model: {info.name}")
         device = info.device
         torch = sys.modules.get("torch")

@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from PySide6.QtCore import QPointF, QRectF, QSize, Qt
+from PySide6.QtCore import QPointF, QRectF, QSize, Qt, Signal
 from PySide6.QtGui import (
     QBrush,
     QColor,
@@ -32,9 +32,8 @@ from PySide6.QtWidgets import (
 
 from .. import theme
 from ..images import to_qimage
-from ..models.jobs import JobState
-from ..models.timeline import Clip
-from ..studio import Studio
+from ..state.jobs import JobQueue, JobState
+from ..state.timeline import Clip, Timeline
 from .drops import FileDropMixin
 
 PAD = 12  # left margin, px
@@ -48,10 +47,17 @@ MAJOR_STEPS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000)
 
 
 class TimelineCanvas(FileDropMixin, QWidget):
-    def __init__(self, studio: Studio, parent: QWidget | None = None) -> None:
+    """Paints the Timeline and the running job of the JobQueue; selects on the Timeline itself
+    and asks for seeks and undoable edits through its signals."""
+
+    files_dropped = Signal(list)  # local paths
+    seek_requested = Signal(int)  # timeline frame
+    trim_requested = Signal(str, int, int)  # clip id, media frames [start, stop)
+    move_requested = Signal(str, int)  # clip id, new index
+
+    def __init__(self, timeline: Timeline, jobs: JobQueue, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self.studio = studio
-        self.timeline = studio.timeline
+        self.timeline, self.jobs = timeline, jobs
         self.ppf = 12.0  # pixels per frame (zoom)
         self._thumbs: dict[tuple[str, int], QPixmap] = {}
         self._drag: dict | None = None
@@ -78,7 +84,7 @@ class TimelineCanvas(FileDropMixin, QWidget):
         return None if hit is None else hit[0]
 
     def ghost_frames(self) -> int:
-        job = self.studio.jobs.running()
+        job = self.jobs.running()
         return 0 if job is None else max(job.total, job.received)
 
     def content_width(self) -> int:
@@ -207,7 +213,7 @@ class TimelineCanvas(FileDropMixin, QWidget):
                 p.drawRoundedRect(QRectF(x, rect.top() + TRACK_H / 2 - 10, 3, 20), 1.5, 1.5)
 
     def _paint_ghost(self, p: QPainter) -> None:
-        job = self.studio.jobs.running()
+        job = self.jobs.running()
         if job is None:
             return
         total = max(job.total, job.received, 1)
@@ -302,7 +308,7 @@ class TimelineCanvas(FileDropMixin, QWidget):
             return
         clip = self.clip_at(x, y)
         self.timeline.select(clip.id if clip else None)
-        self.studio.seek(self.frame_at(x))
+        self.seek_requested.emit(self.frame_at(x))
         self._drag = {
             "mode": "move" if clip else "scrub",
             "clip": clip.id if clip else None,
@@ -321,7 +327,7 @@ class TimelineCanvas(FileDropMixin, QWidget):
             return
         d["x"] = x
         if d["mode"] == "scrub":
-            self.studio.seek(self.frame_at(x))
+            self.seek_requested.emit(self.frame_at(x))
         elif d["mode"] == "move" and abs(x - d["x0"]) > 6:
             d["moving"] = True
         self.update()
@@ -332,9 +338,9 @@ class TimelineCanvas(FileDropMixin, QWidget):
             return
         if d["mode"] == "trim":
             start, stop = self._trim_range(d)
-            self.studio.trim(d["clip"], start, stop)
+            self.trim_requested.emit(d["clip"], start, stop)
         elif d["mode"] == "move" and d.get("moving"):
-            self.studio.move_clip(d["clip"], self._insertion_index(d["clip"], d["x"]))
+            self.move_requested.emit(d["clip"], self._insertion_index(d["clip"], d["x"]))
         self.update()
 
     def _trim_range(self, d: dict) -> tuple[int, int]:
@@ -375,13 +381,22 @@ class TimelineCanvas(FileDropMixin, QWidget):
 
 
 class TimelineView(FileDropMixin, QFrame):
-    """Toolbar (zoom) + scrollable canvas."""
+    """Toolbar (zoom) + scrollable canvas; `show_live_frame` repaints the growing job strip."""
 
-    def __init__(self, studio: Studio, parent: QWidget | None = None) -> None:
+    files_dropped = Signal(list)  # local paths
+    seek_requested = Signal(int)
+    trim_requested = Signal(str, int, int)
+    move_requested = Signal(str, int)
+
+    def __init__(self, timeline: Timeline, jobs: JobQueue, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self.studio = studio
+        self.timeline = timeline
         self.setAcceptDrops(True)
-        self.canvas = TimelineCanvas(studio)
+        self.canvas = TimelineCanvas(timeline, jobs)
+        self.canvas.files_dropped.connect(self.files_dropped)
+        self.canvas.seek_requested.connect(self.seek_requested)
+        self.canvas.trim_requested.connect(self.trim_requested)
+        self.canvas.move_requested.connect(self.move_requested)
         self.scroll = QScrollArea(self)
         self.scroll.setWidget(self.canvas)
         self.scroll.setWidgetResizable(True)
@@ -410,21 +425,22 @@ class TimelineView(FileDropMixin, QFrame):
         layout.addLayout(bar)
         layout.addWidget(self.scroll)
 
-        t = studio.timeline
-        t.events.changed.connect(self._on_changed)
-        t.events.selection.connect(lambda _id: self.canvas.update())
-        t.events.playhead.connect(self._on_playhead)
-        studio.jobs.events.changed.connect(self.canvas.relayout)
-        studio.jobs.events.updated.connect(self._on_job)
-        studio.live_frame.connect(lambda *_: self.canvas.update())
+        timeline.events.changed.connect(self._on_changed)
+        timeline.events.selection.connect(lambda _id: self.canvas.update())
+        timeline.events.playhead.connect(self._on_playhead)
+        jobs.events.changed.connect(self.canvas.relayout)
+        jobs.events.updated.connect(self._on_job)
         self._on_changed()
 
+    def show_live_frame(self, *_frame) -> None:
+        self.canvas.update()
+
     def fit(self) -> None:
-        frames = max(self.studio.timeline.duration + self.canvas.ghost_frames(), 1)
+        frames = max(self.timeline.duration + self.canvas.ghost_frames(), 1)
         self.canvas.set_zoom((self.scroll.viewport().width() - 2 * PAD - 40) / frames)
 
     def _on_changed(self) -> None:
-        t = self.studio.timeline
+        t = self.timeline
         self.summary.setText(
             f"{len(t.clips)} clip(s) · {t.duration} frames · {t.duration / max(t.fps, 1):.2f} s"
         )

@@ -17,7 +17,7 @@ import numpy as np
 from engine.api import GenerateRequest
 
 from .events import Event
-from .timeline import ClipRequest
+from .request import ClipRequest
 
 HISTORY = 20  # finished jobs kept in the list for display
 
@@ -36,10 +36,12 @@ class JobState(str, Enum):
 
 @dataclass(eq=False)
 class Job:
-    """One request and where its result goes: after clip `after` (None: the end)."""
+    """One queued request: its record (kept by the clip it makes), the engine's request made from
+    that record (with the source's pixels and the id engine events carry), and where the clip
+    lands: after clip `after` (None: the end)."""
 
+    record: ClipRequest
     request: GenerateRequest
-    clip_request: ClipRequest
     title: str
     after: str | None = None
     state: JobState = JobState.QUEUED

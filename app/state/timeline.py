@@ -2,7 +2,7 @@
 the selection and the playhead. Qt-free; views listen to `Timeline.events`.
 
 Clips sit back to back on one track in list order; moving a clip reorders it. Every clip
-keeps the request it was generated with (`ClipRequest`), so it can be regenerated.
+keeps the request record it was generated with (`ClipRequest`), so it can be regenerated.
 
 Edits go through the primitives `insert`, `remove`, `replace` and `move` (what the undo
 commands call); `trimmed`, `split_parts` and `duplicate_of` compute new clips without
@@ -18,74 +18,12 @@ from typing import Any
 
 import numpy as np
 
-from engine.api import MODES, TASK_PREFIX, valid_temperature
-
 from .events import Event
+from .request import ClipRequest, SourceRef
 
 
 def new_id(prefix: str) -> str:
     return f"{prefix}{uuid.uuid4().hex[:10]}"
-
-
-@dataclass(frozen=True)
-class SourceRef:
-    """Frames [start, stop) of a medium: an i2v start image or a v2v / extend source clip."""
-
-    media: str
-    start: int
-    stop: int
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"media": self.media, "start": self.start, "stop": self.stop}
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> SourceRef:
-        return cls(str(d["media"]), int(d["start"]), int(d["stop"]))
-
-
-@dataclass(frozen=True)
-class ClipRequest:
-    """The GenerateRequest fields a clip was made with (without the pixel arrays)."""
-
-    mode: str = "t2v"
-    prompt: str = ""
-    seed: int = 0
-    guidance: float = 2.5
-    frames: int = 17
-    source: SourceRef | None = None
-    model: str = ""
-    temperature: float | None = None  # None: the model's own default
-
-    def __post_init__(self) -> None:
-        if self.mode not in MODES:
-            raise ValueError(f"unknown mode {self.mode!r}")
-        if self.temperature is not None and not valid_temperature(self.temperature):
-            raise ValueError(f"temperature must be a positive number, got {self.temperature}")
-
-    @property
-    def text(self) -> str:
-        """The prompt as the model sees it (task prefix included)."""
-        return TASK_PREFIX[self.mode] + self.prompt.strip()
-
-    def to_dict(self) -> dict[str, Any]:
-        keys = ("mode", "prompt", "seed", "guidance", "frames", "model", "temperature")
-        d = {k: getattr(self, k) for k in keys}
-        d["source"] = self.source.to_dict() if self.source else None
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> ClipRequest:
-        source = SourceRef.from_dict(d["source"]) if d.get("source") else None
-        return cls(
-            mode=str(d["mode"]),
-            prompt=str(d["prompt"]),
-            seed=int(d["seed"]),
-            guidance=float(d["guidance"]),
-            frames=int(d["frames"]),
-            source=source,
-            model=str(d.get("model", "")),
-            temperature=None if d.get("temperature") is None else float(d["temperature"]),
-        )
 
 
 @dataclass(frozen=True, eq=False)

@@ -1,8 +1,8 @@
 """The request being prepared in the inspector: mode, prompt, seed, guidance, temperature, frames,
 sources.
 
-Views write fields with `set(...)`; the studio builds GenerateRequests from it. Selecting a clip
-copies that clip's request into the draft.
+Views write fields with `set(...)`; `request()` is the record the generation controller queues.
+Selecting a clip copies that clip's record into the draft.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import numpy as np
 from engine.api import MODES
 
 from .events import Event
+from .request import ClipRequest
 
 FIELDS = ("mode", "prompt", "seed", "guidance", "temperature", "frames", "image", "clip")
 
@@ -57,3 +58,15 @@ class Draft:
                 continue
             setattr(self, name, value)
             self.events.changed.emit(name)
+
+    def request(self) -> ClipRequest:
+        """The record of the request being prepared. Its source (the image or clip) is resolved
+        against the timeline when it is queued."""
+        return ClipRequest(
+            mode=self.mode,
+            prompt=self.prompt.strip(),
+            seed=int(self.seed),
+            guidance=float(self.guidance),
+            frames=int(self.frames),
+            temperature=self.temperature,
+        )
