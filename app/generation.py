@@ -20,7 +20,7 @@ import numpy as np
 from PySide6.QtCore import QCoreApplication, QObject, Signal
 from PySide6.QtGui import QUndoStack
 
-from engine.api import EngineError, ModelInfo
+from engine.api import EngineError, GenerateRequest, ModelInfo
 
 from .commands import AddClip
 from .dialogs import Dialogs
@@ -188,17 +188,17 @@ class GenerationController(QObject):
             request = record.engine_request(image_array, video)
         except EngineError as exc:
             return self._refuse(str(exc))
+        if record.mode == "i2v" and source is None:  # a new start image becomes project media
+            media = self.timeline.add_media(image.image[None], "image", image.name)
+            source = SourceRef(media.id, 0, 1)
         if record.mode in ("v2v", "extend") and record.source is None:
-            after = clip_id
-        if source is None and image is not None:  # the start image becomes project media
-            source = SourceRef(
-                self.timeline.add_media(image.image[None], "image", image.name).id, 0, 1
-            )
+            after = clip_id  # a new clip made from a clip lands after it
         model = self.info.name if self.info else (self.settings.model or "demo")
-        record = replace(record, source=source, model=model)
-        job = self.jobs.add(
-            Job(record, request, f"{MODE_TITLES[record.mode]}: {record.prompt}", after)
-        )
+        return self._queue(replace(record, source=source, model=model), request, after)
+
+    def _queue(self, record: ClipRequest, request: GenerateRequest, after: str | None) -> Job:
+        title = f"{MODE_TITLES[record.mode]}: {record.prompt}"
+        job = self.jobs.add(Job(record, request, title, after))
         self._remember_defaults(record)
         if not self.engine_ready:
             self.messages.info(f"Job #{job.id} queued: waiting for the model")

@@ -172,3 +172,14 @@ def test_the_main_window_is_built_and_closed_without_an_engine_thread(qtbot, tmp
     assert not studio.engine.thread.isRunning() and not studio.engine_ready
     window.shutdown()
     assert not studio.engine.thread.isRunning() and not studio.jobs.queued()
+
+
+def test_a_start_image_left_in_the_draft_is_not_a_text_to_video_source(controller):
+    d = controller.draft
+    d.set(
+        prompt=PROMPT, mode="i2v", image=ImageSource("start.png", np.zeros((48, 64, 3), np.uint8))
+    )
+    d.set(mode="t2v")
+    job = controller.generate()
+    assert job.record.source is None and job.request.image is None
+    assert not controller.timeline.media
