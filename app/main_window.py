@@ -87,6 +87,7 @@ class MainWindow(FileDropMixin, QMainWindow):
         s.model_loaded.connect(self.status.show_model)
         s.model_failed.connect(self.status.show_failed)
         s.model_loaded.connect(ins.show_model)
+        ins.show_model(s.info)
         s.model_loaded.connect(self._on_model)
         s.live_frame.connect(preview.show_live_frame)
         s.live_frame.connect(tv.show_live_frame)
