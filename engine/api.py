@@ -2,7 +2,7 @@
 
 The GUI and the command line talk to the engine only through these types:
 
-    pipeline = load_pipeline()                       # engine.pipeline: built-in demo model
+    pipeline = load_pipeline()                       # engine.registry: built-in demo model
     request = GenerateRequest(prompt="a red circle moves left on a black background")
     for event in pipeline.generate(request, cancel=threading.Event()):
         event.frames                                 # (n, H, W, 3) uint8 RGB, new frames only

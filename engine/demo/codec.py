@@ -35,7 +35,7 @@ class CodecConfig:
     blocks: int = 2  # residual blocks at the latent resolution (each side)
     latent_mean: tuple[float, ...] = ()
     latent_std: tuple[float, ...] = ()
-    kind: str = "autoencoder"  # engine.pipeline tells this codec from the first model's "pca"
+    kind: str = "autoencoder"  # engine.demo.bundle tells this codec from the first model's "pca"
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> CodecConfig:

@@ -3,7 +3,7 @@
 Codec: each 8x8 RGB patch projected on its top principal components.
 
 Frames (B, T, 3, 48, 64) in [-1, 1] <-> latents (B, T, K, 6, 8), each component scaled to unit
-variance. Linear, per frame (temporal factor 1), fitted in seconds from Shapes-world renders.
+variance. Linear, per frame (temporal factor 1), fitted by one SVD of Shapes-world renders.
 """
 
 from __future__ import annotations
