@@ -24,8 +24,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from engine.demo.bundle import split_state  # noqa: E402
+from engine.demo.bundle_write import build_codec, init_source  # noqa: E402
 from engine.demo.data import step_data  # noqa: E402
-from engine.demo.train import FlowTrainer, TrainConfig, build_codec, init_source  # noqa: E402
+from engine.demo.train.config import TrainConfig  # noqa: E402
+from engine.demo.train.flow import FlowTrainer  # noqa: E402
 
 BUNDLE = ROOT / "resources" / "models" / "shapes_demo.json"
 
@@ -34,8 +36,10 @@ def trainer(args: argparse.Namespace) -> FlowTrainer:
     meta, state = init_source(BUNDLE)
     meta.pop("training", None)
     codec = build_codec(meta["codec"], split_state(state, "codec."), torch.device(args.device))
-    tc = TrainConfig(steps=10**6, batch=args.batch, autocast=args.autocast, warmup=1, lr=1e-5)
-    t = FlowTrainer(meta, tc, codec, args.device)
+    train_cfg = TrainConfig(
+        steps=10**6, batch=args.batch, autocast=args.autocast, warmup=1, lr=1e-5
+    )
+    t = FlowTrainer(meta, train_cfg, codec, args.device)
     t.load_weights(state)
     return t
 

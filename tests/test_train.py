@@ -14,46 +14,38 @@ from safetensors.torch import load_file, save_file
 
 from engine.api import EngineError, GenerateRequest
 from engine.demo.bundle import load_bundle, load_demo_components
+from engine.demo.bundle_write import BUNDLE, bundle_meta, export_bundle
 from engine.demo.captions import parse_caption, strip_prefix
 from engine.demo.codec import CodecConfig, DemoCodec
 from engine.demo.data import EDIT_FRAMES, batch_rng, make_batch, step_data
 from engine.demo.text import TextConfig, grammar_vocab
-from engine.demo.train import (
-    BUNDLE,
+from engine.demo.train.cli import main, run
+from engine.demo.train.codec import (
     OBJECT_MARGIN,
-    FlowTrainer,
-    TrainConfig,
-    bundle_meta,
-    check_autocast,
-    data_changes,
     decoder_error,
-    default_flow,
     denoised_decoder_loss,
-    export_bundle,
     finetune_decoder,
-    frames_tensor,
-    lr_at,
-    main,
     object_weights,
-    run,
-    score_target,
 )
+from engine.demo.train.commands import data_changes
+from engine.demo.train.config import TrainConfig, check_autocast, frames_tensor, lr_at
+from engine.demo.train.flow import FlowTrainer, default_flow, score_target
 from engine.demo.world import TRAIN_FRAMES, Scene, ShapeObject, render
 
 
 @pytest.fixture(autouse=True)
 def _one_thread():
-    # the CPU is shared: OpenMP threads fighting for cores make tiny models tens of times slower
+    # the CPU is shared: OpenMP threads fighting for cores make tiny models far slower
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
 
 
-TC = TrainConfig(steps=4, seed=3, batch=2, lr=2e-3, warmup=2, denoiser_lr=2e-3)
+TRAIN_CFG = TrainConfig(steps=4, seed=3, batch=2, lr=2e-3, warmup=2, denoiser_lr=2e-3)
 
 
-def tiny_meta(tc: TrainConfig = TC) -> tuple[dict, DemoCodec]:
+def tiny_meta(train_cfg: TrainConfig = TRAIN_CFG) -> tuple[dict, DemoCodec]:
     torch.manual_seed(0)
     codec = DemoCodec(CodecConfig(channels=4, width=16, mid=8, blocks=1)).eval()
     text = TextConfig(vocab=grammar_vocab(), dim=16, layers=1, heads=2)
@@ -67,12 +59,12 @@ def tiny_meta(tc: TrainConfig = TC) -> tuple[dict, DemoCodec]:
         head_dim=16,
         denoiser_layers=1,
     )
-    return bundle_meta(flow, codec.cfg, text, tc), codec
+    return bundle_meta(flow, codec.cfg, text, train_cfg.noise_std), codec
 
 
-def trainer(tc: TrainConfig = TC) -> FlowTrainer:
-    meta, codec = tiny_meta(tc)
-    return FlowTrainer(meta, tc, codec)
+def trainer(train_cfg: TrainConfig = TRAIN_CFG) -> FlowTrainer:
+    meta, codec = tiny_meta(train_cfg)
+    return FlowTrainer(meta, train_cfg, codec)
 
 
 def test_batches_are_deterministic_and_cover_every_task():
@@ -104,7 +96,7 @@ def test_two_objects_sets_the_share_of_two_object_scenes(tmp_path):
     plain = make_batch(batch_rng(0, 7), 3)  # unset: the same draw as before the option
     assert step_data(7, 0, 3, 0.0)[1] == plain.texts
     with pytest.raises(SystemExit):
-        main(["--out", str(tmp_path), "--two-objects", "1.5"])
+        main(["train", "--out", str(tmp_path), "--two-objects", "1.5"])
 
 
 def test_a_resume_names_the_data_settings_it_changes():
@@ -146,8 +138,8 @@ def test_bf16_autocast_trains_like_float32():
 
 
 def test_bf16_autocast_warns_where_bfloat16_is_slower_than_float32(caplog):
-    """A CPU without native bfloat16 emulates it (~90x slower products on an AVX2-only EPYC):
-    --autocast bf16 measures the factor and warns past the limit, naming the fast choice."""
+    """A CPU without native bfloat16 emulates it, many times slower: --autocast bf16 measures
+    the factor and warns past the limit, naming the fast choice."""
     cpu = torch.device("cpu")
     assert check_autocast(TrainConfig(), cpu) is None  # float32 runs measure nothing
     bf16 = TrainConfig(autocast="bf16")
@@ -198,13 +190,13 @@ def test_stop_after_ends_a_run_checkpointed_and_a_resume_finishes_it(tmp_path, c
         torch.testing.assert_close(a, b, rtol=0, atol=0, msg=name)
     for bad in ("-1", "nan"):
         with pytest.raises(SystemExit):
-            main(["--out", "unused", "--stop-after", bad])
+            main(["train", "--out", "unused", "--stop-after", bad])
         assert "--stop-after must be seconds" in capsys.readouterr().err
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="a machine with a GPU trains on it")
 def test_cuda_without_a_gpu_is_a_one_line_error(tmp_path):
-    args = ["--out", str(tmp_path / "run"), "--device", "cuda", "--steps", "1"]
+    args = ["train", "--out", str(tmp_path / "run"), "--device", "cuda", "--steps", "1"]
     with pytest.raises(EngineError, match="--device cuda: this torch .* use --device cpu"):
         main(args)
     assert run(args) == 2 and not (tmp_path / "run").exists()
@@ -256,7 +248,7 @@ def test_checkpoint_is_a_loadable_bundle(tmp_path):
 
 
 def test_command_line_trains_codec_and_flow_then_resumes(tmp_path, monkeypatch, caplog):
-    import engine.demo.train as train
+    import engine.demo.train.commands as commands
 
     def tiny_flow(in_channels, txt_dim, max_tokens, **changes):
         return default_flow(
@@ -270,37 +262,25 @@ def test_command_line_trains_codec_and_flow_then_resumes(tmp_path, monkeypatch, 
             denoiser_layers=1,
         )
 
-    monkeypatch.setattr(train, "default_flow", tiny_flow)
+    monkeypatch.setattr(commands, "default_flow", tiny_flow)
     monkeypatch.setattr(
-        train,
+        commands,
         "CodecConfig",
         lambda channels: CodecConfig(channels=channels, width=16, mid=8, blocks=1),
     )
-    args = [
-        "--out",
-        str(tmp_path),
-        "--steps",
-        "2",
-        "--batch",
-        "1",
-        "--codec-steps",
-        "2",
-        "--codec-channels",
-        "4",
-        "--codec-eval-frames",
-        "32",
-        "--threads",
-        "1",
-    ]
-    main(args)
+    out = ["--out", str(tmp_path)]
+    codec = ["--codec-steps", "2", "--codec-channels", "4", "--codec-eval-frames", "32"]
+    codec += ["--threads", "1"]
+    main(["train", *out, "--steps", "2", "--batch", "1", *codec])
     assert (tmp_path / "codec.safetensors").exists()
     with caplog.at_level(logging.WARNING, logger="engine.demo.train"):
-        main([*args[:3], "3", *args[4:], "--resume"])  # the same data settings: no warning
+        main(["train", *out, "--steps", "3", "--batch", "1", *codec, "--resume"])  # no warning
     assert not caplog.records
     meta = json.loads((tmp_path / f"{BUNDLE}.json").read_text())
     assert meta["training"]["step"] == 3 and meta["codec"]["channels"] == 4
     before = load_file(str(tmp_path / "codec.safetensors"))
-    main([*args, "--decoder-steps", "2"])  # the encoder and its normalisation stay as they were
+    finetune = ["finetune-decoder", *out, "--steps", "2", *codec]
+    main(finetune)  # the encoder and its normalisation stay as they were
     after = load_file(str(tmp_path / "codec.safetensors"))
     assert json.loads((tmp_path / "codec.json").read_text()) == meta["codec"]
     for name, value in before.items():
@@ -314,20 +294,21 @@ def test_command_line_trains_codec_and_flow_then_resumes(tmp_path, monkeypatch, 
     assert json.loads((tmp_path / f"{BUNDLE}.json").read_text())["training"]["decoder_finetune"]
     load_bundle(tmp_path / f"{BUNDLE}.json", device="cpu")
     # then on what the trained flow's denoiser makes of noisy latents
-    main([*args, "--decoder-steps", "2", "--decoder-input", "denoised"])
+    main([*finetune, "--input", "denoised"])
     again = load_file(str(tmp_path / "codec.safetensors"))
     assert not torch.equal(after["decoder.conv_out.weight"], again["decoder.conv_out.weight"])
     assert torch.equal(after["encoder.conv_out.weight"], again["encoder.conv_out.weight"])
     bundle = load_file(str(tmp_path / f"{BUNDLE}.safetensors"))
     assert torch.equal(bundle["codec.decoder.conv_out.weight"], again["decoder.conv_out.weight"])
     empty = [
+        "finetune-decoder",
         "--out",
         str(tmp_path / "empty"),
         "--codec",
         str(tmp_path / "codec.safetensors"),
-        "--decoder-steps",
+        "--steps",
         "2",
-        "--decoder-input",
+        "--input",
         "denoised",
         "--threads",
         "1",
@@ -336,7 +317,7 @@ def test_command_line_trains_codec_and_flow_then_resumes(tmp_path, monkeypatch, 
         main(empty)
     assert run(empty) == 2  # the command line: a one-line message, status 2
     # training on after the fine-tune keeps its record and that of each earlier run
-    main([*args[:3], "4", *args[4:], "--resume", "--autocast", "bf16"])
+    main(["train", *out, "--steps", "4", "--batch", "1", *codec, "--resume", "--autocast", "bf16"])
     record = json.loads((tmp_path / f"{BUNDLE}.json").read_text())["training"]
     assert record["step"] == 4 and record["autocast"] == "bf16"
     fine_tune = {"steps": 2, "sharpen": 0, "lr": TrainConfig.codec_lr, "object_weight": 0.0}
@@ -347,17 +328,15 @@ def test_command_line_trains_codec_and_flow_then_resumes(tmp_path, monkeypatch, 
     assert record["runs"] == [{"until": 2, "autocast": "none"}, {"until": 3, "autocast": "none"}]
     # export: float16 weights and, where given, the default sampling temperature
     ship = tmp_path / "ship"
-    main(["--out", str(tmp_path), "--export", str(ship), "--temperature", "0.5"])
+    main(["export", str(tmp_path), "--out", str(ship), "--temperature", "0.5"])
     assert load_bundle(ship / f"{BUNDLE}.json", device="cpu").settings.temperature == 0.5
-    assert (
-        run(["--out", str(tmp_path), "--export", str(tmp_path / "bad"), "--temperature", "0"]) == 2
-    )
+    assert run(["export", str(tmp_path), "--out", str(tmp_path / "bad"), "--temperature", "0"]) == 2
     assert not (tmp_path / "bad").exists()
 
 
 def test_decoder_learns_to_decode_the_denoisers_output():
     meta, codec = tiny_meta()
-    trainer = FlowTrainer(meta, TC, codec)
+    trainer = FlowTrainer(meta, TRAIN_CFG, codec)
     trainer.train(2)
     flow, text = trainer.flow.eval(), trainer.text.eval()
     held_out = make_batch(batch_rng(99, 0), 2)
@@ -370,14 +349,14 @@ def test_decoder_learns_to_decode_the_denoisers_output():
                 text,
                 held_out.frames,
                 held_out.texts,
-                TC.noise_std,
+                TRAIN_CFG.noise_std,
                 torch.Generator().manual_seed(5),
             ).item()
 
     before, encoder = loss(), codec.encoder.conv_out.weight.clone()
     flow_state = {k: v.clone() for k, v in flow.state_dict().items()}
-    tc = dataclasses.replace(TC, codec_batch=TRAIN_FRAMES, codec_lr=1e-2)
-    finetune_decoder(codec, 80, tc, denoiser=(flow, text))
+    train_cfg = dataclasses.replace(TRAIN_CFG, codec_batch=TRAIN_FRAMES, codec_lr=1e-2)
+    finetune_decoder(codec, 80, train_cfg, denoiser=(flow, text))
     assert loss() < 0.5 * before
     assert torch.equal(codec.encoder.conv_out.weight, encoder)  # the latents stay valid
     assert all(torch.equal(v, flow.state_dict()[k]) for k, v in flow_state.items())
@@ -390,15 +369,17 @@ def test_init_starts_a_new_run_from_a_shipped_bundle(tmp_path):
     shipped = tmp_path / "ship" / f"{BUNDLE}.json"
     # the warm start holds exactly the shipped weights (float16 read back as float32)
     meta, codec = tiny_meta()
-    warm = FlowTrainer(meta, TC, codec)
+    warm = FlowTrainer(meta, TRAIN_CFG, codec)
     warm.load_weights(load_file(str(shipped.with_suffix(".safetensors"))))
     for name, value in source.flow.state_dict().items():
         torch.testing.assert_close(warm.flow.state_dict()[name], value.half().float(), msg=name)
     assert warm.step == 0
-    args = ["--out", str(tmp_path / "b"), "--init", str(shipped), "--steps", "2"]
-    args += ["--batch", "1", "--threads", "1", "--lr", "1e-3", "--warmup", "1", "--seed", "4"]
+    init = ["--init", str(shipped)]
+    rest = ["--batch", "1", "--threads", "1", "--lr", "1e-3", "--warmup", "1", "--seed", "4"]
+    args = ["train", "--out", str(tmp_path / "b"), *init, "--steps", "2", *rest]
     # a run stopped by time after its first step of 3, and resumed: checkpointed each time
-    stopped = ["--out", str(tmp_path / "s"), *args[2:5], "3", *args[6:], "--stop-after", "0"]
+    stopped = ["train", "--out", str(tmp_path / "s"), *init, "--steps", "3", *rest]
+    stopped += ["--stop-after", "0"]
     main(stopped)
     record = json.loads((tmp_path / "s" / f"{BUNDLE}.json").read_text())["training"]
     assert record["step"] == 1 and record["steps"] == 3
@@ -429,16 +410,16 @@ def test_init_starts_a_new_run_from_a_shipped_bundle(tmp_path):
     for name in ("codec.safetensors", "codec.json"):
         (cut / name).write_bytes((out / name).read_bytes())
     with pytest.raises(ValueError, match="no checkpoint to resume"):
-        main(["--out", str(cut), *args[2:], "--resume"])
+        main(["train", "--out", str(cut), *init, "--steps", "2", *rest, "--resume"])
     assert sorted(p.name for p in cut.iterdir()) == ["codec.json", "codec.safetensors"]
     # resuming it keeps where it started from
-    main([*args[:4], "--steps", "3", *args[6:], "--resume"])
+    main(["train", "--out", str(out), *init, "--steps", "3", *rest, "--resume"])
     record = json.loads((out / f"{BUNDLE}.json").read_text())["training"]
     assert record["step"] == 3 and record["init"]["from"] == str(shipped)
     # a truncated or foreign bundle is a one-line error, and the new run's folder stays empty
     weights = shipped.with_suffix(".safetensors")
     weights.write_bytes(weights.read_bytes()[:1000])
-    bad = ["--out", str(tmp_path / "c"), "--init", str(shipped), "--steps", "1", "--threads", "1"]
+    bad = ["train", "--out", str(tmp_path / "c"), *init, "--steps", "1", "--threads", "1"]
     with pytest.raises(ValueError, match="cannot read the bundle's weights"):
         main(bad)
     assert run(bad) == 2 and not (tmp_path / "c").exists()
@@ -448,20 +429,20 @@ def test_init_starts_a_new_run_from_a_shipped_bundle(tmp_path):
         main(bad)
     (tmp_path / "other.json").write_text(json.dumps({"flow": {}}))
     with pytest.raises(ValueError, match="not a demo bundle"):
-        main([*bad[:3], str(tmp_path / "other.json"), *bad[4:]])
+        main([*bad[:4], str(tmp_path / "other.json"), *bad[5:]])
 
 
 def test_average_makes_the_mean_of_bundles_of_one_model(tmp_path):
     bundles = []
     for seed in (3, 5):
-        source = trainer(dataclasses.replace(TC, seed=seed))
+        source = trainer(dataclasses.replace(TRAIN_CFG, seed=seed))
         source.train(2, tmp_path / f"run{seed}")
         export_bundle(tmp_path / f"run{seed}", tmp_path / f"ship{seed}", temperature=0.5)
         bundles.append(tmp_path / f"ship{seed}" / f"{BUNDLE}.json")
     a, b = (load_file(str(p.with_suffix(".safetensors"))) for p in bundles)
     assert not torch.equal(a["flow.blocks.3.proj_in.weight"], b["flow.blocks.3.proj_in.weight"])
     out = tmp_path / "avg"
-    main(["--out", str(out), "--average", *map(str, bundles)])
+    main(["average", *map(str, bundles), "--out", str(out)])
     mean = load_file(str(out / f"{BUNDLE}.safetensors"))
     assert mean.keys() == a.keys()
     for name, value in mean.items():
@@ -473,28 +454,28 @@ def test_average_makes_the_mean_of_bundles_of_one_model(tmp_path):
     assert [r["record"]["seed"] for r in record["average"]] == [3, 5] and record["step"] == 2
     assert meta["sampling"]["temperature"] == 0.5 and "weights_dtype" not in meta
     load_bundle(out / f"{BUNDLE}.json", device="cpu")
-    main(["--out", str(out), "--export", str(tmp_path / "ship"), "--temperature", "0.5"])
+    main(["export", str(out), "--out", str(tmp_path / "ship"), "--temperature", "0.5"])
     shipped = load_file(str(tmp_path / "ship" / f"{BUNDLE}.safetensors"))
     assert all(torch.equal(shipped[k], mean[k].half()) for k in mean)
     # what cannot be averaged is a one-line error, and nothing is written
     with pytest.raises(ValueError, match="already holds"):
-        main(["--out", str(out), "--average", *map(str, bundles)])
+        main(["average", *map(str, bundles), "--out", str(out)])
     with pytest.raises(ValueError, match="two bundles or more"):
-        main(["--out", str(tmp_path / "one"), "--average", str(bundles[0])])
+        main(["average", str(bundles[0]), "--out", str(tmp_path / "one")])
     other = json.loads(bundles[1].read_text())
     other["sampling"]["temperature"] = 0.8
     bundles[1].write_text(json.dumps(other))
     with pytest.raises(ValueError, match=r"not the same model .*\(sampling\)"):
-        main(["--out", str(tmp_path / "c"), "--average", *map(str, bundles)])
+        main(["average", *map(str, bundles), "--out", str(tmp_path / "c")])
     other["sampling"]["temperature"] = 0.5
     bundles[1].write_text(json.dumps(other))
     weights = bundles[1].with_suffix(".safetensors")
     save_file({k: v for k, v in b.items() if k != "flow.blocks.3.proj_in.weight"}, str(weights))
     with pytest.raises(ValueError, match="tensors differ"):
-        main(["--out", str(tmp_path / "c"), "--average", *map(str, bundles)])
+        main(["average", *map(str, bundles), "--out", str(tmp_path / "c")])
     weights.write_bytes(weights.read_bytes()[:1000])
-    bad = ["--out", str(tmp_path / "c"), "--average", *map(str, bundles)]
-    with pytest.raises(ValueError, match="--average .*cannot read the bundle's weights"):
+    bad = ["average", *map(str, bundles), "--out", str(tmp_path / "c")]
+    with pytest.raises(ValueError, match="^average .*cannot read the bundle's weights"):
         main(bad)
     assert run(bad) == 2 and not (tmp_path / "c").exists()
 
@@ -539,7 +520,8 @@ def test_init_fine_tunes_a_copy_of_a_shipped_bundles_decoder(tmp_path):
     shipped = tmp_path / "ship" / f"{BUNDLE}.json"
     start = load_file(str(shipped.with_suffix(".safetensors")))
     out = tmp_path / "b"
-    args = ["--out", str(out), "--init", str(shipped), "--decoder-steps", "2", "--threads", "1"]
+    rest = ["--steps", "2", "--threads", "1"]
+    args = ["finetune-decoder", "--out", str(out), "--init", str(shipped), *rest]
     main([*args, "--object-weight", "10", "--codec-lr", "1e-3", "--seed", "3"])
     tuned = load_file(str(out / f"{BUNDLE}.safetensors"))
     assert set(tuned) == set(start)
@@ -548,7 +530,7 @@ def test_init_fine_tunes_a_copy_of_a_shipped_bundles_decoder(tmp_path):
         assert same != name.startswith("codec.decoder."), name
     meta = json.loads((out / f"{BUNDLE}.json").read_text())
     record = meta["training"]
-    assert record["step"] == 2 and record["seed"] == TC.seed  # the flow's record, kept
+    assert record["step"] == 2 and record["seed"] == TRAIN_CFG.seed  # the flow's record, kept
     assert record["decoder_finetune"] == [
         {"steps": 2, "sharpen": 0, "input": "noisy", "lr": 1e-3, "noise": 0.1}
         | {"object_weight": 10.0, "seed": 3}
@@ -557,15 +539,16 @@ def test_init_fine_tunes_a_copy_of_a_shipped_bundles_decoder(tmp_path):
     assert load_bundle(out / f"{BUNDLE}.json", device="cpu").settings.temperature == 0.5
     with pytest.raises(ValueError, match="already holds a run or a bundle"):
         main(args)  # it would replace the fine-tuned bundle
-    assert run([*args[:1], str(tmp_path / "c"), *args[2:3], str(tmp_path / "none.json"), *args[4:]])
+    none = ["--init", str(tmp_path / "none.json")]
+    assert run(["finetune-decoder", "--out", str(tmp_path / "c"), *none, *rest]) == 2
     assert not (tmp_path / "c" / f"{BUNDLE}.json").exists()
 
 
 def test_ema_bundle_holds_the_moving_average_and_resumes_exactly(tmp_path, caplog):
-    tc = dataclasses.replace(TC, ema=0.6)  # the mean of steps 1-2, then 0.6
+    ema_cfg = dataclasses.replace(TRAIN_CFG, ema=0.6)  # the mean of steps 1-2, then 0.6
     # by hand: the mean of the weights after each step, until its decay (s-1)/s reaches 0.6
-    by_hand = trainer(tc)
-    by_hand.tc = TC  # the same run without the average: follow its live weights
+    by_hand = trainer(ema_cfg)
+    by_hand.train_cfg = TRAIN_CFG  # the same run without the average: follow its live weights
     average = None
     for _ in range(4):
         by_hand.train_step()
@@ -578,7 +561,7 @@ def test_ema_bundle_holds_the_moving_average_and_resumes_exactly(tmp_path, caplo
             k: decay * average[k] + (1 - decay) * v if v.is_floating_point() else v
             for k, v in live.items()
         }
-    straight = trainer(tc)
+    straight = trainer(ema_cfg)
     straight.train(4, tmp_path / "straight", save_every_s=1e9)
     bundle = load_file(str(tmp_path / "straight" / f"{BUNDLE}.safetensors"))
     moved = 0
@@ -593,9 +576,9 @@ def test_ema_bundle_holds_the_moving_average_and_resumes_exactly(tmp_path, caplo
     for k, v in by_hand.live_tensors().items():
         torch.testing.assert_close(straight.live_tensors()[k], v, rtol=0, atol=0, msg=k)
     # stopped after 2 steps and resumed: the same average and the same live weights
-    first = trainer(tc)
+    first = trainer(ema_cfg)
     first.train(2, tmp_path / "resumed", save_every_s=1e9)
-    resumed = trainer(tc)
+    resumed = trainer(ema_cfg)
     resumed.resume(tmp_path / "resumed")
     resumed.train(4, tmp_path / "resumed", save_every_s=1e9)
     again = load_file(str(tmp_path / "resumed" / f"{BUNDLE}.safetensors"))
@@ -622,7 +605,7 @@ def test_ema_bundle_holds_the_moving_average_and_resumes_exactly(tmp_path, caplo
 def test_ema_must_be_a_decay_below_one(capsys):
     for bad in ("1", "-0.1", "1.5"):
         with pytest.raises(SystemExit):
-            main(["--out", "unused", "--ema", bad])
+            main(["train", "--out", "unused", "--ema", bad])
         assert "--ema must be a decay" in capsys.readouterr().err
 
 
@@ -648,7 +631,7 @@ def test_drop_to_task_keeps_the_task_prefix_of_some_dropped_texts(tmp_path):
         "drop-to-task 0.0 -> 0.5"
     ]
     with pytest.raises(SystemExit):
-        main(["--out", str(tmp_path), "--drop-to-task", "2"])
+        main(["train", "--out", str(tmp_path), "--drop-to-task", "2"])
 
 
 def test_export_sets_the_edits_unconditional_text(tmp_path):
@@ -657,7 +640,7 @@ def test_export_sets_the_edits_unconditional_text(tmp_path):
     export_bundle(tmp_path, tmp_path / "ship")
     assert load_bundle(tmp_path / "ship" / f"{BUNDLE}.json", "cpu").settings.v2v_null == "empty"
     assert (
-        run(["--out", str(tmp_path), "--export", str(tmp_path / "task"), "--v2v-null", "task"]) == 0
+        run(["export", str(tmp_path), "--out", str(tmp_path / "task"), "--v2v-null", "task"]) == 0
     )
     pipe = load_bundle(tmp_path / "task" / f"{BUNDLE}.json", "cpu")
     assert pipe.settings.v2v_null == "task"
@@ -671,12 +654,31 @@ def test_export_sets_the_edits_unconditional_text(tmp_path):
     with pytest.raises(EngineError, match="bad sampling settings.*v2v_null"):
         load_bundle(tmp_path / "task" / f"{BUNDLE}.json", "cpu")
     assert pipe.settings.v2v_carry == 0
-    assert run(["--out", str(tmp_path), "--export", str(tmp_path / "c"), "--v2v-carry", "3"]) == 0
+    assert run(["export", str(tmp_path), "--out", str(tmp_path / "c"), "--v2v-carry", "3"]) == 0
     carried = load_bundle(tmp_path / "c" / f"{BUNDLE}.json", "cpu").settings
     assert carried.v2v_carry == 3
     for bad in (-1, carried.v2v_segment):  # a segment's frames can't all be carried
         assert (
-            run(["--out", str(tmp_path), "--export", str(tmp_path / "x"), "--v2v-carry", str(bad)])
+            run(["export", str(tmp_path), "--out", str(tmp_path / "x"), "--v2v-carry", str(bad)])
             == 2
         )
     assert not (tmp_path / "x").exists()
+
+
+def test_each_subcommand_takes_only_its_own_options(capsys):
+    """The command line is four subcommands; an option of another (or none) is argparse's error."""
+    for argv in (
+        [],
+        ["--out", "unused"],  # the old command line, without a subcommand
+        ["train", "--out", "unused", "--export", "x"],
+        ["train", "--out", "unused", "--decoder-steps", "2"],
+        ["finetune-decoder", "--out", "unused"],  # --steps is required
+        ["finetune-decoder", "--out", "unused", "--steps", "2", "--resume"],
+        ["export", "unused", "--out", "x", "--steps", "2"],
+        ["average", "--out", "x"],  # no bundles
+        ["average", "a.json", "b.json", "--out", "x", "--temperature", "0.5"],
+    ):
+        with pytest.raises(SystemExit) as exit_info:
+            main(argv)
+        assert exit_info.value.code == 2, argv
+        assert "error:" in capsys.readouterr().err, argv

@@ -1,5 +1,5 @@
 """The demo bundle: a JSON description beside a safetensors file holding the flow (`flow.`), the
-codec (`codec.`) and the text encoder (`text.`). Read here; written by engine.demo.train."""
+codec (`codec.`) and the text encoder (`text.`). Read here; written by engine.demo.bundle_write."""
 
 from __future__ import annotations
 
