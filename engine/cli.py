@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .api import Cancelled, EngineError, GenerateRequest
+from .api import TASK_PREFIX, Cancelled, EngineError, GenerateRequest
 
 log = logging.getLogger("engine.cli")
 JOB_FIELDS = {"prompt", "image", "video", "frames", "seed", "cfg", "temperature", "out"}
@@ -60,9 +60,9 @@ def request_from(job: dict[str, Any], pipeline) -> GenerateRequest:
     temperature = _number(job, "temperature", float, None)
     image = video = None
     mode = "t2v"
-    for prefix, name in (("(v2v) ", "v2v"), ("(extend) ", "extend")):
-        if prompt.startswith(prefix):
-            mode, prompt = name, prompt[len(prefix) :]
+    for name in ("v2v", "extend"):
+        if prompt.startswith(TASK_PREFIX[name]):
+            mode, prompt = name, prompt[len(TASK_PREFIX[name]) :]
     if job.get("image"):
         if mode != "t2v":
             raise EngineError("--image goes with a plain caption (image to video)")

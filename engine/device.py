@@ -47,7 +47,7 @@ def precision_slowdown(
 ) -> float:
     """How many times longer a side x side matrix product takes in `dtype` than in float32 on
     `device` (best of `reps` after one warm-up each). CPUs without native bfloat16 (no AVX-512
-    BF16 or AMX) emulate it: on an AVX2-only EPYC a bfloat16 product is ~90x slower."""
+    BF16 or AMX) emulate it, many times slower."""
     a = torch.randn(side, side, device=device)
     b = torch.randn(side, side, device=device)
 

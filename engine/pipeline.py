@@ -224,12 +224,11 @@ class Pipeline:
         of its edited frames (the layout the demo model was trained on); output frame t edits
         source frame t (modulo the source's length: a longer request loops the source).
 
-        A segment after the first starts `v2v_carry` source frames early, and the edited frames
+        A segment after the first starts `edit_carry()` source frames early, and the edited frames
         already made of those come after its source frames as context (the training layout with
         its first edited frames given), so the edit goes on where the last segment left it. A
         segment cut short by the end of the source takes a whole segment's source frames, those
-        before it too (one source frame alone edits badly: a demo model edited the last of 17
-        frames right in 11% of 200 clips after one, 40% after eight); without carry it samples
+        before it too (one source frame alone edits badly); without carry it samples
         their edited frames again and drops them. Sampling stops at the request's last frame."""
         source = self.prepare_video(request.video)
         total = request.frames or len(source)

@@ -25,8 +25,9 @@ import json
 import logging
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import TextIO
 
@@ -50,7 +51,6 @@ from .world import TRAIN_FRAMES, Scene, caption, random_scene, render
 log = logging.getLogger("engine.demo.eval")
 
 TASKS = ("t2v", "i2v", "edit", "extend", "long", "chain")
-Generate = Callable[[GenerateRequest], Iterator]
 
 
 @dataclass
@@ -145,48 +145,80 @@ class Progress:
         self.stream.flush()
 
 
-def _edit_case(score: EditScore, kind: str, *times: float, objects: int | None = None) -> Case:
-    case = Case.of(score.result, score.preservation_psnr, *times, objects=objects)
+def _edit_case(score: EditScore, kind: str, objects: int) -> Case:
+    case = Case.of(score.result, score.preservation_psnr, objects=objects)
     return dataclasses.replace(case, ok=score.succeeds, kept=all(score.kept), edit=kind)
 
 
-def eval_t2v(
+def _follows(made: np.ndarray, text: str, objects: int, first: np.ndarray | None = None) -> Case:
+    """A clip scored against its caption; with `first`, frame 0's PSNR against it."""
+    value = None if first is None else psnr(made[0], first)
+    return Case.of(score_caption(made, text), value, objects=objects)
+
+
+def _last_window(made: np.ndarray, text: str, objects: int) -> Case:
+    return Case.of(window_scores(made, text)[-1], background_drift(made), objects=objects)
+
+
+def _edited(made: np.ndarray, source: np.ndarray, instruction: str, scene: Scene) -> Case:
+    score = score_edit(source, made, instruction, scene)
+    return _edit_case(score, parse_instruction(instruction).kind, len(scene.objects))
+
+
+@dataclass(frozen=True)
+class Trial:
+    """One case of a task: its ground truth's case, what the model makes (a request's clip, or
+    `make`'s frames where there is no request) and how the made frames are scored."""
+
+    label: str
+    truth: Case
+    score: Callable[[np.ndarray], Case]
+    request: GenerateRequest | None = None
+    make: Callable[[], np.ndarray] | None = None
+
+
+def run_task(
     pipeline,
-    scenes: list[Scene],
-    guidance: float,
+    task: str,
+    trials: Iterable[Trial],
+    n: int,
     truth_only: bool = False,
     progress: Progress | None = None,
 ) -> TaskResult:
-    out = TaskResult("t2v")
-    for i, scene in enumerate(scenes):
-        text = caption(scene)
-        k = len(scene.objects)
-        out.truth.append(Case.of(score_caption(render(scene, TRAIN_FRAMES), text), objects=k))
+    """Score each trial's ground truth and (unless truth_only) what the model makes of it."""
+    out = TaskResult(task)
+    for i, trial in enumerate(trials):
+        out.truth.append(trial.truth)
         if truth_only:
             continue
-        frames, first, total = run_clip(
-            pipeline, GenerateRequest(text, frames=TRAIN_FRAMES, seed=i, guidance=guidance)
-        )
-        out.model.append(Case.of(score_caption(frames, text), None, first, total, objects=k))
-        log.info("t2v %d/%d %s: %s", i + 1, len(scenes), out.model[-1].ok, text)
+        if trial.request is None:
+            case = trial.score(trial.make())
+        else:
+            made, first, total = run_clip(pipeline, trial.request)
+            case = dataclasses.replace(trial.score(made), first_s=first, total_s=total)
+        out.model.append(case)
+        log.info("%s %d/%d %s: %s", task, i + 1, n, case.ok, trial.label)
         if progress is not None:
-            progress(out, len(scenes))
+            progress(out, n)
     return out
 
 
-def eval_given(
-    pipeline,
-    scenes: list[Scene],
-    mode: str,
-    guidance: float,
-    truth_only: bool = False,
-    progress: Progress | None = None,
-) -> TaskResult:
+def t2v_trials(scenes: list[Scene], guidance: float) -> Iterator[Trial]:
+    for i, scene in enumerate(scenes):
+        text, k = caption(scene), len(scene.objects)
+        yield Trial(
+            text,
+            _follows(render(scene, TRAIN_FRAMES), text, k),
+            partial(_follows, text=text, objects=k),
+            GenerateRequest(text, frames=TRAIN_FRAMES, seed=i, guidance=guidance),
+        )
+
+
+def given_trials(scenes: list[Scene], mode: str, guidance: float) -> Iterator[Trial]:
     """Generation from given frames of each scene's clip, scored against the frames it should
     make (the ceiling: those frames themselves) and the first made frame's PSNR against theirs.
     mode 'i2v': frame 0 given, TRAIN_FRAMES made from it (frame 0 the given image itself);
     'extend': the first TRAIN_FRAMES given, as many more made (continuity with the true next)."""
-    out = TaskResult(mode)
     for i, scene in enumerate(scenes):
         text, k = caption(scene), len(scene.objects)
         if mode == "i2v":
@@ -195,95 +227,49 @@ def eval_given(
         else:
             clip = render(scene, 2 * TRAIN_FRAMES)
             target, given = clip[TRAIN_FRAMES:], {"video": clip[:TRAIN_FRAMES]}
-        out.truth.append(Case.of(score_caption(target, text), 100.0, objects=k))
-        if truth_only:
-            continue
-        request = GenerateRequest(
-            text, mode=mode, frames=TRAIN_FRAMES, seed=i, guidance=guidance, **given
+        yield Trial(
+            text,
+            Case.of(score_caption(target, text), 100.0, objects=k),
+            partial(_follows, text=text, objects=k, first=target[0]),
+            GenerateRequest(
+                text, mode=mode, frames=TRAIN_FRAMES, seed=i, guidance=guidance, **given
+            ),
         )
-        made, first, total = run_clip(pipeline, request)
-        out.model.append(
-            Case.of(score_caption(made, text), psnr(made[0], target[0]), first, total, objects=k)
-        )
-        log.info("%s %d/%d %s: %s", mode, i + 1, len(scenes), out.model[-1].ok, text)
-        if progress is not None:
-            progress(out, len(scenes))
-    return out
 
 
-def eval_edit(
-    pipeline,
-    scenes: list[Scene],
-    guidance: float,
-    seed: int,
-    truth_only: bool = False,
-    progress: Progress | None = None,
-) -> TaskResult:
-    out = TaskResult("edit")
+def edit_trials(scenes: list[Scene], guidance: float, seed: int) -> Iterator[Trial]:
     rng = np.random.default_rng(seed + 1)
     for i, scene in enumerate(scenes):
         instruction, target = random_edit(scene, rng)
         source = render(scene, TRAIN_FRAMES)
-        truth = score_edit(source, render(target, TRAIN_FRAMES), instruction, scene)
-        k, kind = len(scene.objects), parse_instruction(instruction).kind
-        out.truth.append(_edit_case(truth, kind, objects=k))
-        if truth_only:
-            continue
-        request = GenerateRequest(instruction, mode="v2v", seed=i, guidance=guidance, video=source)
-        frames, first, total = run_clip(pipeline, request)
-        score = score_edit(source, frames, instruction, scene)
-        out.model.append(_edit_case(score, kind, first, total, objects=k))
-        log.info("edit %d/%d %s: %s", i + 1, len(scenes), score.succeeds, instruction)
-        if progress is not None:
-            progress(out, len(scenes))
-    return out
+        yield Trial(
+            instruction,
+            _edited(render(target, TRAIN_FRAMES), source, instruction, scene),
+            partial(_edited, source=source, instruction=instruction, scene=scene),
+            GenerateRequest(instruction, mode="v2v", seed=i, guidance=guidance, video=source),
+        )
 
 
-def eval_long(
-    pipeline,
-    scenes: list[Scene],
-    frames: int,
-    guidance: float,
-    truth_only: bool = False,
-    progress: Progress | None = None,
-) -> TaskResult:
-    out = TaskResult("long")
+def long_trials(scenes: list[Scene], frames: int, guidance: float) -> Iterator[Trial]:
     for i, scene in enumerate(scenes):
-        text = caption(scene)
-        clip, k = render(scene, frames), len(scene.objects)
-        out.truth.append(Case.of(window_scores(clip, text)[-1], background_drift(clip), objects=k))
-        if truth_only:
-            continue
-        made, first, total = run_clip(
-            pipeline, GenerateRequest(text, frames=frames, seed=i, guidance=guidance)
+        text, k = caption(scene), len(scene.objects)
+        yield Trial(
+            text,
+            _last_window(render(scene, frames), text, k),
+            partial(_last_window, text=text, objects=k),
+            GenerateRequest(text, frames=frames, seed=i, guidance=guidance),
         )
-        out.model.append(
-            Case.of(window_scores(made, text)[-1], background_drift(made), first, total, objects=k)
-        )
-        log.info("long %d/%d %s (%.1f s): %s", i + 1, len(scenes), out.model[-1].ok, total, text)
-        if progress is not None:
-            progress(out, len(scenes))
-    return out
 
 
-def eval_chain(
-    pipeline,
-    scenes: list[Scene],
-    truth_only: bool = False,
-    progress: Progress | None = None,
-) -> TaskResult:
-    out = TaskResult("chain")
+def chain_trials(pipeline, scenes: list[Scene]) -> Iterator[Trial]:
     for i, scene in enumerate(scenes):
         text, clip, k = caption(scene), render(scene, TRAIN_FRAMES), len(scene.objects)
-        out.truth.append(Case.of(score_caption(clip, text), objects=k))
-        if truth_only:
-            continue
-        made = through_chain(pipeline, clip, text, i)
-        out.model.append(Case.of(score_caption(made, text), objects=k))
-        log.info("chain %d/%d %s: %s", i + 1, len(scenes), out.model[-1].ok, text)
-        if progress is not None:
-            progress(out, len(scenes))
-    return out
+        yield Trial(
+            text,
+            _follows(clip, text, k),
+            partial(_follows, text=text, objects=k),
+            make=partial(through_chain, pipeline, clip, text, i),
+        )
 
 
 def evaluate(
@@ -299,23 +285,20 @@ def evaluate(
 ) -> dict[str, TaskResult]:
     """Score `pipeline` (anything with .generate(GenerateRequest) -> FrameEvents) on each task."""
     scenes = _scenes(seed, max(n, n_long))
+    short, long = scenes[:n], scenes[:n_long]
+    trials = {
+        "t2v": lambda: t2v_trials(short, guidance),
+        "i2v": lambda: given_trials(short, "i2v", guidance),
+        "edit": lambda: edit_trials(short, guidance, seed),
+        "extend": lambda: given_trials(short, "extend", guidance),
+        "long": lambda: long_trials(long, long_frames, guidance),
+        "chain": lambda: chain_trials(pipeline, short),
+    }
     results = {}
-    if "t2v" in tasks:
-        results["t2v"] = eval_t2v(pipeline, scenes[:n], guidance, truth_only, progress)
-    if "i2v" in tasks:
-        results["i2v"] = eval_given(pipeline, scenes[:n], "i2v", guidance, truth_only, progress)
-    if "edit" in tasks:
-        results["edit"] = eval_edit(pipeline, scenes[:n], guidance, seed, truth_only, progress)
-    if "extend" in tasks:
-        results["extend"] = eval_given(
-            pipeline, scenes[:n], "extend", guidance, truth_only, progress
-        )
-    if "long" in tasks:
-        results["long"] = eval_long(
-            pipeline, scenes[:n_long], long_frames, guidance, truth_only, progress
-        )
-    if "chain" in tasks:
-        results["chain"] = eval_chain(pipeline, scenes[:n], truth_only, progress)
+    for task in TASKS:
+        if task in tasks:
+            count = len(long if task == "long" else short)
+            results[task] = run_task(pipeline, task, trials[task](), count, truth_only, progress)
     return results
 
 

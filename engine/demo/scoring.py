@@ -638,17 +638,6 @@ def score_edit(
     return EditScore(scored, kept, preservation_psnr(source, result, ins))
 
 
-def edit_succeeds(
-    source: np.ndarray,
-    result: np.ndarray,
-    instruction: str | Instruction,
-    source_caption: str | CaptionSpec | Scene,
-) -> bool:
-    """The result follows the edited caption and every object the edit does not name stays where
-    it was in the source, frame by frame (a recoloured object keeps its place too)."""
-    return score_edit(source, result, instruction, source_caption).succeeds
-
-
 def preservation_psnr(
     source: np.ndarray,
     result: np.ndarray,

@@ -65,11 +65,6 @@ class KVCache:
     def reset(self) -> None:
         self.length = 0
 
-    def keep_first_half_batch(self) -> None:
-        """Drop the unconditional half of a guidance batch."""
-        half = self.k.size(1) // 2
-        self.k, self.v = self.k[:, :half].contiguous(), self.v[:, :half].contiguous()
-
 
 class Attention(nn.Module):
     def __init__(self, channels: int, head_dim: int) -> None:
