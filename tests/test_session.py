@@ -122,6 +122,27 @@ def test_offloaded_model_samples_the_same_frames():
     torch.testing.assert_close(got, expected, rtol=0, atol=0)
 
 
+def test_offloaded_modules_visit_the_device_only_while_used():
+    """On another device than the host (meta here, so no GPU is needed), an offloaded module's
+    weights are device copies inside `resident` and the untouched host copies outside it; the
+    top block stays on the device."""
+    from engine.offload import enable_offload, resident
+
+    model, *_ = setup()
+    before = {n: p.clone() for n, p in model.named_parameters()}
+    offloader = enable_offload(model, "meta")
+    assert all(p.is_meta for p in model.top.parameters())
+    for module in offloader.modules:
+        host = [p.data_ptr() for p in module.parameters()]
+        assert not any(p.is_meta for p in module.parameters())
+        with resident(model, module) as used:
+            assert used is module and all(p.is_meta for p in module.parameters())
+        assert [p.data_ptr() for p in module.parameters()] == host
+    for name, p in model.named_parameters():
+        if not p.is_meta:
+            torch.testing.assert_close(p, before[name], rtol=0, atol=0)
+
+
 def test_sampling_temperature_scales_the_noise_and_changes_the_frames():
     plain, cool = NoiseSource(4, (1, 4, *HW)), NoiseSource(4, (1, 4, *HW), temperature=0.5)
     for _ in range(3):

@@ -21,12 +21,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from engine.demo.captions import strip_prefix
+from engine.demo.captions import random_edit, strip_prefix
 from engine.demo.world import (
     TRAIN_FRAMES,
     Scene,
     caption,
-    random_edit,
     random_scene,
     render,
 )
