@@ -3,6 +3,7 @@ streamed frames equal whole-clip sampling + denoising + decoding, template in th
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -93,25 +94,44 @@ def test_prompt_goes_through_the_reference_template(pipeline, monkeypatch):
     ]
 
 
-def test_image_to_video_keeps_the_image_as_frame_zero(pipeline):
+def test_image_to_video_starts_from_the_image_and_goes_on_from_it(pipeline):
+    """Frame 0 is the image itself (at the frame size: as given; at twice it: area-downscaled;
+    taller: its middle rows) and the frames after it follow from it: another image, other frames."""
     rng = np.random.default_rng(0)
-    image = rng.integers(0, 255, (70, 90, 3), dtype=np.uint8)
-    request = GenerateRequest(prompt="a red circle", mode="i2v", image=image, frames=5, seed=1)
-    _, frames = collect(pipeline, request)
-    assert np.array_equal(frames[0], pipeline.prepare_image(image))
+    exact = rng.integers(0, 255, (32, 48, 3), dtype=np.uint8)
+    double = rng.integers(0, 255, (64, 96, 3), dtype=np.uint8)
+    tall = rng.integers(0, 255, (40, 48, 3), dtype=np.uint8)
+    made = {}
+    for name, image in (("exact", exact), ("double", double), ("tall", tall)):
+        request = GenerateRequest(prompt="a red circle", mode="i2v", image=image, frames=5, seed=1)
+        _, made[name] = collect(pipeline, request)
+    assert np.array_equal(made["exact"][0], exact)
+    halved = cv2.resize(double, (48, 32), interpolation=cv2.INTER_AREA)
+    assert np.array_equal(made["double"][0], halved)
+    assert np.array_equal(made["tall"][0], tall[4:36])
+    assert np.abs(made["exact"][1:].astype(int) - made["double"][1:]).mean() > 1
 
 
-def test_extend_and_edit_run_after_a_source_clip(pipeline):
+def generate_from(pipeline, mode: str, clip: np.ndarray, frames: int) -> np.ndarray:
+    text = "remove the red circle" if mode == "v2v" else "a red circle"
+    request = GenerateRequest(prompt=text, mode=mode, video=clip, frames=frames, seed=2)
+    return collect(pipeline, request)[1]
+
+
+@pytest.mark.parametrize("mode, frames", [("extend", 8), ("v2v", 9)])
+def test_extend_and_edit_follow_their_source_clip(pipeline, mode, frames):
+    """The frames made after (extend) or of (edit) a source clip depend on it: the same clip and
+    seed give the same frames, a clip whose last frame differs or a black clip other frames."""
     rng = np.random.default_rng(1)
     clip = rng.integers(0, 255, (9, 32, 48, 3), dtype=np.uint8)
-    _, ext = collect(
-        pipeline, GenerateRequest(prompt="a red circle", mode="extend", video=clip, frames=8)
-    )
-    assert ext.shape == (8, 32, 48, 3)
-    _, edit = collect(
-        pipeline, GenerateRequest(prompt="remove the red circle", mode="v2v", video=clip, frames=9)
-    )
-    assert edit.shape == (9, 32, 48, 3)
+    other_end = clip.copy()
+    other_end[-1] = rng.integers(0, 255, (32, 48, 3), dtype=np.uint8)
+    made = generate_from(pipeline, mode, clip, frames)
+    assert made.shape == (frames, 32, 48, 3)
+    assert np.array_equal(made, generate_from(pipeline, mode, clip, frames))
+    for source in (other_end, np.zeros_like(clip)):
+        changed = np.abs(generate_from(pipeline, mode, source, frames).astype(int) - made)
+        assert changed.mean() > 0.02, changed.mean()
 
 
 def test_context_latents_get_the_reference_noise(pipeline):
