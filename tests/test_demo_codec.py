@@ -30,13 +30,7 @@ BUNDLE = REPO_ROOT / "resources" / "models" / "shapes_demo.json"
 TINY = CodecConfig(channels=4, width=16, mid=8, blocks=1)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # the CPU is shared: OpenMP threads fighting for cores make small models many times slower
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny_codec() -> DemoCodec:

@@ -11,14 +11,7 @@ from engine.demo.captions import random_edit
 from engine.demo.text import DemoTextEncoder, TextConfig, grammar_vocab
 from engine.demo.world import caption, random_scene
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # the CPU is shared: OpenMP threads fighting for cores make small models many times slower
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def encoder(**changes) -> DemoTextEncoder:

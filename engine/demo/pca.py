@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from engine.api import EngineError
+from engine.demo.text import GRAMMAR_WORDS
 from engine.demo.world import BACKGROUNDS, COLOURS, MOTIONS, SHAPES, SIZES
 
 PATCH = 8
@@ -83,29 +84,17 @@ class FrameDecoder:
         return self.codec.decode(latent[:, None])
 
 
-GRAMMAR_WORDS = (
-    [
-        "(v2v)",
-        "(extend)",
-        "a",
-        "and",
-        "on",
-        "background",
-        "add",
-        "that",
-        "remove",
-        "the",
-        "make",
-        "change",
-        "to",
-    ]
-    + list(SIZES)
-    + list(COLOURS)
-    + list(SHAPES)
-    + list(BACKGROUNDS)
-    + sorted({w for m in MOTIONS for w in m.split()})
-)
-WORD_VOCAB = ["<pad>"] + list(dict.fromkeys(GRAMMAR_WORDS))
+# the first demo model's word order (its bundles' embeddings follow it)
+_WORDS = [
+    *("(v2v)", "(extend)"),
+    *GRAMMAR_WORDS,
+    *SIZES,
+    *COLOURS,
+    *SHAPES,
+    *BACKGROUNDS,
+    *sorted({w for m in MOTIONS for w in m.split()}),
+]
+WORD_VOCAB = ["<pad>"] + list(dict.fromkeys(_WORDS))
 
 
 class WordText(nn.Module):
