@@ -32,14 +32,7 @@ from engine.demo.train.config import TrainConfig, check_autocast, frames_tensor,
 from engine.demo.train.flow import FlowTrainer, default_flow, score_target
 from engine.demo.world import TRAIN_FRAMES, Scene, ShapeObject, render
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # the CPU is shared: OpenMP threads fighting for cores make tiny models far slower
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 TRAIN_CFG = TrainConfig(steps=4, seed=3, batch=2, lr=2e-3, warmup=2, denoiser_lr=2e-3)
