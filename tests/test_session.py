@@ -16,8 +16,8 @@ from engine_utils import random_model, tiny_config
 HW = (4, 4)
 
 
-def setup(tc: int = 2, window: int | None = None, guidance: float = 2.0):
-    model = random_model(tiny_config(temporal_causal=tc, local_attn_window=window))
+def setup(temporal_causal: int = 2, window: int | None = None, guidance: float = 2.0):
+    model = random_model(tiny_config(temporal_causal=temporal_causal, local_attn_window=window))
     y, y_null = torch.randn(1, 5, 8), torch.randn(1, 5, 8)
     opts = SamplerOptions(guidance=guidance, block_size=4, max_iter=64, threshold=1e-9)
     return model, y, y_null, opts
@@ -28,9 +28,9 @@ def noise_clip(seed: int, frames: int) -> torch.Tensor:
     return torch.stack([src.next() for _ in range(frames)], dim=1)
 
 
-@pytest.mark.parametrize("tc, window", [(2, None), (1, None), (2, 3)])
-def test_streamed_frames_equal_whole_clip_sampling_and_denoising(tc, window):
-    model, y, y_null, opts = setup(tc, window)
+@pytest.mark.parametrize("temporal_causal, window", [(2, None), (1, None), (2, 3)])
+def test_streamed_frames_equal_whole_clip_sampling_and_denoising(temporal_causal, window):
+    model, y, y_null, opts = setup(temporal_causal, window)
     session = Session(model, opts)
     session.set_prompt(y, y_null)
     streamed = dict(session.frames(7, NoiseSource(3, (1, 4, *HW)), latent_hw=HW))

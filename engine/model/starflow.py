@@ -39,10 +39,10 @@ class StarFlow(nn.Module):
             use_final_norm=cfg.use_final_norm,
             pt_seq_len=cfg.rope_seq_len,
         )
-        tc = cfg.token_channels
+        token_ch = cfg.token_channels
         blocks = [
             FlowBlock(
-                tc,
+                token_ch,
                 cfg.channels,
                 n,
                 cfg.head_dim,
@@ -54,7 +54,7 @@ class StarFlow(nn.Module):
         ]
         blocks.append(
             FlowBlock(
-                tc,
+                token_ch,
                 cfg.top_channels,
                 cfg.layers_per_block[-1],
                 cfg.head_dim,
@@ -67,7 +67,7 @@ class StarFlow(nn.Module):
         self.blocks = nn.ModuleList(blocks)
         if cfg.learnable_self_denoiser:
             self.learnable_self_denoiser = Denoiser(
-                tc,
+                token_ch,
                 cfg.channels,
                 cfg.denoiser_layers,
                 cfg.head_dim,
