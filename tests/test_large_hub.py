@@ -49,8 +49,8 @@ class FakeHub:
     def endpoint(self) -> str:
         return f"http://127.0.0.1:{self.server.server_address[1]}"
 
-    def add(self, name: str, data: bytes) -> None:
-        self.files[f"/{REPO}/resolve/main/{name}"] = data
+    def add(self, name: str, data: bytes, repo: str = REPO) -> None:
+        self.files[f"/{repo}/resolve/main/{name}"] = data
 
     def ranges(self, name: str) -> list[str | None]:
         return [r for m, p, r in self.requests if m == "GET" and p.endswith("/" + name)]
@@ -272,9 +272,14 @@ def test_licence_is_fetched_once_and_must_be_accepted(fake_hub, tmp_path, monkey
         manager.fetch(accept_license=False)
 
 
-def test_missing_licence_points_to_its_web_page(fake_hub, tmp_path):
-    with pytest.raises(EngineError, match="no licence file.*LICENSE_MODEL"):
-        ModelManager(tmp_path, source(fake_hub)).license_text()
+def test_missing_licence_points_to_its_web_page(fake_hub, tmp_path, monkeypatch):
+    text = ModelManager(tmp_path, source(fake_hub)).license_text()  # something to read and accept
+    assert re.match(r"apple/starflow has no licence file; its model card has none.*LICENSE_MODEL", text)
+    fake_hub.add("README.md", b"---\nlicense: other\n---\n# card")
+    manager = ModelManager(tmp_path / "again", source(fake_hub))
+    assert "its model card names the licence 'other'" in manager.license_text()
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    assert "'other'" in manager.license_text()  # read from disk offline
 
 
 # ---- the manager end to end ---------------------------------------------------------------------

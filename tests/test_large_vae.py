@@ -210,3 +210,114 @@ def test_frame_counts_and_geometry():
             frame_size(bad)
     with pytest.raises(EngineError):
         latent_frames(0)
+
+
+# ---- the reference's Wan2.2_VAE.pth -> a diffusers folder (wan_vae.py) ---------------------------
+def original_state(vae) -> dict[str, torch.Tensor]:
+    """The diffusers model's tensors under Wan2.2's original names (the inverse of the map)."""
+    from engine.starflow_v.wan_vae import original_names
+
+    state = vae.state_dict()
+    return {orig: state[name].clone() for name, orig in original_names(list(state)).items()}
+
+
+def test_original_names_follow_wan22_layout(codec: WanCodec):
+    from engine.starflow_v.wan_vae import WAN22_CONFIG, meta_model, original_names
+
+    names = original_names(list(meta_model(WAN22_CONFIG).state_dict()))
+    # names as Wan2.2's own VAE module has them (two resnets per encoder stage, three per decoder one)
+    for diffusers_name, original in [
+        ("quant_conv.weight", "conv1.weight"),
+        ("post_quant_conv.bias", "conv2.bias"),
+        ("encoder.conv_in.weight", "encoder.conv1.weight"),
+        (
+            "encoder.down_blocks.0.resnets.1.norm2.gamma",
+            "encoder.downsamples.0.downsamples.1.residual.3.gamma",
+        ),
+        (
+            "encoder.down_blocks.1.resnets.0.conv_shortcut.weight",
+            "encoder.downsamples.1.downsamples.0.shortcut.weight",
+        ),
+        (
+            "encoder.down_blocks.2.downsampler.time_conv.weight",
+            "encoder.downsamples.2.downsamples.2.time_conv.weight",
+        ),
+        ("encoder.mid_block.resnets.1.conv2.weight", "encoder.middle.2.residual.6.weight"),
+        ("decoder.mid_block.attentions.0.to_qkv.weight", "decoder.middle.1.to_qkv.weight"),
+        (
+            "decoder.up_blocks.0.upsampler.resample.1.weight",
+            "decoder.upsamples.0.upsamples.3.resample.1.weight",
+        ),
+        (
+            "decoder.up_blocks.3.resnets.2.conv1.bias",
+            "decoder.upsamples.3.upsamples.2.residual.2.bias",
+        ),
+        ("decoder.norm_out.gamma", "decoder.head.0.gamma"),
+        ("decoder.conv_out.weight", "decoder.head.2.weight"),
+    ]:
+        assert names[diffusers_name] == original
+    assert len(names) == len(set(names.values()))
+
+
+def test_reference_pth_converts_to_the_same_model(tmp_path, codec: WanCodec):
+    from engine.starflow_v.wan_vae import convert_once
+
+    pth = tmp_path / "Wan2.2_VAE.pth"
+    torch.save(original_state(codec.vae), pth)
+    folder = convert_once(pth, TINY)
+    loaded = WanCodec.from_pretrained(str(folder), subfolder=None, local_files_only=True)
+    theirs = loaded.vae.state_dict()
+    assert set(theirs) == set(codec.vae.state_dict())
+    for name, tensor in codec.vae.state_dict().items():
+        assert torch.equal(theirs[name], tensor), name
+    stamp = (folder / "diffusion_pytorch_model.safetensors").stat().st_mtime_ns
+    assert convert_once(pth, TINY) == folder  # converted once, reused
+    assert (folder / "diffusion_pytorch_model.safetensors").stat().st_mtime_ns == stamp
+
+
+def test_a_pth_of_another_model_is_refused_naming_every_difference(tmp_path, codec: WanCodec):
+    from engine.starflow_v.wan_vae import convert
+
+    state = original_state(codec.vae)
+    del state["decoder.head.2.weight"]
+    state["decoder.head.9.weight"] = torch.zeros(1)
+    state["conv2.bias"] = torch.zeros(7)
+    torch.save(state, tmp_path / "other.pth")
+    with pytest.raises(EngineError) as error:
+        convert(tmp_path / "other.pth", tmp_path / "out", TINY)
+    text = str(error.value)
+    assert "missing tensors (1): decoder.head.2.weight" in text
+    assert "unexpected tensors (1): decoder.head.9.weight" in text
+    assert "conv2.bias: file [7] vs expected [48]" in text
+    assert not (tmp_path / "out").exists()
+
+
+def test_vae_folder_check_reads_only_headers_and_refuses_mismatches(tmp_path, codec: WanCodec):
+    from engine.starflow_v.parts import check_vae
+
+    codec.vae.save_pretrained(tmp_path / "repo" / "vae")
+    assert check_vae(tmp_path / "repo") == tmp_path / "repo" / "vae"  # the repo or its vae/
+    weights = tmp_path / "repo" / "vae" / "diffusion_pytorch_model.safetensors"
+    from safetensors.torch import load_file, save_file
+
+    state = load_file(str(weights))
+    state.pop("decoder.conv_out.bias")
+    save_file(state, str(weights))
+    with pytest.raises(EngineError, match="missing tensors \\(1\\): decoder.conv_out.bias"):
+        check_vae(tmp_path / "repo" / "vae")
+
+
+def test_from_pretrained_takes_the_vae_folder_itself_or_the_pth(
+    tmp_path, codec: WanCodec, monkeypatch
+):
+    from engine.starflow_v import wan_vae
+
+    codec.vae.save_pretrained(tmp_path / "vae")
+    z = latents(t=2)
+    torch.testing.assert_close(
+        WanCodec.from_pretrained(str(tmp_path / "vae")).decode(z), codec.decode(z)
+    )
+    monkeypatch.setattr(wan_vae, "WAN22_CONFIG", TINY)
+    torch.save(original_state(codec.vae), tmp_path / "Wan2.2_VAE.pth")
+    loaded = WanCodec.from_pretrained(str(tmp_path / "Wan2.2_VAE.pth"))
+    torch.testing.assert_close(loaded.decode(z), codec.decode(z))

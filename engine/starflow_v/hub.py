@@ -39,6 +39,7 @@ DEFAULT_FILENAME = "starflow-v_7B_t2v_caus_480p_v3.pth"
 DEFAULT_REVISION = "main"
 LICENSE_FILES = ("LICENSE_MODEL", "LICENSE", "LICENSE.txt", "LICENSE.md")
 LICENSE_URL = "https://github.com/apple/ml-starflow/blob/main/LICENSE_MODEL"
+NOTE = "LICENSE.note"  # written where a repo has no licence file
 MANIFEST_PATH = Path(__file__).with_name("starflow-v_7B_manifest.json")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
@@ -289,6 +290,41 @@ def _check_sha256(part: Path, remote: RemoteFile) -> None:
         )
 
 
+# ---- licences -----------------------------------------------------------------------------------
+def _card_license(source: HubSource, folder: Path) -> str | None:
+    """The `license:` field of the repo's model card (README.md front matter), if any."""
+    try:
+        path = download_file(source, folder / "README.md", filename="README.md")
+    except NotOnHub:
+        return None
+    match = re.search(r"^license:\s*(\S+)", path.read_text(errors="replace"), re.M)
+    return match.group(1) if match else None
+
+
+def fetch_license(source: HubSource, folder: Path, web_page: str | None = None) -> str:
+    """The licence text: a licence file of the repo (fetched once, then read from disk), or else a
+    note naming the model card's licence. A repo without a licence file still gets a text to accept."""
+    for name in (*source.license_files, NOTE):
+        if (folder / name).exists():
+            return (folder / name).read_text(encoding="utf-8", errors="replace")
+    page = web_page or f"https://huggingface.co/{source.repo_id}"
+    try:
+        for name in source.license_files:
+            try:
+                path = download_file(source, folder / name, filename=name)
+            except NotOnHub:
+                continue
+            return path.read_text(encoding="utf-8", errors="replace")
+        card = _card_license(source, folder)
+    except EngineError as exc:
+        raise EngineError(f"cannot fetch the licence ({exc}); read it at {page}") from exc
+    named = f"its model card names the licence {card!r}" if card else "its model card has none"
+    text = f"{source.repo_id} has no licence file; {named}. Read it at {page}\n"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / NOTE).write_text(text)  # found offline next time
+    return text
+
+
 # ---- checking files against the manifest --------------------------------------------------------
 def load_manifest(path: Path = MANIFEST_PATH) -> dict[str, tuple[int, ...]]:
     """Tensor name -> shape of the released 7B checkpoint."""
@@ -445,23 +481,23 @@ class ModelManager:
             return converted_path(path)
         return path if path.exists() else None
 
+    title = "STARFlow-V 7B flow"
+
     def license_text(self) -> str:
         """The model licence: fetched from the repository once, then read from disk."""
-        for name in self.source.license_files:
-            cached = self.folder / name
-            if cached.exists():
-                return cached.read_text(encoding="utf-8", errors="replace")
-        for name in self.source.license_files:
-            try:
-                path = download_file(self.source, self.folder / name, filename=name)
-            except NotOnHub:
-                continue
-            except EngineError as exc:
-                raise EngineError(
-                    f"cannot fetch the model licence ({exc}); read it at {LICENSE_URL}"
-                ) from exc
-            return path.read_text(encoding="utf-8", errors="replace")
-        raise EngineError(f"{self.source.repo_id} has no licence file; read it at {LICENSE_URL}")
+        return fetch_license(self.source, self.folder, LICENSE_URL)
+
+    def local(self) -> Path | None:
+        return self.local_checkpoint()
+
+    def size(self) -> tuple[int, int]:
+        """(bytes still to download, bytes of the checkpoint) as the Hub gives them."""
+        if self.local_checkpoint() is not None:
+            path = self.local_checkpoint()
+            return 0, path.stat().st_size
+        total = remote_file(self.source).size or 0
+        part = self.download_path.with_name(self.download_path.name + ".part")
+        return total - (part.stat().st_size if part.exists() else 0), total
 
     def fetch(
         self,

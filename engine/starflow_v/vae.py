@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -160,9 +161,18 @@ class WanCodec:
         temporal_scale: float = TEMPORAL_SCALE,
         local_files_only: bool = False,
     ) -> WanCodec:
-        """Load the Wan2.2 VAE (Hub repo or local folder) with the reference's normalisation."""
+        """Load the Wan2.2 VAE with the reference's normalisation from a Hub repo, a local folder
+        (the repo's layout, or the `vae` folder itself) or the reference's Wan2.2_VAE.pth
+        (converted once into a folder beside it)."""
         from diffusers import AutoencoderKLWan
 
+        local = Path(repo_or_path).expanduser()
+        if local.is_file():
+            from .wan_vae import convert_once
+
+            repo_or_path, subfolder = str(convert_once(local)), None
+        elif (local / "config.json").is_file():
+            subfolder = None
         try:
             vae = AutoencoderKLWan.from_pretrained(
                 repo_or_path,
