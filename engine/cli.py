@@ -137,6 +137,7 @@ def _load(args: argparse.Namespace):
         offload=args.offload,
         window=args.window,
         aspect_ratio=args.aspect,
+        config=args.config,
     )
 
 
@@ -218,6 +219,9 @@ def parser() -> argparse.ArgumentParser:
             "--window", type=int, default=None, help="7B: attention window in latent frames"
         )
         p.add_argument("--aspect", default=None, help="7B: aspect ratio, e.g. 16:9")
+        p.add_argument(
+            "--config", default=None, help="STARFlow-V: the checkpoint's config (.yaml or .json)"
+        )
 
     g = sub.add_parser("generate", help="render one clip")
     g.add_argument("--prompt", required=True)

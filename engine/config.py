@@ -161,6 +161,32 @@ class FlowConfig:
         return cls.from_dict(data.get("config", data.get("flow", data)))
 
     @classmethod
+    def from_reference_args(
+        cls, args: dict[str, Any], txt_dim: int, vae_factor: int = 16
+    ) -> FlowConfig:
+        """From the reference's training arguments (its YAML's `arguments:`, merged), as its
+        `setup_transformer` builds the model: img_size in pixels (the latent side is img_size //
+        vae_factor), arguments left out take train.py's defaults, the rest are training-only."""
+        a = {**_REFERENCE_DEFAULTS, **args}
+        kwargs = {key: _typed(key, a.get(key)) for key in _REFERENCE_MODEL_ARGS}
+        lpb = a["layers_per_block"]
+        lpb = [
+            _typed("layers_per_block", n)
+            for n in (lpb if isinstance(lpb, list) else str(lpb).split())
+        ]
+        img_size = _typed("img_size", a["img_size"])
+        if img_size % vae_factor:
+            raise ValueError(f"img_size {img_size} is not a multiple of the VAE's {vae_factor}")
+        kwargs.update(
+            in_channels=_typed("channel_size", a["channel_size"]),
+            img_size=img_size // vae_factor,
+            num_blocks=_typed("blocks", a["blocks"]) if len(lpb) == 1 else len(lpb),
+            layers_per_block=lpb,
+            txt_dim=txt_dim,
+        )
+        return cls.from_dict(kwargs)
+
+    @classmethod
     def from_reference_yaml(
         cls, path: str | Path, txt_dim: int = 2048, vae_factor: int = 16
     ) -> FlowConfig:
@@ -171,31 +197,66 @@ class FlowConfig:
         args: dict[str, Any] = {}
         for item in raw["arguments"]:
             args.update(item)
-        lpb = args["layers_per_block"]
-        lpb = [int(n) for n in str(lpb).split()] if not isinstance(lpb, list) else lpb
-        return cls(
-            in_channels=int(args["channel_size"]),
-            img_size=int(args["img_size"]) // vae_factor,
-            patch_size=int(args["patch_size"]),
-            channels=int(args["channels"]),
-            top_block_channels=args.get("top_block_channels"),
-            num_blocks=int(args["blocks"]),
-            layers_per_block=tuple(lpb),
-            txt_size=int(args["txt_size"]),
-            txt_dim=txt_dim,
-            head_dim=int(args.get("head_dim", 64)),
-            rope=bool(args.get("rope", 1)),
-            pt_seq_len=args.get("pt_seq_len"),
-            sos=bool(args.get("sos", 1)),
-            cond_top_only=bool(args.get("cond_top_only", 0)),
-            use_softplus=bool(args.get("use_softplus", 0)),
-            use_final_norm=bool(args.get("use_final_norm", 0)),
-            soft_clip=float(args.get("soft_clip", 0)),
-            seq_order=args.get("seq_order", "R2L"),
-            learnable_self_denoiser=bool(args.get("learnable_self_denoiser", 0)),
-            conditional_denoiser=bool(args.get("conditional_denoiser", 0)),
-            temporal_causal=int(args.get("temporal_causal", 0)),
-            shallow_block_local=bool(args.get("shallow_block_local", 0)),
-            denoiser_window=args.get("denoiser_window"),
-            local_attn_window=args.get("local_attn_window"),
-        )
+        return cls.from_reference_args(args, txt_dim, vae_factor)
+
+
+# the reference train.py parser's defaults for the model arguments a YAML may leave out
+_REFERENCE_DEFAULTS: dict[str, Any] = {
+    "img_size": 32,
+    "channel_size": 3,
+    "txt_size": 0,
+    "patch_size": 4,
+    "channels": 512,
+    "top_block_channels": None,
+    "blocks": 4,
+    "layers_per_block": 8,
+    "rope": 0,
+    "pt_seq_len": None,
+    "head_dim": 64,
+    "num_heads": None,
+    "num_kv_heads": None,
+    "use_swiglu": 0,
+    "use_bias": 1,
+    "use_qk_norm": 0,
+    "use_post_norm": 0,
+    "norm_type": "layer_norm",
+    "use_pretrained_lm": None,
+    "use_mm_attn": 0,
+    "sos": 0,
+    "cond_top_only": 0,
+    "use_softplus": 0,
+    "use_final_norm": 0,
+    "soft_clip": 0.0,
+    "seq_order": "R2L",
+    "learnable_self_denoiser": 0,
+    "conditional_denoiser": 0,
+    "temporal_causal": 0,
+    "shallow_block_local": 0,
+    "denoiser_window": None,
+    "local_attn_window": None,
+}
+# reference arguments that reach the model's constructor under their own names
+_REFERENCE_MODEL_ARGS = tuple(
+    k
+    for k in _REFERENCE_DEFAULTS
+    if k not in ("img_size", "channel_size", "blocks", "layers_per_block")
+)
+_STRINGS = {"norm_type", "seq_order", "use_pretrained_lm"}
+
+
+def _typed(key: str, value: Any) -> Any:
+    """A reference argument converted as its argparse type would (int, float or string)."""
+    if value is None or (isinstance(value, str) and value.lower() == "none"):
+        return None
+    if key in _STRINGS:
+        return str(value)
+    try:
+        return float(value) if key == "soft_clip" else _int(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{key} must be a number, got {value!r}") from None
+
+
+def _int(value: Any) -> int:
+    if isinstance(value, float) and not value.is_integer():
+        raise ValueError(value)
+    return int(value)

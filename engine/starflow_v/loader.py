@@ -10,18 +10,17 @@ deep block's attention window (latent frames) for 24 GB cards.
 
 from __future__ import annotations
 
-import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ..api import EngineError
-from ..checkpoint import build_model
-from ..config import FlowConfig
+from ..checkpoint import build_model, expected_manifest
 from ..device import pick_device, pick_dtype
 from ..offload import enable_offload
 from ..pipeline import Pipeline, PipelineSettings, model_info
-from .hub import MANIFEST_PATH, HubSource, ModelManager
+from .config_file import ModelSpec, config_for, is_config_json
+from .hub import HubSource, ModelManager, compare_shapes, convert_once, tensor_shapes
 from .sizes import FPS, TRAIN_FRAMES, frame_size, latent_frames
 from .text import NOISE_STD, PromptTemplate, T5TextEncoder
 from .vae import WanCodec
@@ -37,8 +36,9 @@ class LargeOptions:
     side: int = 640  # frame area = side * side, as the reference
     offload: bool = False
     window: int | None = None  # deep-block attention window in latent frames (None: whole clip)
-    text_encoder: str = "google/flan-t5-xl"
-    vae: str = "Wan-AI/Wan2.2-TI2V-5B-Diffusers"
+    text_encoder: str | None = None  # None: the config's (the 7B: google/flan-t5-xl)
+    vae: str | None = None  # None: the config's (the 7B: Wan-AI/Wan2.2-TI2V-5B-Diffusers)
+    config: str | None = None  # .yaml/.json; None: <checkpoint>.yaml/.yml/.json, else the 7B's
     jacobi_block_size: int = 64  # the reference sample.py's defaults
     jacobi_max_iter: int = 32
     jacobi_threshold: float = 0.005
@@ -74,7 +74,8 @@ def is_checkpoint(model: str | Path) -> bool:
     demo bundle's weights (no JSON description beside it)."""
     path = Path(model)
     if path.suffix in (".pth", ".safetensors"):
-        return not path.with_suffix(".json").exists()
+        description = path.with_suffix(".json")
+        return not description.exists() or is_config_json(description)
     return is_hub_id(model)
 
 
@@ -102,10 +103,14 @@ def load_large_pipeline(
     options: LargeOptions = LargeOptions(),
     accept_license: bool = False,
 ) -> Pipeline:
-    checkpoint = resolve_checkpoint(model, accept_license)
+    """A STARFlow-V checkpoint of the configuration `options.config`, else of the .yaml/.yml/.json
+    beside it, else the 7B's; every tensor name and shape is checked against that configuration
+    and the frame size follows its img_size."""
+    spec = config_for(model, options.config)
+    cfg = spec.flow
+    checkpoint = _local_checkpoint(model, spec) or resolve_checkpoint(model, accept_license)
     dev = pick_device(device)
     dt = pick_dtype(dtype, dev)
-    cfg = FlowConfig.from_dict(json.loads(MANIFEST_PATH.read_text())["config"])
     if options.window:
         cfg = cfg.replace(local_attn_window=options.window)
     build_on = "cpu" if options.offload else dev
@@ -113,14 +118,40 @@ def load_large_pipeline(
     if options.offload:
         enable_offload(flow, dev)
     text = T5TextEncoder.from_pretrained(
-        options.text_encoder, device=dev, dtype=dt, offload_after_use=dev.type == "cuda"
+        options.text_encoder or spec.text_encoder,
+        device=dev,
+        dtype=dt,
+        offload_after_use=dev.type == "cuda",
+        max_tokens=cfg.txt_size,
     )
-    codec = WanCodec.from_pretrained(options.vae, device=dev, dtype=dt)
+    if text.dim != cfg.txt_dim:
+        raise EngineError(
+            f"the text encoder gives {text.dim}-wide embeddings; the model's txt_dim is {cfg.txt_dim}"
+        )
+    codec = WanCodec.from_pretrained(
+        options.vae or spec.vae, device=dev, dtype=dt, temporal_scale=spec.vae_temporal_scale
+    )
     log.info(
-        "STARFlow-V ready on %s (%s, offload=%s, window=%s)",
+        "%s ready on %s (%s, offload=%s, window=%s)",
+        spec.name,
         dev,
         dt,
         options.offload,
         options.window,
     )
-    return assemble(flow, codec, text, options)
+    return assemble(flow, codec, text, replace(options, side=spec.side), spec.name)
+
+
+def _local_checkpoint(model: str | Path, spec: ModelSpec) -> Path | None:
+    """A local .safetensors checked against the configuration's tensors, or a .pth checked and
+    converted once; None for a Hub id (the download is checked against the 7B's manifest)."""
+    path = Path(model).expanduser()
+    if not path.exists():
+        return None
+    if path.suffix not in (".safetensors", ".pth", ".pt", ".bin"):
+        raise EngineError(f"unsupported model file type {path.suffix!r} (use .safetensors or .pth)")
+    manifest = expected_manifest(spec.flow)
+    report = compare_shapes(tensor_shapes(path), manifest)
+    if not report.ok:
+        raise EngineError(f"{path.name} does not match {spec.name}'s config: {report.describe()}")
+    return path if path.suffix == ".safetensors" else convert_once(path, manifest)
