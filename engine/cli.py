@@ -1,10 +1,11 @@
-"""Command line: `python -m engine generate | batch | convert`.
+"""Command line: `python -m engine generate | batch | convert | models`.
 
     python -m engine generate --prompt "a red circle moves left on a black background" --out clip.mp4
     python -m engine generate --prompt "..." --image start.png --frames 48 --out i2v.mp4
     python -m engine generate --prompt "(v2v) remove the red circle" --video src.mp4 --out edit.mp4
     python -m engine batch jobs.jsonl --out-dir renders/
     python -m engine convert starflow.pth [--out starflow.safetensors]
+    python -m engine models list | download flow|text-encoder|vae|all --accept-license | verify
 
 Frames are written to the file as they are produced; the file appears under its final name only
 when complete. Bad input exits with status 2 and a one-line message.
@@ -127,8 +128,11 @@ def render(
 
 
 def _load(args: argparse.Namespace):
-    from .registry import load_pipeline
+    from .registry import family_of, load_pipeline
 
+    parts = {}
+    if args.model is not None and family_of(args.model).name == "starflow-v":
+        parts = _locate_parts(args)  # before the flow loads: a missing part says so at once
     return load_pipeline(
         args.model,
         args.device,
@@ -138,7 +142,23 @@ def _load(args: argparse.Namespace):
         window=args.window,
         aspect_ratio=args.aspect,
         config=args.config,
+        **parts,
     )
+
+
+def _locate_parts(args: argparse.Namespace) -> dict[str, str]:
+    """The 7B's text encoder and VAE as local folders (downloaded with --accept-license)."""
+    from .starflow_v.deps import require_large
+    from .starflow_v.parts import TEXT_ENCODER, VAE, locate_parts
+
+    require_large()
+    text, vae = locate_parts(
+        args.text_encoder or TEXT_ENCODER.repo_id,
+        args.vae or VAE.repo_id,
+        args.models_dir,
+        download=args.accept_license,
+    )
+    return {"text_encoder": text, "vae": vae}
 
 
 def cmd_generate(args: argparse.Namespace) -> None:
@@ -188,6 +208,77 @@ def cmd_convert(args: argparse.Namespace) -> None:
     log.info("wrote %s", out)
 
 
+def _managers(args: argparse.Namespace) -> dict[str, Any]:
+    """Part name -> its manager (the flow's ModelManager, the parts' PartManager)."""
+    from .starflow_v.hub import HubSource, ModelManager
+    from .starflow_v.parts import PARTS, PartManager
+
+    flow = ModelManager(args.models_dir, HubSource(endpoint=args.endpoint))
+    parts = {k: PartManager(args.models_dir, p, endpoint=args.endpoint) for k, p in PARTS.items()}
+    return {"flow": flow, **parts}
+
+
+def _gb(n: int) -> str:
+    """Bytes for people: GB, MB or kB."""
+    for unit, scale in (("GB", 1e9), ("MB", 1e6)):
+        if n >= scale:
+            return f"{n / scale:.2f} {unit}"
+    return f"{n / 1e3:.1f} kB"
+
+
+def cmd_models(args: argparse.Namespace) -> None:
+    managers = _managers(args)
+    chosen = list(managers) if args.part in (None, "all") else [args.part]
+    if args.action == "list":
+        for name in chosen:
+            sys.stdout.write(_describe(name, managers[name]) + "\n")
+        return
+    for name in chosen:
+        manager = managers[name]
+        if args.action == "verify":
+            done = manager.local()
+            if done is None:
+                raise EngineError(
+                    f"{name} is not downloaded: python -m engine models download {name}"
+                )
+            log.info("%s: %s checked", name, manager.use_local(done))
+            continue
+        if manager.local() is None:
+            log.info("%s licence:\n%s", name, manager.license_text().strip())
+            if not args.accept_license:
+                raise EngineError(
+                    f"read the licence above, then add --accept-license to download {name}"
+                )
+        path = manager.fetch(accept_license=True, progress=_progress_log(name))
+        log.info("%s: ready at %s", name, path)
+
+
+def _describe(name: str, manager) -> str:
+    """One line: part, repo, where it is on disk or what is left to download."""
+    done = manager.local()
+    head = f"{name:13} {manager.source.repo_id:34}"
+    if done is not None:
+        return f"{head} downloaded: {done}"
+    try:
+        missing, whole = manager.size()
+    except EngineError as exc:
+        offline = "offline mode is on" in str(exc)
+        return f"{head} not downloaded (size unknown: {'offline' if offline else exc})"
+    return f"{head} not downloaded: {_gb(missing)} of {_gb(whole)} to fetch into {manager.folder}"
+
+
+def _progress_log(name: str):
+    last = [-1]
+
+    def report(done: int, total: int | None) -> None:
+        step = int(20 * done / total) if total else -1
+        if step != last[0]:
+            last[0] = step
+            log.info("%s: %s of %s", name, _gb(done), _gb(total) if total else "?")
+
+    return report
+
+
 def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
         prog="python -m engine",
@@ -195,6 +286,13 @@ def parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = ap.add_subparsers(dest="command", required=True)
+
+    def models_dir(p: argparse.ArgumentParser) -> None:
+        from .starflow_v.loader import DEFAULT_MODELS_DIR
+
+        p.add_argument(
+            "--models-dir", type=Path, default=DEFAULT_MODELS_DIR, help="7B: where downloads go"
+        )
 
     def model_args(p: argparse.ArgumentParser) -> None:
         p.add_argument(
@@ -219,6 +317,13 @@ def parser() -> argparse.ArgumentParser:
             "--window", type=int, default=None, help="7B: attention window in latent frames"
         )
         p.add_argument("--aspect", default=None, help="7B: aspect ratio, e.g. 16:9")
+        p.add_argument(
+            "--text-encoder", default=None, help="7B: T5 folder or Hub repo (default: flan-t5-xl)"
+        )
+        p.add_argument(
+            "--vae", default=None, help="7B: Wan2.2 VAE folder, Wan2.2_VAE.pth or Hub repo"
+        )
+        models_dir(p)
         p.add_argument(
             "--config", default=None, help="STARFlow-V: the checkpoint's config (.yaml or .json)"
         )
@@ -252,6 +357,16 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("checkpoint")
     c.add_argument("--out", default=None)
     c.set_defaults(func=cmd_convert)
+
+    m = sub.add_parser("models", help="the 7B's parts: list, download or verify them")
+    m.add_argument("action", choices=("list", "download", "verify"))
+    m.add_argument(
+        "part", nargs="?", choices=("flow", "text-encoder", "vae", "all"), help="default: all"
+    )
+    m.add_argument("--accept-license", action="store_true", help="accept the licences shown")
+    m.add_argument("--endpoint", default=None, help="Hub endpoint or mirror (default: HF_ENDPOINT)")
+    models_dir(m)
+    m.set_defaults(func=cmd_models)
     return ap
 
 

@@ -146,7 +146,7 @@ def test_text_encoder_folder_checks(tmp_path):
         parts.check_text_encoder(tmp_path / "nope")
     (tmp_path / "config.json").write_text('{"model_type": "t5", "d_model": 16}')
     with pytest.raises(EngineError, match="width 2048"):
-        parts.check_text_encoder(tmp_path)
+        parts.check_text_encoder(tmp_path, d_model=2048)
     with pytest.raises(EngineError, match="no tokenizer"):
         parts.check_text_encoder(tmp_path, d_model=16)
     (tmp_path / "spiece.model").write_bytes(b"x")

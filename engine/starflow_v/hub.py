@@ -123,7 +123,7 @@ def _hub_error(
     if isinstance(exc, OfflineModeIsEnabled):
         return EngineError(
             f"cannot download {where}: offline mode is on (HF_HUB_OFFLINE). "
-            "Pick a local checkpoint (.pth or .safetensors) or go online."
+            "Pick a local file or folder instead, or go online."
         )
     if isinstance(exc, GatedRepoError):
         return EngineError(

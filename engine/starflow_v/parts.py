@@ -234,14 +234,15 @@ def _weight_names(folder: Path) -> set[str] | None:
     return set(safetensors_shapes(single)) if single.is_file() else None
 
 
-def check_text_encoder(path: Path, d_model: int | None = 2048) -> Path:
-    """A flan-t5 folder: T5 config (`d_model` wide), a tokenizer, and the encoder's weights."""
+def check_text_encoder(path: Path, d_model: int | None = None) -> Path:
+    """A T5 folder: its config (`d_model` wide where given; the loader checks the width against
+    the flow's txt_dim), a tokenizer, and the encoder's weights."""
     config = _read_config(path, "text encoder")
     if config.get("model_type") != "t5":
         raise EngineError(f"{path} is not a T5 model (model_type {config.get('model_type')!r})")
     if d_model is not None and config.get("d_model") != d_model:
         raise EngineError(
-            f"{path}: the 7B needs a T5 of width {d_model} (flan-t5-xl), this one is {config.get('d_model')}"
+            f"{path}: a T5 of width {d_model} is needed, this one is {config.get('d_model')}"
         )
     if not any((path / n).is_file() for n in ("spiece.model", "tokenizer.json")):
         raise EngineError(f"{path} has no tokenizer (spiece.model or tokenizer.json)")
