@@ -274,7 +274,9 @@ def test_licence_is_fetched_once_and_must_be_accepted(fake_hub, tmp_path, monkey
 
 def test_missing_licence_points_to_its_web_page(fake_hub, tmp_path, monkeypatch):
     text = ModelManager(tmp_path, source(fake_hub)).license_text()  # something to read and accept
-    assert re.match(r"apple/starflow has no licence file; its model card has none.*LICENSE_MODEL", text)
+    assert re.match(
+        r"apple/starflow has no licence file; its model card has none.*LICENSE_MODEL", text
+    )
     fake_hub.add("README.md", b"---\nlicense: other\n---\n# card")
     manager = ModelManager(tmp_path / "again", source(fake_hub))
     assert "its model card names the licence 'other'" in manager.license_text()
