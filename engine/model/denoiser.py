@@ -5,8 +5,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .layers import AttentionBlock, RMSNorm
+from .layers import AttentionBlock, FrameWindows, RMSNorm
 from .rope import Rotary, positions
+
+MASK_MAX_TOKENS = 8192  # longer sequences attend frame by frame instead of through an (S, S) mask
 
 
 def frame_window_mask(
@@ -21,6 +23,27 @@ def frame_window_mask(
     fk, fq = (k - txt_len) // tokens_per_frame, (q - txt_len) // tokens_per_frame
     f_now = torch.relu(q - txt_len) // tokens_per_frame
     return (k < txt_len) | ((fk >= fq + ahead - 1 - g) & (fk <= f_now + ahead - 1))
+
+
+def frame_windows(
+    frames: int, tokens_per_frame: int, txt_len: int, ahead: int, window: int | None
+) -> FrameWindows:
+    """The rows of `frame_window_mask` as runs of queries that see the text and one span of frames:
+    the same attention without building the (S, S) mask."""
+    s = txt_len + frames * tokens_per_frame
+    q = torch.arange(s)
+    g = window if window is not None else 10000
+    fq = torch.div(q - txt_len, tokens_per_frame, rounding_mode="floor")
+    f_now = torch.relu(q - txt_len) // tokens_per_frame
+    lo = (fq + ahead - 1 - g).clamp(0, frames)  # first visible frame of each query
+    hi = torch.maximum((f_now + ahead).clamp(max=frames), lo)  # one past the last
+    spans, counts = torch.unique_consecutive(torch.stack([lo, hi], 1), dim=0, return_counts=True)
+    runs, start = [], 0
+    for (a, b), n in zip(spans.tolist(), counts.tolist(), strict=True):
+        k0, k1 = txt_len + a * tokens_per_frame, txt_len + b * tokens_per_frame
+        runs.append((start, start + n, k0, k1))
+        start += n
+    return FrameWindows(txt_len, tuple(runs))
 
 
 class Denoiser(nn.Module):
@@ -54,6 +77,22 @@ class Denoiser(nn.Module):
         self.txt_dim, self.pt_seq_len = txt_dim, pt_seq_len
         self.block_causal, self.window = block_causal, window
         self.rotary = Rotary(head_dim)
+        self._attention: tuple[tuple, torch.Tensor | FrameWindows] | None = None
+
+    def attention_pattern(
+        self, t: int, tokens_per_frame: int, n_txt: int, device: torch.device
+    ) -> torch.Tensor | FrameWindows:
+        """The block-causal pattern for a sequence, built once per length on `device`: a boolean
+        (S, S) mask for short sequences, frame-by-frame key spans for long ones."""
+        key = (t, tokens_per_frame, n_txt, device)
+        if self._attention is None or self._attention[0] != key:
+            args = (t, tokens_per_frame, n_txt, self.block_causal, self.window)
+            if n_txt + t * tokens_per_frame <= MASK_MAX_TOKENS:
+                pattern = frame_window_mask(*args).to(device)
+            else:
+                pattern = frame_windows(*args)
+            self._attention = (key, pattern)
+        return self._attention[1]
 
     @property
     def lookahead(self) -> int:
@@ -72,7 +111,7 @@ class Denoiser(nn.Module):
         rope = self.rotary.cos_sin(pos, hidden.dtype, hidden.device)
         mask = None
         if self.block_causal > 0:
-            mask = frame_window_mask(t, h * w, n_txt, self.block_causal, self.window).to(x.device)
+            mask = self.attention_pattern(t, h * w, n_txt, hidden.device)
         for i, block in enumerate(self.attn_blocks):
             hidden = block(hidden, rope, causal=False, mask=mask, layer=i)
         hidden = hidden[:, n_txt:]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -66,6 +68,25 @@ class KVCache:
         self.length = 0
 
 
+@dataclass(frozen=True)
+class FrameWindows:
+    """Attention where query rows q0..q1-1 see the text keys (the first `txt_len`) and keys
+    k0..k1-1: runs (q0, q1, k0, k1). One small attention per run, no (S, S) mask."""
+
+    txt_len: int
+    runs: tuple[tuple[int, int, int, int], ...]
+
+    def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """q, k, v (B, H, S, D) -> (B, H, S, D)."""
+        out = torch.empty_like(q)
+        n = self.txt_len
+        for q0, q1, k0, k1 in self.runs:
+            keys = torch.cat([k[:, :, :n], k[:, :, k0:k1]], dim=2)
+            values = torch.cat([v[:, :, :n], v[:, :, k0:k1]], dim=2)
+            out[:, :, q0:q1] = F.scaled_dot_product_attention(q[:, :, q0:q1], keys, values)
+        return out
+
+
 class Attention(nn.Module):
     def __init__(self, channels: int, head_dim: int) -> None:
         super().__init__()
@@ -80,11 +101,12 @@ class Attention(nn.Module):
         x: torch.Tensor,
         rope: tuple[torch.Tensor, torch.Tensor],
         causal: bool,
-        mask: torch.Tensor | None = None,
+        mask: torch.Tensor | FrameWindows | None = None,
         cache: KVCache | None = None,
         layer: int = 0,
     ) -> torch.Tensor:
-        """x (B, S, C); rope cos/sin (S, D) for these S positions; with a cache, keys extend it."""
+        """x (B, S, C); rope cos/sin (S, D) for these S positions; with a cache, keys extend it;
+        `mask`: boolean (S, S') where True attends, or a FrameWindows pattern."""
         b, s, _ = x.shape
         q, k, v = (
             self.qkv(self.norm(x)).view(b, s, 3, self.heads, self.head_dim).permute(2, 0, 3, 1, 4)
@@ -93,6 +115,9 @@ class Attention(nn.Module):
         q, k = rotate(q, cos, sin), rotate(k, cos, sin)  # (B, H, S, D)
         if cache is not None:
             k, v = cache.write(layer, k, v)
+        if isinstance(mask, FrameWindows):
+            out = mask.attend(q, k.to(q.dtype), v.to(q.dtype))
+            return self.proj(out.transpose(1, 2).reshape(b, s, -1))
         if causal and k.size(2) > s and mask is None:
             mask = torch.ones(s, k.size(2), dtype=torch.bool, device=x.device).tril(k.size(2) - s)
             causal = False
@@ -126,7 +151,7 @@ class AttentionBlock(nn.Module):
         x: torch.Tensor,
         rope: tuple[torch.Tensor, torch.Tensor],
         causal: bool,
-        mask: torch.Tensor | None = None,
+        mask: torch.Tensor | FrameWindows | None = None,
         cache: KVCache | None = None,
         layer: int = 0,
     ) -> torch.Tensor:
