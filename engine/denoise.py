@@ -35,6 +35,14 @@ def chunk_schedule(
     return chunks
 
 
+def chunk_length(steps: int | None, overlap: int | None) -> int | None:
+    """`steps` lengthened where needed to exceed the overlap (the reference would loop forever):
+    the denoiser's chunks do not depend on the sampler's attention window."""
+    if steps is None or overlap is None or steps > overlap:
+        return steps
+    return overlap + 1
+
+
 def denoise_clip(
     model: StarFlow,
     x: torch.Tensor,

@@ -23,10 +23,12 @@ from .api import (
     EngineError,
     FrameEvent,
     GenerateRequest,
+    Mode,
     ModelInfo,
     TextEncoder,
     valid_temperature,
 )
+from .denoise import chunk_length
 from .device import precision_warnings
 from .frames import fit_frame
 from .model import StarFlow
@@ -50,6 +52,11 @@ class PipelineSettings:
     jacobi_max_iter: int = 32
     jacobi_threshold: float = 1e-3
     temperature: float = 1.0  # scale of the sampling noise (1: the flow's own distribution)
+    window: int | None = None  # top-block attention window of longer clips (None: training length)
+    long_context: int | None = None  # frames re-encoded as the window slides (None: window - 1)
+    # i2v / extend: decode the denoised context with the clip (the reference's whole-clip
+    # decode; i2v's frame 0 is then the decoded image), else prime the decoder with it as given
+    decode_context: bool = False
 
     def __post_init__(self) -> None:
         if not valid_temperature(self.temperature):
@@ -129,6 +136,18 @@ class Pipeline:
         tf = self.codec.temporal_factor
         return (frames - 1) // tf + 1
 
+    def snap_frames(self, frames: int, mode: Mode = "t2v") -> int:
+        """The frame count a request for `frames` makes: the nearest the codec can decode (ties: the
+        longer). A per-frame codec makes any count; a causal video codec of temporal factor k makes
+        1 + k*n frames of a clip (t2v, i2v) and k*n new frames after a source (extend); an edit
+        (v2v) keeps its count."""
+        k = self.codec.temporal_factor
+        if k == 1 or mode == "v2v" or frames < 1:
+            return frames
+        base = 0 if mode == "extend" else 1
+        n = (2 * (frames - base) + k) // (2 * k)  # (frames - base) / k, halves up
+        return base + k * max(n, 1 - base)
+
     @torch.no_grad()
     def encode(self, frames: np.ndarray, noise_seed: int) -> torch.Tensor:
         latents = self.codec.encode(to_tensor(frames, self.device)).float()
@@ -165,7 +184,11 @@ class Pipeline:
 
     def options(self, guidance: float, total_latents: int) -> SamplerOptions:
         s = self.settings
-        window = s.train_latent_frames if total_latents > s.train_latent_frames else None
+        window = s.window or s.train_latent_frames
+        window = window if total_latents > window else None
+        context = None
+        if window is not None and s.long_context is not None:
+            context = min(s.long_context, window - 1)
         return SamplerOptions(
             guidance=guidance,
             jacobi=True,
@@ -173,7 +196,17 @@ class Pipeline:
             max_iter=s.jacobi_max_iter,
             threshold=s.jacobi_threshold,
             window=window,
+            context=context,
         )
+
+    def denoise_steps(self, total_latents: int) -> int | None:
+        """Latent frames per denoiser chunk (None: the whole clip at once): the training clip
+        length, as the reference at its training window, whatever the sampler's window; always
+        longer than the denoiser's overlap."""
+        s = self.settings
+        if total_latents <= s.train_latent_frames:
+            return None
+        return chunk_length(s.train_latent_frames, self.model.cfg.denoiser_window)
 
     def generate(
         self, request: GenerateRequest, cancel: threading.Event | None = None
@@ -205,7 +238,12 @@ class Pipeline:
             keep = self.settings.extend_context or self.settings.train_latent_frames - 1
             keep = (keep - 1) * self.codec.temporal_factor + 1  # video frames of `keep` latents
             context = self.encode(source[-keep:], request.seed)
-        total = request.frames
+        total = self.snap_frames(request.frames, request.mode)
+        if total != request.frames:
+            log.info("%d frames asked, %d made (the codec's lengths)", request.frames, total)
+        if context is not None and self.settings.decode_context:
+            yield from self._decode_with_context(request, y, y_null, context, total, cancel)
+            return
         new_frames = total - len(prefix)
         emitted = 0
         if len(prefix):
@@ -218,6 +256,24 @@ class Pipeline:
                 if len(frames):
                     yield FrameEvent(request.id, emitted, frames, emitted + len(frames), total)
                     emitted += len(frames)
+
+    def _decode_with_context(
+        self, request: GenerateRequest, y, y_null, context, total: int, cancel
+    ) -> Iterator[FrameEvent]:
+        """i2v / extend as the reference: the clip, context included, is denoised and decoded
+        whole; i2v keeps the decoded start frame, extend drops its source's frames."""
+        k = self.codec.temporal_factor
+        shown = 1 if request.mode == "i2v" else 0  # output frames that come from the context
+        n_lat = math.ceil((total - shown) / k)
+        skip = (context.size(1) - 1) * k + 1 - shown  # decoded context frames not shown
+        emitted = 0
+        stream = self._stream(y, y_null, context, n_lat, request, cancel, decode_context=True)
+        for frames in stream:
+            frames, skip = frames[skip:], max(0, skip - len(frames))
+            frames = frames[: total - emitted]
+            if len(frames):
+                yield FrameEvent(request.id, emitted, frames, emitted + len(frames), total)
+                emitted += len(frames)
 
     def _edit(self, request: GenerateRequest, y, y_null, cancel) -> Iterator[FrameEvent]:
         """Video-to-video: the source in segments of `v2v_segment` frames, each segment the prefix
@@ -264,10 +320,22 @@ class Pipeline:
             start += end - offset
 
     def _stream(
-        self, y, y_null, context, n_lat: int, request: GenerateRequest, cancel, seed_offset: int = 0
+        self,
+        y,
+        y_null,
+        context,
+        n_lat: int,
+        request: GenerateRequest,
+        cancel,
+        seed_offset: int = 0,
+        decode_context: bool = False,
     ) -> Iterator[np.ndarray]:
+        """Decoded frames (T, H, W, 3) uint8 of `n_lat` new latents after `context`, in batches;
+        with `decode_context` the denoised context's frames come first, else the decoder is
+        primed with the context as given."""
         n_ctx = 0 if context is None else context.size(1)
-        session = Session(self.model, self.options(request.guidance, n_ctx + n_lat))
+        opts = self.options(request.guidance, n_ctx + n_lat)
+        session = Session(self.model, opts, denoise_steps=self.denoise_steps(n_ctx + n_lat))
         session.set_prompt(y, y_null)
         session.set_context(context)
         c, sf = self.codec.channels, self.codec.spatial_factor
@@ -277,7 +345,7 @@ class Pipeline:
         )
         decoder = self.codec.stream_decoder()
         with torch.no_grad():
-            for t in range(n_ctx):  # warm a causal decoder's state with the context
+            for t in range(0 if decode_context else n_ctx):  # warm a causal decoder's state
                 decoder.push(context[:, t])
-            for _, latent in session.frames(n_lat, noise, cancel, hw):
+            for _, latent in session.frames(n_lat, noise, cancel, hw, decode_context):
                 yield to_uint8(decoder.push(latent))

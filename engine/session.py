@@ -18,7 +18,7 @@ from collections.abc import Iterator
 import torch
 
 from .api import Cancelled, valid_temperature
-from .denoise import DenoiseStream
+from .denoise import DenoiseStream, chunk_length
 from .model import StarFlow
 from .sampling import FlowSampler, SamplerOptions
 
@@ -88,9 +88,11 @@ class Session:
         noise: NoiseSource,
         cancel: threading.Event | None = None,
         latent_hw: tuple[int, int] | None = None,
+        with_context: bool = False,
     ) -> Iterator[tuple[int, torch.Tensor]]:
         """Yield (index, latent (B, C, H, W) float32) for `count` new frames; index 0 is the first
-        frame after the context. Raises `Cancelled` when `cancel` is set."""
+        frame after the context. `with_context` yields the context's frames first (indices -T0..-1,
+        denoised as part of the clip). Raises `Cancelled` when `cancel` is set."""
         if self.y is None:
             raise RuntimeError("call set_prompt before frames")
 
@@ -105,16 +107,20 @@ class Session:
         sampler = FlowSampler(self.model, self.y, self.y_null, hw, self.opts, n_ctx + count, check)
         stream = None
         if self.denoise:
-            steps = self.denoise_steps or denoise_chunk(self.model, self.opts)
-            stream = DenoiseStream(
-                self.model, self.y, n_ctx + count, steps, self.model.cfg.denoiser_window
+            overlap = self.model.cfg.denoiser_window
+            steps = chunk_length(
+                self.denoise_steps or denoise_chunk(self.model, self.opts), overlap
             )
+            stream = DenoiseStream(self.model, self.y, n_ctx + count, steps, overlap)
         if self.context is not None:
             sampler.prefill(self.context)
-            if stream is not None:
-                for t in range(n_ctx):
-                    for _ in stream.push(self.context[:, t]):
-                        pass
+            for t in range(n_ctx):
+                finals = (
+                    [(t, self.context[:, t])] if stream is None else stream.push(self.context[:, t])
+                )
+                for index, frame in finals:
+                    if with_context:
+                        yield index - n_ctx, frame
         for _ in range(count):
             check()
             with torch.no_grad():
@@ -123,5 +129,5 @@ class Session:
                 yield sampler.top.frames_done - 1 - n_ctx, latent
                 continue
             for index, den in stream.push(latent):
-                if index >= n_ctx:
+                if index >= n_ctx or with_context:
                     yield index - n_ctx, den

@@ -95,8 +95,9 @@ def test_prompt_goes_through_the_reference_template(pipeline, monkeypatch):
 
 
 def test_image_to_video_starts_from_the_image_and_goes_on_from_it(pipeline):
-    """Frame 0 is the image itself (at the frame size: as given; at twice it: area-downscaled;
-    taller: its middle rows) and the frames after it follow from it: another image, other frames."""
+    """The image is fitted to the frame size (at the frame size: as given; at twice it:
+    area-downscaled; taller: its middle rows) and the frames follow from it: another image, other
+    frames. Frame 0 is the decoded start latent, as the reference's (test_large_decode)."""
     rng = np.random.default_rng(0)
     exact = rng.integers(0, 255, (32, 48, 3), dtype=np.uint8)
     double = rng.integers(0, 255, (64, 96, 3), dtype=np.uint8)
@@ -105,10 +106,11 @@ def test_image_to_video_starts_from_the_image_and_goes_on_from_it(pipeline):
     for name, image in (("exact", exact), ("double", double), ("tall", tall)):
         request = GenerateRequest(prompt="a red circle", mode="i2v", image=image, frames=5, seed=1)
         _, made[name] = collect(pipeline, request)
-    assert np.array_equal(made["exact"][0], exact)
+    assert np.array_equal(pipeline.prepare_image(exact), exact)
     halved = cv2.resize(double, (48, 32), interpolation=cv2.INTER_AREA)
-    assert np.array_equal(made["double"][0], halved)
-    assert np.array_equal(made["tall"][0], tall[4:36])
+    assert np.array_equal(pipeline.prepare_image(double), halved)
+    assert np.array_equal(pipeline.prepare_image(tall), tall[4:36])
+    assert np.abs(made["exact"][0].astype(int) - made["double"][0]).mean() > 1
     assert np.abs(made["exact"][1:].astype(int) - made["double"][1:]).mean() > 1
 
 

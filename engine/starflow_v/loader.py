@@ -42,6 +42,9 @@ class LargeOptions:
     jacobi_block_size: int = 64  # the reference sample.py's defaults
     jacobi_max_iter: int = 32
     jacobi_threshold: float = 0.005
+    # latent frames re-encoded when the window slides (below the window): the reference
+    # sample.py's context_length, 16 of 21 (a re-encode every 5 new frames)
+    context: int | None = 16
 
 
 def assemble(flow, codec, text, options: LargeOptions, name: str = "STARFlow-V 7B") -> Pipeline:
@@ -51,7 +54,10 @@ def assemble(flow, codec, text, options: LargeOptions, name: str = "STARFlow-V 7
     )
     train_latents = latent_frames(TRAIN_FRAMES)
     settings = PipelineSettings(
-        train_latent_frames=options.window or train_latents,
+        train_latent_frames=train_latents,
+        window=options.window,
+        long_context=options.context,
+        decode_context=True,
         context_noise=NOISE_STD,
         jacobi_block_size=options.jacobi_block_size,
         jacobi_max_iter=options.jacobi_max_iter,
