@@ -1,11 +1,12 @@
-"""The model manager: choose the released STARFlow-V checkpoint from disk or download it from the
-Hugging Face Hub (licence shown and accepted, progress, resume, disk-space check, .pth converted to
-.safetensors once, every file checked against the 7B manifest before use).
+"""The model manager: the released STARFlow-V 7B's three parts (flow checkpoint, T5 text encoder,
+Wan2.2 VAE), each from disk or from the Hugging Face Hub: licence shown and accepted, size, progress,
+cancel and resume, disk-space check, every file checked before use.
 
-All network and disk work runs on the manager's own QThread (`HubWorker`); the dialog is a view
-that enables what makes sense and shows progress and errors. When a checkpoint is ready the
-dialog emits `chosen(path)`, which the main window loads; if that load fails the engine falls
-back to the model in use, so the demo model stays usable.
+All network and disk work runs on the manager's own QThread (`HubWorker`), one call at a time;
+each part is a `PartPanel` view over an engine manager (`ModelManager` for the flow, `PartManager`
+for the others). A checked flow checkpoint is emitted as `chosen(path)`, which the main window
+loads (a failed load falls back to the model in use); a checked text encoder or VAE folder is
+stored in the settings (`parts/text-encoder`, `parts/vae`) and emitted as `part_ready(key, path)`.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from PySide6.QtCore import QObject, QThread, Signal, Slot
 from PySide6.QtWidgets import (
     QCheckBox,
     QDialog,
+    QFileDialog,
     QFormLayout,
     QGroupBox,
     QHBoxLayout,
@@ -40,62 +42,170 @@ from engine.starflow_v.hub import (
     HubSource,
     ModelManager,
 )
+from engine.starflow_v.parts import PARTS, manager_for
 
 from .dialogs import Dialogs
 from .settings import Settings
 
 log = logging.getLogger(__name__)
 
+FLOW = "flow"
+KEYS = (FLOW, "text-encoder", "vae")
+TITLES = {
+    FLOW: "Flow checkpoint",
+    "text-encoder": "T5 text encoder",
+    "vae": "Wan2.2 VAE",
+}
+LOCAL_HINTS = {
+    FLOW: ".safetensors or .pth checkpoint",
+    "text-encoder": "flan-t5-xl folder (config.json, tokenizer, weights)",
+    "vae": "diffusers VAE folder, or the reference's Wan2.2_VAE.pth",
+}
+
+
+def _size(n: int) -> str:
+    return f"{n / 2**30:.2f} GiB" if n >= 2**27 else f"{n / 2**20:.1f} MiB"
+
 
 class HubWorker(QObject):
-    """Runs ModelManager calls on the manager's thread; one at a time."""
+    """Runs manager calls on the manager's thread; every signal names the part."""
 
-    license_ready = Signal(str)
-    progress = Signal(object, object)  # bytes done, total bytes (None: unknown)
-    ready = Signal(str)  # a verified .safetensors path
-    failed = Signal(str)
-    cancelled = Signal()
+    license_ready = Signal(str, str)  # part, licence text
+    sized = Signal(str, object, object)  # part, bytes to download, bytes in all
+    progress = Signal(str, object, object)  # part, bytes done, total bytes (None: unknown)
+    ready = Signal(str, str)  # part, a checked file or folder
+    failed = Signal(str, str)
+    cancelled = Signal(str)
 
-    @Slot(object)
-    def license(self, manager: ModelManager) -> None:
-        self._run(lambda: self.license_ready.emit(manager.license_text()))
+    @Slot(str, object)
+    def license(self, key: str, manager) -> None:
+        def work() -> None:
+            self.license_ready.emit(key, manager.license_text())
+            self.sized.emit(key, *manager.size())
 
-    @Slot(object, object)
-    def fetch(self, manager: ModelManager, cancel: threading.Event) -> None:
+        self._run(key, work)
+
+    @Slot(str, object, object)
+    def fetch(self, key: str, manager, cancel: threading.Event) -> None:
         def work() -> None:
             path = manager.fetch(
                 accept_license=True,
-                progress=lambda done, total: self.progress.emit(done, total),
+                progress=lambda done, total: self.progress.emit(key, done, total),
                 cancel=cancel,
             )
-            self.ready.emit(str(path))
+            self.ready.emit(key, str(path))
 
-        self._run(work)
+        self._run(key, work)
 
-    @Slot(object, str)
-    def use_local(self, manager: ModelManager, path: str) -> None:
-        self._run(lambda: self.ready.emit(str(manager.use_local(path))))
+    @Slot(str, object, str)
+    def use_local(self, key: str, manager, path: str) -> None:
+        self._run(key, lambda: self.ready.emit(key, str(manager.use_local(path))))
 
-    def _run(self, work) -> None:
+    def _run(self, key: str, work) -> None:
         try:
             work()
         except Cancelled:
-            self.cancelled.emit()
+            self.cancelled.emit(key)
         except EngineError as exc:
-            self.failed.emit(str(exc))
+            self.failed.emit(key, str(exc))
         except OSError as exc:
-            self.failed.emit(f"{exc.strerror or exc}: {exc.filename or ''}".rstrip(": "))
+            self.failed.emit(key, f"{exc.strerror or exc}: {exc.filename or ''}".rstrip(": "))
         except Exception as exc:  # noqa: BLE001 - shown to the user, logged in full
             log.exception("model manager")
-            self.failed.emit(f"unexpected error: {type(exc).__name__}: {exc}")
+            self.failed.emit(key, f"unexpected error: {type(exc).__name__}: {exc}")
+
+
+class PartPanel(QGroupBox):
+    """One part: a local file/folder to check and use, or a Hub download with its licence."""
+
+    def __init__(self, key: str, repo: str, local: str, parent: QWidget | None = None) -> None:
+        super().__init__(f"{TITLES[key]}", parent)
+        self.key = key
+        self.local_path = QLineEdit(local)
+        self.local_path.setPlaceholderText(LOCAL_HINTS[key])
+        self.browse = QPushButton("File…")
+        self.browse_folder = QPushButton("Folder…")
+        self.use_local = QPushButton("Check and use")
+        row = QHBoxLayout()
+        row.addWidget(QLabel("On disk"))
+        row.addWidget(self.local_path, 1)
+        if key != "text-encoder":
+            row.addWidget(self.browse)
+        if key != FLOW:
+            row.addWidget(self.browse_folder)
+        row.addWidget(self.use_local)
+
+        self.repo = QLineEdit(repo)
+        self.size = QLabel("")
+        self.show_license = QPushButton("Show licence and size")
+        self.license_text = QPlainTextEdit(readOnly=True)
+        self.license_text.setPlaceholderText("The licence appears here; read it to accept.")
+        self.license_text.setFixedHeight(64)
+        self.accept_box = QCheckBox("I have read and accept this licence")
+        self.download = QPushButton("Download")
+        self.download.setObjectName("primary")
+        self.cancel_button = QPushButton("Cancel")
+        self.bar = QProgressBar()
+        self.bar.setFormat("%p%")
+        hub = QHBoxLayout()
+        hub.addWidget(QLabel("Hub"))
+        hub.addWidget(self.repo, 1)
+        hub.addWidget(self.size)
+        hub.addWidget(self.show_license)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.accept_box, 1)
+        buttons.addWidget(self.download)
+        buttons.addWidget(self.cancel_button)
+        layout = QVBoxLayout(self)
+        layout.addLayout(row)
+        layout.addLayout(hub)
+        layout.addWidget(self.license_text)
+        layout.addLayout(buttons)
+        layout.addWidget(self.bar)
+
+    def inputs(self) -> tuple[QWidget, ...]:
+        return (
+            self.local_path,
+            self.browse,
+            self.browse_folder,
+            self.use_local,
+            self.repo,
+            self.show_license,
+        )
+
+    def source_changed(self) -> None:
+        """Another repository: its licence must be read and accepted again."""
+        self.license_text.clear()
+        self.size.clear()
+        self.accept_box.setChecked(False)
+
+    def refresh(self, idle: bool, downloading: bool) -> None:
+        self.download.setEnabled(idle and self.accept_box.isChecked())
+        self.accept_box.setEnabled(bool(self.license_text.toPlainText()))
+        self.cancel_button.setEnabled(downloading)
+        for w in self.inputs():
+            w.setEnabled(idle)
+
+    def show_progress(self, done: int, total: int | None) -> None:
+        if total:
+            self.bar.setMaximum(1000)
+            self.bar.setValue(int(1000 * done / total))
+            self.bar.setFormat(f"%p%  ({_size(done)} of {_size(total)})")
+        else:
+            self.bar.setMaximum(0)
+
+    def show_done(self) -> None:
+        self.bar.setMaximum(1000)
+        self.bar.setValue(1000)
 
 
 class ModelManagerDialog(QDialog):
-    chosen = Signal(str)  # a verified checkpoint, about to be loaded
+    chosen = Signal(str)  # a verified flow checkpoint, about to be loaded
+    part_ready = Signal(str, str)  # "text-encoder" / "vae", a checked local folder
 
-    _license = Signal(object)
-    _fetch = Signal(object, object)
-    _use_local = Signal(object, str)
+    _license = Signal(str, object)
+    _fetch = Signal(str, object, object)
+    _use_local = Signal(str, object, str)
 
     def __init__(
         self,
@@ -108,9 +218,9 @@ class ModelManagerDialog(QDialog):
         self.settings, self.dialogs = settings, dialogs
         self.manifest_path = manifest_path
         self.cancel_event: threading.Event | None = None
-        self._waiting = False
+        self.active: str | None = None  # the part the worker is busy with
         self.setWindowTitle("Model manager — STARFlow-V 7B")
-        self.setMinimumWidth(560)
+        self.setMinimumWidth(640)
 
         self.thread = QThread(self)
         self.thread.setObjectName("model-manager")
@@ -120,6 +230,7 @@ class ModelManagerDialog(QDialog):
         self._fetch.connect(self.worker.fetch)
         self._use_local.connect(self.worker.use_local)
         self.worker.license_ready.connect(self._on_license)
+        self.worker.sized.connect(self._on_sized)
         self.worker.progress.connect(self._on_progress)
         self.worker.ready.connect(self._on_ready)
         self.worker.failed.connect(self._on_failed)
@@ -131,173 +242,157 @@ class ModelManagerDialog(QDialog):
 
     # ---- layout ---------------------------------------------------------------------------------
     def _build(self) -> None:
-        s = self.settings
-        self.local_path = QLineEdit(s.q.value("hub/local", "", str))
-        self.local_path.setPlaceholderText(".safetensors or .pth checkpoint")
-        self.browse = QPushButton("Browse…")
-        self.use_local = QPushButton("Check and use")
-        row = QHBoxLayout()
-        row.addWidget(self.local_path, 1)
-        row.addWidget(self.browse)
-        row.addWidget(self.use_local)
-        local = QGroupBox("Checkpoint on disk")
-        QVBoxLayout(local).addLayout(row)
+        q = self.settings.q
+        repos = {FLOW: q.value("hub/repo", DEFAULT_REPO, str)}
+        repos.update({k: q.value(f"parts/{k}/repo", p.repo_id, str) for k, p in PARTS.items()})
+        local = {FLOW: q.value("hub/local", "", str)}
+        local.update({k: q.value(f"parts/{k}", "", str) for k in PARTS})
+        self.panels = {k: PartPanel(k, repos[k], local[k]) for k in KEYS}
+        flow = self.panels[FLOW]
+        # the flow panel's fields, as the dialog's own (tests and older callers use these names)
+        self.local_path, self.browse, self.use_local = flow.local_path, flow.browse, flow.use_local
+        self.repo, self.show_license, self.license_text = (
+            flow.repo,
+            flow.show_license,
+            flow.license_text,
+        )
+        self.accept_box, self.download, self.bar = flow.accept_box, flow.download, flow.bar
+        self.cancel_button = flow.cancel_button
 
-        self.repo = QLineEdit(s.q.value("hub/repo", DEFAULT_REPO, str))
-        self.revision = QLineEdit(s.q.value("hub/revision", DEFAULT_REVISION, str))
-        self.filename = QLineEdit(s.q.value("hub/filename", DEFAULT_FILENAME, str))
-        self.endpoint = QLineEdit(s.q.value("hub/endpoint", os.environ.get("HF_ENDPOINT", ""), str))
+        self.revision = QLineEdit(q.value("hub/revision", DEFAULT_REVISION, str))
+        self.filename = QLineEdit(q.value("hub/filename", DEFAULT_FILENAME, str))
+        self.endpoint = QLineEdit(q.value("hub/endpoint", os.environ.get("HF_ENDPOINT", ""), str))
         self.endpoint.setPlaceholderText("https://huggingface.co (or a mirror)")
         self.folder = QLineEdit(str(self.settings.models_dir))
-        self.show_license = QPushButton("Show licence")
-        self.license_text = QPlainTextEdit(readOnly=True)
-        self.license_text.setPlaceholderText("The model licence appears here; read it to accept.")
-        self.license_text.setFixedHeight(120)
-        self.accept_box = QCheckBox("I have read and accept the model licence")
-        self.download = QPushButton("Download")
-        self.download.setObjectName("primary")
-        self.cancel_button = QPushButton("Cancel download")
-        self.bar = QProgressBar()
-        self.bar.setFormat("%p%")
         form = QFormLayout()
-        form.addRow("Repository", self.repo)
-        form.addRow("Revision", self.revision)
-        form.addRow("File", self.filename)
+        form.addRow("Flow revision / file", _pair(self.revision, self.filename))
         form.addRow("Endpoint", self.endpoint)
         form.addRow("Save in", self.folder)
-        buttons = QHBoxLayout()
-        buttons.addWidget(self.show_license)
-        buttons.addStretch(1)
-        buttons.addWidget(self.download)
-        buttons.addWidget(self.cancel_button)
-        hub = QGroupBox("Download from the Hugging Face Hub")
-        hub_layout = QVBoxLayout(hub)
-        hub_layout.addLayout(form)
-        hub_layout.addWidget(self.license_text)
-        hub_layout.addWidget(self.accept_box)
-        hub_layout.addLayout(buttons)
-        hub_layout.addWidget(self.bar)
 
         self.status = QLabel("")
         self.status.setWordWrap(True)
         self.close_button = QPushButton("Close")
         layout = QVBoxLayout(self)
-        layout.addWidget(local)
-        layout.addWidget(hub)
+        for panel in self.panels.values():
+            layout.addWidget(panel)
+        layout.addLayout(form)
         layout.addWidget(self.status)
         layout.addWidget(self.close_button)
 
-        self.browse.clicked.connect(self._browse)
-        self.use_local.clicked.connect(self.check_local)
-        self.show_license.clicked.connect(self.fetch_license)
-        self.accept_box.toggled.connect(lambda _on: self._refresh())
-        self.download.clicked.connect(self.start_download)
-        self.cancel_button.clicked.connect(self.cancel_download)
+        for key, panel in self.panels.items():
+            panel.browse.clicked.connect(lambda _c=False, k=key: self._browse(k))
+            panel.browse_folder.clicked.connect(lambda _c=False, k=key: self._browse_folder(k))
+            panel.use_local.clicked.connect(lambda _c=False, k=key: self.check_local(k))
+            panel.show_license.clicked.connect(lambda _c=False, k=key: self.fetch_license(k))
+            panel.accept_box.toggled.connect(lambda _on: self._refresh())
+            panel.download.clicked.connect(lambda _c=False, k=key: self.start_download(k))
+            panel.cancel_button.clicked.connect(self.cancel_download)
+            panel.repo.textChanged.connect(lambda _t, p=panel: self._source_changed(p))
+        for edit in (self.revision, self.filename, self.endpoint):
+            edit.textChanged.connect(lambda _t: self._source_changed(self.panels[FLOW]))
         self.close_button.clicked.connect(self.reject)
-        for edit in (self.repo, self.revision, self.filename, self.endpoint):
-            edit.textChanged.connect(self._source_changed)
 
     # ---- state ----------------------------------------------------------------------------------
     @property
     def busy(self) -> bool:
-        return self.cancel_event is not None or self._waiting
+        return self.active is not None
 
     def _refresh(self) -> None:
-        downloading = self.cancel_event is not None
         idle = not self.busy
-        self.download.setEnabled(idle and self.accept_box.isChecked())
-        self.accept_box.setEnabled(bool(self.license_text.toPlainText()))
-        self.cancel_button.setEnabled(downloading)
-        for w in (
-            self.use_local,
-            self.browse,
-            self.show_license,
-            self.repo,
-            self.revision,
-            self.filename,
-            self.endpoint,
-            self.folder,
-        ):
+        for panel in self.panels.values():
+            panel.refresh(idle, self.cancel_event is not None and self.active == panel.key)
+        for w in (self.revision, self.filename, self.endpoint, self.folder):
             w.setEnabled(idle)
 
-    def _source_changed(self) -> None:
-        """Another repository or file: its licence must be read and accepted again."""
-        self.license_text.clear()
-        self.accept_box.setChecked(False)
+    def _source_changed(self, panel: PartPanel) -> None:
+        panel.source_changed()
         self._refresh()
 
-    def manager(self) -> ModelManager:
+    def manager(self, key: str = FLOW):
+        """The engine manager of one part, from the fields."""
+        endpoint = self.endpoint.text().strip() or None
+        folder = self.folder.text().strip()
+        repo = self.panels[key].repo.text().strip()
+        if key != FLOW:
+            return manager_for(key, repo or PARTS[key].repo_id, folder, endpoint)
         source = HubSource(
-            repo_id=self.repo.text().strip() or DEFAULT_REPO,
+            repo_id=repo or DEFAULT_REPO,
             filename=self.filename.text().strip() or DEFAULT_FILENAME,
             revision=self.revision.text().strip() or DEFAULT_REVISION,
-            endpoint=self.endpoint.text().strip() or None,
+            endpoint=endpoint,
         )
-        return ModelManager(self.folder.text().strip(), source, self.manifest_path)
+        return ModelManager(folder, source, self.manifest_path)
 
     def _say(self, text: str, error: bool = False) -> None:
-        self.status.setObjectName("error" if error else "")
         self.status.setStyleSheet("color: #ff8080;" if error else "")
         self.status.setText(text)
 
-    def _begin(self, text: str) -> ModelManager | None:
+    def _begin(self, key: str, text: str):
         try:
-            manager = self.manager()
+            manager = self.manager(key)
         except (EngineError, OSError, ValueError) as exc:
             self._say(str(exc), error=True)
             return None
-        self._waiting = True
+        self.active = key
         self._say(text)
         self._refresh()
         return manager
 
     def _end(self) -> None:
-        self._waiting = False
+        self.active = None
         self.cancel_event = None
         self._refresh()
 
     # ---- actions --------------------------------------------------------------------------------
-    def _browse(self) -> None:
+    def _browse(self, key: str) -> None:
         path = self.dialogs.open_model(self.settings.last_dir("model"))
         if path:
             self.settings.set_last_dir("model", path)
-            self.local_path.setText(path)
+            self.panels[key].local_path.setText(path)
 
-    def check_local(self) -> None:
-        path = self.local_path.text().strip()
+    def _browse_folder(self, key: str) -> None:
+        path = QFileDialog.getExistingDirectory(self, TITLES[key], self.settings.last_dir("model"))
+        if path:
+            self.panels[key].local_path.setText(path)
+
+    def check_local(self, key: str = FLOW) -> None:
+        path = self.panels[key].local_path.text().strip()
         if not path:
-            self._say("Choose a checkpoint file first", error=True)
+            self._say(f"{TITLES[key]}: choose a file or folder first", error=True)
             return
-        manager = self._begin(f"Checking {Path(path).name} against the 7B manifest…")
+        manager = self._begin(key, f"Checking {Path(path).name}…")
         if manager is not None:
-            self.settings.q.setValue("hub/local", path)
-            self._use_local.emit(manager, path)
+            self._use_local.emit(key, manager, path)
 
-    def fetch_license(self) -> None:
-        manager = self._begin("Fetching the licence…")
+    def fetch_license(self, key: str = FLOW) -> None:
+        manager = self._begin(key, f"{TITLES[key]}: fetching the licence and size…")
         if manager is not None:
-            self._license.emit(manager)
+            self._license.emit(key, manager)
 
-    def start_download(self) -> None:
-        if not self.accept_box.isChecked():
-            self._say("Accept the model licence first", error=True)
+    def start_download(self, key: str = FLOW) -> None:
+        panel = self.panels[key]
+        if not panel.accept_box.isChecked():
+            self._say("Accept the licence first", error=True)
             return
-        manager = self._begin("Starting the download…")
+        manager = self._begin(key, f"{TITLES[key]}: starting the download…")
         if manager is None:
             return
         q = self.settings.q
-        for key, edit in (
-            ("repo", self.repo),
-            ("revision", self.revision),
-            ("filename", self.filename),
-            ("endpoint", self.endpoint),
-        ):
-            q.setValue(f"hub/{key}", edit.text().strip())
+        if key == FLOW:
+            for name, edit in (
+                ("repo", self.repo),
+                ("revision", self.revision),
+                ("filename", self.filename),
+                ("endpoint", self.endpoint),
+            ):
+                q.setValue(f"hub/{name}", edit.text().strip())
+        else:
+            q.setValue(f"parts/{key}/repo", panel.repo.text().strip())
         self.settings.models_dir = self.folder.text().strip()
         self.cancel_event = threading.Event()
-        self.bar.setValue(0)
+        panel.bar.setValue(0)
         self._refresh()
-        self._fetch.emit(manager, self.cancel_event)
+        self._fetch.emit(key, manager, self.cancel_event)
 
     def cancel_download(self) -> None:
         if self.cancel_event is not None:
@@ -305,34 +400,41 @@ class ModelManagerDialog(QDialog):
             self._say("Cancelling…")
 
     # ---- worker results --------------------------------------------------------------------------
-    def _on_license(self, text: str) -> None:
-        self._end()
-        self.license_text.setPlainText(text)
-        self._say("Read the licence; tick the box to accept it, then download.")
+    def _on_license(self, key: str, text: str) -> None:
+        self.panels[key].license_text.setPlainText(text)
+        self._say(f"{TITLES[key]}: read the licence; tick the box to accept it, then download.")
         self._refresh()
 
-    def _on_progress(self, done: int, total: int | None) -> None:
-        if total:
-            self.bar.setMaximum(1000)
-            self.bar.setValue(int(1000 * done / total))
-            self.bar.setFormat(f"%p%  ({done / 2**30:.2f} of {total / 2**30:.2f} GiB)")
-        else:
-            self.bar.setMaximum(0)
-
-    def _on_ready(self, path: str) -> None:
+    def _on_sized(self, key: str, missing: int, whole: int) -> None:
         self._end()
-        self.bar.setMaximum(1000)
-        self.bar.setValue(1000)
-        self._say(f"{Path(path).name} matches the 7B manifest: loading it…")
-        self.chosen.emit(path)
+        left = f", {_size(missing)} left" if missing != whole else ""
+        self.panels[key].size.setText(f"{_size(whole)}{left}")
 
-    def _on_failed(self, message: str) -> None:
-        self._end()
-        self._say(f"{message}. The current model stays in use.", error=True)
+    def _on_progress(self, key: str, done: int, total: int | None) -> None:
+        self.panels[key].show_progress(done, total)
 
-    def _on_cancelled(self) -> None:
+    def _on_ready(self, key: str, path: str) -> None:
         self._end()
-        self._say("Download cancelled: the partial file is kept and resumes next time.")
+        self.panels[key].show_done()
+        self.panels[key].local_path.setText(path)
+        if key == FLOW:
+            self.settings.q.setValue("hub/local", path)
+            self._say(f"{Path(path).name} matches the 7B manifest: loading it…")
+            self.chosen.emit(path)
+            return
+        self.settings.q.setValue(f"parts/{key}", path)
+        self._say(f"{TITLES[key]} checked: {path}")
+        self.part_ready.emit(key, path)
+
+    def _on_failed(self, key: str, message: str) -> None:
+        self._end()
+        self._say(f"{TITLES[key]}: {message}. The current model stays in use.", error=True)
+
+    def _on_cancelled(self, key: str) -> None:
+        self._end()
+        self._say(
+            f"{TITLES[key]}: download cancelled; the partial file is kept and resumes next time."
+        )
 
     # ---- life cycle ------------------------------------------------------------------------------
     def shutdown(self) -> None:
@@ -344,3 +446,12 @@ class ModelManagerDialog(QDialog):
     def done(self, result: int) -> None:
         self.shutdown()
         super().done(result)
+
+
+def _pair(a: QWidget, b: QWidget) -> QWidget:
+    box = QWidget()
+    row = QHBoxLayout(box)
+    row.setContentsMargins(0, 0, 0, 0)
+    row.addWidget(a)
+    row.addWidget(b, 2)
+    return box

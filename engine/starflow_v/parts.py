@@ -155,7 +155,10 @@ class PartManager:
         ]
 
     def size(self) -> tuple[int, int]:
-        """(bytes still to download, bytes of the whole part) as the Hub gives them."""
+        """(bytes still to download, bytes of the whole part) as the Hub gives them (on disk: 0 and
+        the folder's size, with no request)."""
+        if self.local() is not None:
+            return 0, sum(f.stat().st_size for f in self.folder.rglob("*") if f.is_file())
         rows = self.plan()
         missing = sum(r.size or 0 for _, r in rows if r is not None)
         have = sum((self.folder / n).stat().st_size for n, r in rows if r is None)
