@@ -64,7 +64,9 @@ LOCAL_HINTS = {
 
 
 def _size(n: int) -> str:
-    return f"{n / 2**30:.2f} GiB" if n >= 2**27 else f"{n / 2**20:.1f} MiB"
+    if n >= 2**27:
+        return f"{n / 2**30:.2f} GiB"
+    return f"{n / 2**20:.1f} MiB" if n >= 2**20 else f"{n / 2**10:.0f} KiB"
 
 
 class HubWorker(QObject):
@@ -181,7 +183,9 @@ class PartPanel(QGroupBox):
 
     def refresh(self, idle: bool, downloading: bool) -> None:
         self.download.setEnabled(idle and self.accept_box.isChecked())
-        self.accept_box.setEnabled(bool(self.license_text.toPlainText()))
+        has_license = bool(self.license_text.toPlainText())
+        self.accept_box.setEnabled(has_license)
+        self.license_text.setVisible(has_license)  # room for three parts on a laptop screen
         self.cancel_button.setEnabled(downloading)
         for w in self.inputs():
             w.setEnabled(idle)
@@ -220,6 +224,10 @@ class ModelManagerDialog(QDialog):
         self.cancel_event: threading.Event | None = None
         self.active: str | None = None  # the part the worker is busy with
         self.setWindowTitle("Model manager — STARFlow-V 7B")
+        # the theme's primary buttons look the same disabled; here Download must show it
+        self.setStyleSheet(
+            "QPushButton#primary:disabled { background: #2b2e35; border-color: #3a3e47; color: #7c818c; }"
+        )
         self.setMinimumWidth(640)
 
         self.thread = QThread(self)
@@ -417,6 +425,7 @@ class ModelManagerDialog(QDialog):
         self._end()
         self.panels[key].show_done()
         self.panels[key].local_path.setText(path)
+        self.panels[key].size.setText("on disk")
         if key == FLOW:
             self.settings.q.setValue("hub/local", path)
             self._say(f"{Path(path).name} matches the 7B manifest: loading it…")

@@ -55,7 +55,7 @@ def test_download_needs_the_licence_then_converts_checks_and_loads(
     qtbot.waitUntil(
         lambda: dialog.license_text.toPlainText() == LICENSE and not dialog.busy, timeout=10_000
     )
-    assert dialog.panels["flow"].size.text().endswith("MiB")  # the checkpoint's size, shown
+    assert dialog.panels["flow"].size.text() == "3 KiB"  # the checkpoint's size, shown
     dialog.accept_box.setChecked(True)
     progress = []
     dialog.worker.progress.connect(lambda key, done, total: progress.append((key, done, total)))
@@ -148,7 +148,7 @@ def test_text_encoder_without_licence_file_can_be_downloaded_or_picked_on_disk(
         "no licence file; its model card names the licence 'apache-2.0'"
         in panel.license_text.toPlainText()
     )
-    assert panel.accept_box.isEnabled() and panel.size.text().endswith("MiB")
+    assert panel.accept_box.isEnabled() and panel.size.text().endswith("KiB")
     panel.accept_box.setChecked(True)
     assert panel.download.isEnabled()  # no licence file does not block the download
     with qtbot.waitSignal(dialog.part_ready, timeout=30_000) as ready:
