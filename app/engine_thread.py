@@ -3,7 +3,8 @@
     engine = EngineThread(loader)            # no thread running yet: views can be built and tested
     engine.worker.loaded.connect(...)        # typed signals, delivered queued on the GUI thread
     engine.start()                           # the thread starts; nothing loaded yet
-    engine.load(model, device, precision)    # the pipeline is loaded on the engine thread
+    engine.load(model, device, precision, options)   # loaded on the engine thread; options:
+                                             # load_pipeline's keywords (offload, window, ...)
     engine.submit(request, cancel_event)     # frame_ready / progress, then finished | failed | cancelled
     cancel_event.set()                       # from the GUI thread: stops within one frame
     engine.shutdown()
@@ -27,13 +28,16 @@ from .images import to_qimage
 
 log = logging.getLogger(__name__)
 
-Loader = Callable[[str | None, str, str], object]  # (model, device, precision) -> Pipeline
+# (model, device, precision, **options) -> Pipeline; options (load_pipeline's keywords: offload,
+# window, aspect_ratio, config, text_encoder, vae) are given for a model file or Hub id, never for
+# the built-in demo model
+Loader = Callable[..., object]
 
 
-def default_loader(model: str | None, device: str, dtype: str):
+def default_loader(model: str | None, device: str, dtype: str, **options):
     from engine.registry import load_pipeline
 
-    return load_pipeline(model or None, device, dtype)
+    return load_pipeline(model or None, device, dtype, **options)
 
 
 def _oom_types() -> tuple[type[BaseException], ...]:
@@ -71,20 +75,20 @@ class EngineWorker(QObject):
         super().__init__()
         self._loader = loader
         self.pipeline = None
-        self._last_good: tuple[str, str, str] | None = None
+        self._last_good: tuple[str, str, str, dict] | None = None
 
-    @Slot(str, str, str)
-    def load(self, model: str, device: str, precision: str) -> None:
+    @Slot(str, str, str, object)
+    def load(self, model: str, device: str, precision: str, options: dict) -> None:
         """Load a model; when that fails, say why and reload the last model that worked (else the
         built-in demo model), so a wrong file never leaves the editor without one."""
         self.pipeline = None  # free the device before loading the next model
         _free_gpu_memory()
         try:
-            pipeline = self._load(model, device, precision)
+            pipeline = self._load(model, device, precision, options)
         except LoadError as exc:
             self.load_failed.emit(str(exc))
-            fallback = self._last_good or (("", device, precision) if model else None)
-            if fallback is not None and fallback != (model, device, precision):
+            fallback = self._last_good or (("", device, precision, {}) if model else None)
+            if fallback is not None and fallback != (model, device, precision, options):
                 try:
                     pipeline = self._load(*fallback)
                 except LoadError as again:
@@ -93,19 +97,20 @@ class EngineWorker(QObject):
                 self.pipeline = pipeline
                 self.loaded.emit(pipeline.info)
             return
-        self._last_good = (model, device, precision)
+        self._last_good = (model, device, precision, options)
         self.pipeline = pipeline
         self.loaded.emit(pipeline.info)
 
-    def _load(self, model: str, device: str, precision: str):
+    def _load(self, model: str, device: str, precision: str, options: dict):
         try:
-            pipeline = self._loader(model or None, device, precision)
+            pipeline = self._loader(model or None, device, precision, **options)
         except EngineError as exc:
             raise LoadError(str(exc)) from exc
         except _oom_types():
             _free_gpu_memory()
             raise LoadError(
-                "out of memory while loading the model: try another device or precision"
+                "out of memory while loading the model: try a smaller memory preset in"
+                " Engine > Settings, another device or precision"
             ) from None
         except Exception as exc:  # noqa: BLE001 - a damaged model file can raise anything
             log.exception("loading %s failed", model or "the demo model")
@@ -137,10 +142,10 @@ class EngineWorker(QObject):
         except Cancelled:
             self.cancelled.emit(rid)
         except EngineError as exc:
-            self.failed.emit(rid, str(exc))
+            self.failed.emit(rid, _in_editor_words(str(exc)))
         except _oom_types():
             _free_gpu_memory()
-            self.failed.emit(rid, "out of memory: try fewer frames or a smaller precision")
+            self.failed.emit(rid, OUT_OF_MEMORY)
         except Exception as exc:  # noqa: BLE001 - a bug in a job must not kill the engine thread
             log.exception("request %d failed", rid)
             self.failed.emit(rid, f"engine error: {type(exc).__name__}: {exc}")
@@ -150,6 +155,17 @@ class EngineWorker(QObject):
             close = getattr(events, "close", None)
             if close is not None:
                 close()
+
+
+OUT_OF_MEMORY = (
+    "out of memory: try fewer frames, or a smaller memory preset (offload, a shorter window)"
+    " in Engine > Settings"
+)
+
+
+def _in_editor_words(message: str) -> str:
+    """The engine's out-of-memory advice names command-line options; the editor names its own."""
+    return OUT_OF_MEMORY if message.startswith("out of GPU memory") else message
 
 
 def _leave_a_core_for_the_gui() -> None:
@@ -163,7 +179,7 @@ def _leave_a_core_for_the_gui() -> None:
 class EngineThread(QObject):
     """GUI-side handle: starts the thread (on `start`), forwards requests to the worker, shuts down."""
 
-    _load = Signal(str, str, str)
+    _load = Signal(str, str, str, object)
     _run = Signal(object, object)
 
     def __init__(self, loader: Loader | None = None, parent: QObject | None = None) -> None:
@@ -180,8 +196,14 @@ class EngineThread(QObject):
         if not self.thread.isRunning():
             self.thread.start()
 
-    def load(self, model: str | None, device: str = "auto", precision: str = "auto") -> None:
-        self._load.emit(model or "", device, precision)
+    def load(
+        self,
+        model: str | None,
+        device: str = "auto",
+        precision: str = "auto",
+        options: dict | None = None,
+    ) -> None:
+        self._load.emit(model or "", device, precision, dict(options or {}))
 
     def submit(self, request: GenerateRequest, cancel: threading.Event) -> None:
         self._run.emit(request, cancel)

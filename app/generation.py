@@ -28,6 +28,7 @@ from .engine_thread import EngineThread, Loader
 from .images import fit_frames
 from .settings import Settings
 from .state.draft import Draft, ImageSource
+from .state.engine_presets import EngineOptions, gpu_memory
 from .state.jobs import Job, JobQueue, JobState
 from .state.messages import MessageLog
 from .state.request import ClipRequest, SourceRef
@@ -35,6 +36,7 @@ from .state.timeline import Clip, Timeline, new_id
 
 log = logging.getLogger(__name__)
 
+DEMO_GUIDANCE = 2.5  # the demo model's guidance default (the preference's)
 MODE_TITLES = {"t2v": "Text", "i2v": "Image", "v2v": "Edit", "extend": "Extend"}
 
 
@@ -68,6 +70,7 @@ class GenerationController(QObject):
         self._last_progress = 0.0
         self._good_model: tuple[str, str, str] | None = None  # (model, device, precision)
         self._failed_model: tuple[str, str, str] | None = None
+        self._large_loaded = False  # a STARFlow-V model is loaded (its guidance default applies)
 
         self.engine = EngineThread(loader, self)
         w = self.engine.worker
@@ -98,8 +101,42 @@ class GenerationController(QObject):
         if running is not None:
             running.cancel.set()
         self.engine.start()
-        self.engine.load(s.model or None, s.device, s.precision)
+        self.engine.load(s.model or None, s.device, s.precision, self.loader_options())
         self.model_loading.emit()
+
+    def loader_options(self) -> dict:
+        """The engine options for this load: none for the built-in demo model; for a model file
+        or Hub id, the preset's (or the card's) offload and window, aspect ratio, config, and the
+        text encoder / VAE set in Engine > Settings, else the folders the model manager checked."""
+        s = self.settings
+        if not s.model:
+            return {}
+        options = s.engine_options.loader_options(gpu_memory())
+        for name, part in (("text_encoder", "text-encoder"), ("vae", "vae")):
+            options[name] = options[name] or s.part(part) or None  # the model manager's folder
+        return options
+
+    def set_engine_options(self, options: EngineOptions) -> bool:
+        """Keep new engine options; a loaded model file reloads with them (asking first while a
+        job runs, which is then cancelled and keeps its frames). False when the user declines."""
+        s = self.settings
+        before, loaded = s.engine_options, self.loader_options()
+        if options == before:
+            return True
+        reload = bool(s.model) and options.loader_options(gpu_memory()) != loaded
+        if reload and self.jobs.running() is not None:
+            question = (
+                "A job is generating. Reload the model with the new engine settings?"
+                " The job stops and keeps the frames made so far."
+            )
+            if not self.dialogs.ask("Reload the model?", question):
+                return False
+        s.engine_options = options
+        if self._large_loaded and options.guidance != before.guidance:
+            self.draft.set(guidance=options.guidance)
+        if reload:
+            self.load_model()
+        return True
 
     def _on_loaded(self, info: ModelInfo) -> None:
         self.info, self.engine_ready = info, True
@@ -108,6 +145,7 @@ class GenerationController(QObject):
             s.model, s.device, s.precision = self._good_model or ("", "auto", "auto")
             self._failed_model = None
         self._good_model = (s.model, s.device, s.precision)
+        self._take_guidance_default(info)
         if not self.timeline.media:
             self.timeline.set_format(info.width, info.height, info.fps)
         self.messages.info(f"Model ready: {info.name} on {info.device} ({info.dtype})")
@@ -122,6 +160,15 @@ class GenerationController(QObject):
         keep = "The previous model stays in use" if self._good_model else "Using the demo model"
         self.messages.error(f"Model not loaded: {message}. {keep}.")
         self.model_failed.emit(message)
+
+    def _take_guidance_default(self, info: ModelInfo) -> None:
+        """Moving between the demo model and a STARFlow-V model, the draft takes the new model's
+        guidance default (the demo's 2.5; the 7B's 3.5 from Engine > Settings)."""
+        large = info.name.startswith("STARFlow-V")
+        if large != self._large_loaded:
+            default = self.settings.engine_options.guidance if large else DEMO_GUIDANCE
+            self.draft.set(guidance=default)
+        self._large_loaded = large
 
     # ---- requests --------------------------------------------------------------------------------
     def generate(self) -> Job | None:

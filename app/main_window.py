@@ -22,6 +22,7 @@ from .widgets.status import StatusPanel
 from .widgets.timeline_view import TimelineView
 
 if TYPE_CHECKING:
+    from .engine_settings import EngineSettingsDialog
     from .model_manager import ModelManagerDialog
     from .studio import Studio
 
@@ -187,6 +188,8 @@ class MainWindow(FileDropMixin, QMainWindow):
         a.open_model = self._action("&Open model file…", self._open_model)
         a.model_manager = self._action("STARFlow-V 7B &model manager…", self.open_model_manager)
         a.demo_model = self._action("Use the built-in &demo model", lambda: s.load_model(""))
+        a.engine_settings = self._action("&Settings…", self.open_engine_settings)
+        a.engine_settings.setMenuRole(QAction.MenuRole.NoRole)  # stays in Engine on macOS
         a.devices = self._choice_group(DEVICES, s.settings.device, lambda v: s.load_model(device=v))
         a.precisions = self._choice_group(
             PRECISIONS, s.settings.precision, lambda v: s.load_model(precision=v)
@@ -256,6 +259,8 @@ class MainWindow(FileDropMixin, QMainWindow):
         devices.addActions(list(a.devices.values()))
         precision = engine.addMenu("&Precision")
         precision.addActions(list(a.precisions.values()))
+        engine.addSeparator()
+        engine.addAction(a.engine_settings)
         view = mb.addMenu("&View")
         for dock in (self.inspector_dock, self.jobs_dock, self.timeline_dock):
             view.addAction(dock.toggleViewAction())
@@ -273,6 +278,18 @@ class MainWindow(FileDropMixin, QMainWindow):
         self.model_manager.show()
         self.model_manager.raise_()
         return self.model_manager
+
+    def open_engine_settings(self) -> EngineSettingsDialog:
+        """Engine > Settings (window-modal): OK keeps the options, reloading a model file."""
+        from .engine_settings import EngineSettingsDialog
+        from .state.engine_presets import gpu_memory
+
+        generation = self.studio.generation
+        dialog = EngineSettingsDialog(self.studio.settings.engine_options, gpu_memory(), self)
+        dialog.accepted.connect(lambda: generation.set_engine_options(dialog.options()))
+        dialog.finished.connect(dialog.deleteLater)
+        dialog.open()
+        return dialog
 
     def _open_model(self) -> None:
         path = self.studio.dialogs.open_model(self.studio.settings.last_dir("model"))

@@ -6,11 +6,14 @@ and precision, defaults for new requests, the last folders used, window geometry
 
 from __future__ import annotations
 
+from dataclasses import fields
 from pathlib import Path
 
 from PySide6.QtCore import QByteArray, QCoreApplication, QSettings, QStandardPaths
 
 from engine.api import valid_temperature
+
+from .state.engine_presets import EngineOptions
 
 ORGANISATION = "STARFlow"
 APPLICATION = "STARFlow Studio"
@@ -64,6 +67,26 @@ class Settings:
     @precision.setter
     def precision(self, value: str) -> None:
         self._set("engine/precision", value)
+
+    @property
+    def engine_options(self) -> EngineOptions:
+        """How STARFlow-V checkpoints load (memory preset, offload, window, aspect ratio, config,
+        parts) and their guidance default; each field under engine/options/."""
+        values = {}
+        for f in fields(EngineOptions):
+            default = getattr(EngineOptions, f.name)
+            kind = _to_bool if isinstance(default, bool) else type(default)
+            values[f.name] = self._get(f"engine/options/{f.name}", default, kind)
+        return EngineOptions(**values)
+
+    @engine_options.setter
+    def engine_options(self, options: EngineOptions) -> None:
+        for name, value in options.to_dict().items():
+            self._set(f"engine/options/{name}", value)
+
+    def part(self, key: str) -> str:
+        """The local folder the model manager checked for a part ("text-encoder", "vae"); ""."""
+        return self._get(f"parts/{key}", "", str)
 
     # ---- request defaults -----------------------------------------------------------------------
     @property
@@ -172,3 +195,8 @@ class Settings:
 
     def sync(self) -> None:
         self.q.sync()
+
+
+def _to_bool(value) -> bool:
+    """QSettings' INI files give booleans back as "true" / "false"."""
+    return value.lower() == "true" if isinstance(value, str) else bool(value)

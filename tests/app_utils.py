@@ -19,12 +19,12 @@ FAULT_SEED = 666
 _PIPELINES: dict[tuple[str, str, str], object] = {}
 
 
-def demo_loader(model: str | None, device: str, precision: str):
+def demo_loader(model: str | None, device: str, precision: str, **options):
     """The real loader, with the built-in demo model loaded once per test session."""
     from engine.registry import load_pipeline
 
     if model:
-        return load_pipeline(model, device, precision)
+        return load_pipeline(model, device, precision, **options)
     key = ("", device, precision)
     if key not in _PIPELINES:
         _PIPELINES[key] = load_pipeline(None, device, precision)

@@ -1,13 +1,20 @@
 """The editor driving the 7B pipeline's code path (T5 template, Wan VAE with streaming decode,
-STARFlow-V flow) on tiny random parts: every mode lands a clip of the model's frame size."""
+STARFlow-V flow) on tiny random parts: every mode lands a clip of the model's frame size; Engine >
+Settings reaches the loader (memory preset from the card, offload, window, aspect ratio) and
+the 7B's guidance default."""
 
 from __future__ import annotations
+
+import threading
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 from test_app import drop_files, run_job, type_prompt, write_png
 
-from app_utils import close_editor, open_editor
+from app.engine_thread import _in_editor_words
+from app.state.engine_presets import CUSTOM, EngineOptions, preset_for
+from app_utils import close_editor, demo_loader, open_editor
 
 pytest.importorskip("diffusers")
 from test_large_pipeline import tiny_large_pipeline  # noqa: E402
@@ -15,7 +22,7 @@ from test_large_pipeline import tiny_large_pipeline  # noqa: E402
 _PIPELINE = []
 
 
-def tiny_loader(model, device, precision):
+def tiny_loader(model, device, precision, **options):
     if not _PIPELINE:
         _PIPELINE.append(tiny_large_pipeline())
     return _PIPELINE[0]
@@ -47,6 +54,78 @@ def test_every_mode_runs_through_the_large_pipeline(qtbot, tmp_path):
         extended = run_job(qtbot, ed, lambda: s.extend(frames=8))
         assert s.timeline.clip(extended).request.mode == "extend"
         assert s.timeline.clip(extended).length == 8
+        assert not s.messages.errors()
+    finally:
+        close_editor(ed)
+
+
+GIB = 2**30
+
+
+def test_the_card_picks_the_memory_preset():
+    sizes = {79.2: "80 GB", 47.5: "48 GB", 44.4: "48 GB", 23.6: "24 GB", 15.7: "16 GB", 11: "16 GB"}
+    assert {gib: preset_for(int(gib * GIB)).name for gib in sizes} == sizes
+    assert preset_for(None) is None
+    auto = EngineOptions()
+    assert auto.memory(int(23.6 * GIB)) == (True, 6) and auto.memory(None) == (False, None)
+    assert EngineOptions(preset="80 GB").memory(int(23.6 * GIB)) == (False, None)
+    assert EngineOptions(preset=CUSTOM, offload=True, window=0).memory(None) == (True, None)
+
+
+def test_out_of_memory_advice_names_the_editors_settings():
+    advice = _in_editor_words("out of GPU memory: try fewer frames, a shorter window, or --offload")
+    assert "Engine > Settings" in advice and "--offload" not in advice
+    assert _in_editor_words("prompt too long") == "prompt too long"
+
+
+def test_engine_settings_reach_the_loader_and_the_7b_takes_its_guidance(
+    qtbot, tmp_path, monkeypatch
+):
+    """A 24 GB card: the automatic preset loads a checkpoint with offload and window 6; the
+    dialog, driven (aspect 9:16, window 8 -> Custom, guidance 4), reloads it with those; the demo
+    model gets no options and keeps its guidance 2.5."""
+    calls = []
+
+    def loader(model, device, precision, **options):
+        calls.append((model, options))
+        return tiny_loader(model, device, precision) if model else demo_loader(None, "cpu", "auto")
+
+    monkeypatch.setattr("app.generation.gpu_memory", lambda: int(23.6 * GIB))
+    monkeypatch.setattr("app.state.engine_presets.gpu_memory", lambda: int(23.6 * GIB))
+    ed = open_editor(qtbot, tmp_path, loader=loader)
+    try:
+        s, w = ed.studio, ed.window
+        assert calls == [(None, {})] and s.draft.guidance == 2.5
+        with qtbot.waitSignal(s.model_loaded, timeout=60_000):
+            s.load_model(str(tmp_path / "starflow.safetensors"))
+        parts = {"config": None, "text_encoder": None, "vae": None}
+        assert calls[-1][1] == {"offload": True, "window": 6, "aspect_ratio": "16:9", **parts}
+        assert s.draft.guidance == 3.5 and w.inspector.guidance.value() == 3.5
+
+        dialog = w.open_engine_settings()
+        assert dialog.preset.currentText() == "Automatic (this card: 24 GB)"
+        assert dialog.offload.isChecked() and dialog.window.value() == 6
+        dialog.aspect.setCurrentText("9:16")
+        dialog.window.setValue(8)
+        assert dialog.preset.currentData() == CUSTOM
+        dialog.guidance.setValue(4.0)
+        with qtbot.waitSignal(s.model_loaded, timeout=60_000):
+            dialog.buttons.button(dialog.buttons.StandardButton.Ok).click()
+        assert calls[-1][1] == {"offload": True, "window": 8, "aspect_ratio": "9:16", **parts}
+        chosen = EngineOptions(CUSTOM, True, 8, "9:16", guidance=4.0)
+        assert s.settings.engine_options == chosen and s.draft.guidance == 4.0
+        s.settings.q.setValue("parts/vae", "/models/wan")  # checked in the model manager
+        assert s.generation.loader_options()["vae"] == "/models/wan"
+
+        job = SimpleNamespace(cancel=threading.Event())
+        monkeypatch.setattr(s.jobs, "running", lambda: job)  # a job runs: asked, declined
+        assert not s.generation.set_engine_options(EngineOptions())
+        assert s.settings.engine_options == chosen and len(calls) == 3
+        monkeypatch.undo()
+
+        with qtbot.waitSignal(s.model_loaded, timeout=60_000):
+            s.load_model("")
+        assert calls[-1] == (None, {}) and s.draft.guidance == 2.5
         assert not s.messages.errors()
     finally:
         close_editor(ed)

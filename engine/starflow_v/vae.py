@@ -171,8 +171,6 @@ class WanCodec:
             from .wan_vae import convert_once
 
             repo_or_path, subfolder = str(convert_once(local)), None
-        elif (local / "config.json").is_file():
-            subfolder = None
         try:
             vae = AutoencoderKLWan.from_pretrained(
                 repo_or_path,
