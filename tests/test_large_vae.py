@@ -317,7 +317,11 @@ def test_from_pretrained_takes_the_vae_folder_itself_or_the_pth(
     torch.testing.assert_close(
         WanCodec.from_pretrained(str(tmp_path / "vae")).decode(z), codec.decode(z)
     )
+    from engine.starflow_v.parts import locate
+
     monkeypatch.setattr(wan_vae, "WAN22_CONFIG", TINY)
     torch.save(original_state(codec.vae), tmp_path / "Wan2.2_VAE.pth")
-    loaded = WanCodec.from_pretrained(str(tmp_path / "Wan2.2_VAE.pth"))
+    folder = locate("vae", str(tmp_path / "Wan2.2_VAE.pth"), tmp_path / "models")
+    assert folder == str(tmp_path / "Wan2.2_VAE-diffusers")
+    loaded = WanCodec.from_pretrained(folder)
     torch.testing.assert_close(loaded.decode(z), codec.decode(z))

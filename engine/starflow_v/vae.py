@@ -19,7 +19,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -161,16 +160,11 @@ class WanCodec:
         temporal_scale: float = TEMPORAL_SCALE,
         local_files_only: bool = False,
     ) -> WanCodec:
-        """Load the Wan2.2 VAE with the reference's normalisation from a Hub repo, a local folder
-        (the repo's layout, or the `vae` folder itself) or the reference's Wan2.2_VAE.pth
-        (converted once into a folder beside it)."""
+        """Load the Wan2.2 VAE with the reference's normalisation from a Hub repo or a local folder
+        (the repo's layout, or the `vae` folder itself). The reference's Wan2.2_VAE.pth goes
+        through `parts.locate` first, which converts it once into a folder."""
         from diffusers import AutoencoderKLWan
 
-        local = Path(repo_or_path).expanduser()
-        if local.is_file():
-            from .wan_vae import convert_once
-
-            repo_or_path, subfolder = str(convert_once(local)), None
         try:
             vae = AutoencoderKLWan.from_pretrained(
                 repo_or_path,
