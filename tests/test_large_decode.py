@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from engine.api import GenerateRequest
+from engine.api import EngineError, GenerateRequest
 from engine.denoise import denoise_clip
 from engine.pipeline import to_uint8
 from engine.sampling import sample
@@ -114,3 +114,9 @@ def test_long_clips_reencode_the_reference_context():
     assert (six.options(2.5, 40).window, six.options(2.5, 40).context) == (6, 5)
     assert six.denoise_steps(40) == 21 and six.denoise_steps(21) is None
     assert reassembled(large, window=6, context=3).options(2.5, 40).context == 3
+
+
+@pytest.mark.parametrize("options", [dict(window=0), dict(window=-2), dict(context=-1)])
+def test_windows_below_one_frame_are_refused(options):
+    with pytest.raises(EngineError, match="or more"):
+        LargeOptions(**options)

@@ -46,6 +46,14 @@ class LargeOptions:
     # sample.py's context_length, 16 of 21 (a re-encode every 5 new frames)
     context: int | None = 16
 
+    def __post_init__(self) -> None:
+        if self.window is not None and self.window < 1:
+            raise EngineError(
+                f"the attention window must be 1 latent frame or more, got {self.window}"
+            )
+        if self.context is not None and self.context < 0:
+            raise EngineError(f"the long-clip context must be 0 frames or more, got {self.context}")
+
 
 def assemble(flow, codec, text, options: LargeOptions, name: str = "STARFlow-V 7B") -> Pipeline:
     """Put loaded parts together (also used by tests with tiny random parts)."""
