@@ -158,7 +158,7 @@ class PartManager:
         """(bytes still to download, bytes of the whole part) as the Hub gives them (on disk: 0 and
         the folder's size, with no request)."""
         if self.local() is not None:
-            return 0, sum(f.stat().st_size for f in self.folder.rglob("*") if f.is_file())
+            return 0, json.loads(self._done_marker.read_text()).get("bytes", 0)
         rows = self.plan()
         missing = sum(r.size or 0 for _, r in rows if r is not None)
         have = sum((self.folder / n).stat().st_size for n, r in rows if r is None)
@@ -178,7 +178,8 @@ class PartManager:
         done = self.local()
         if done is not None:
             return done
-        rows = [(n, r) for n, r in self.plan() if r is not None]
+        planned = self.plan()
+        rows = [(n, r) for n, r in planned if r is not None]
         total = sum(r.size or 0 for _, r in rows)
         partial = sum(_part_size(self.folder / n) for n, _ in rows)
         check_disk_space(self.folder, total - partial)
@@ -192,7 +193,8 @@ class PartManager:
             )
             base += remote.size or 0
         path = self.check(self.target)
-        self._done_marker.write_text(json.dumps({"repo": self.part.repo_id}))
+        whole = sum((self.folder / n).stat().st_size for n, _ in planned)
+        self._done_marker.write_text(json.dumps({"repo": self.part.repo_id, "bytes": whole}))
         return path
 
     def use_local(self, path: str | Path) -> Path:
