@@ -14,7 +14,8 @@ from safetensors.torch import save_file
 from engine.api import EngineError, GenerateRequest
 from engine.cli import main
 from engine.registry import family_of, load_pipeline
-from engine.starflow_v.config_file import read_model_config
+from engine.starflow_v.config_file import builtin_spec, read_model_config
+from engine.starflow_v.sizes import frame_size
 from engine_utils import random_model
 
 diffusers = pytest.importorskip("diffusers")
@@ -55,6 +56,73 @@ YAML = """arguments:
 - text: {text}
 - soft_clip: 4
 """
+
+
+# the reference's configs/starflow-v_7B_t2v_caus_480p.yaml as released (training keys and all)
+REFERENCE_7B = """arguments:
+- no_flip: 1
+- fsdp: 1
+- fsdp_text_encoder: 1
+- img_size: 640
+- secondary_img_size: 512
+- txt_size: 256
+- vid_size: '81:16'
+- fps_cond: 1
+- channel_size: 48
+- patch_size: 1
+- channels: 3072
+- top_block_channels: 4096
+- blocks: 6
+- layers_per_block: 2 2 2 2 2 24
+- noise_std: 0.5
+- batch_size: 192
+- secondary_batch_size: 1536
+- secondary_ratio: 0.2
+- lr: 5e-5
+- min_lr: 1e-6
+- nvp: 1
+- rope: 1
+- adaln: 0
+- sos: 1
+- seq_order: L2R
+- pt_seq_len: 32
+- wds: 1
+- mix_aspect: 1
+- use_softplus: 1
+- cond_top_only: 1
+- use_final_norm: 1
+- learnable_self_denoiser: 1
+- conditional_denoiser: 1
+- denoiser_window: 10
+- cond_noise_level: 1
+- temporal_causal: 2
+- shallow_block_local: 1
+- gradient_checkpoint: 1
+- gradient_checkpoint_mlp: 1
+- vae: Wan-AI/Wan2.2-TI2V-5B-Diffusers:0.6
+- finetuned_vae: none
+- text: google/flan-t5-xl
+- cfg: 2.5
+- drop_label: 0.1
+- drop_image: 0.25
+- loss_scaling: 1
+- grad_clip: 1
+- grad_skip: 1
+- sample_freq: 100000
+- soft_clip: 4
+"""
+
+
+def test_the_released_reference_yaml_is_the_built_in_7b(tmp_path):
+    (tmp_path / "7b.yaml").write_text(REFERENCE_7B)
+    spec, builtin = read_model_config(tmp_path / "7b.yaml"), builtin_spec()
+    assert spec.flow == builtin.flow and spec.side == builtin.side == 640
+    assert (spec.text_encoder, spec.vae, spec.vae_temporal_scale) == (
+        "google/flan-t5-xl",
+        "Wan-AI/Wan2.2-TI2V-5B-Diffusers",
+        0.6,
+    )
+    assert frame_size("16:9", side=spec.side) == (480, 848)
 
 
 @pytest.fixture(scope="module")
@@ -109,7 +177,8 @@ def test_our_json_beside_it_and_config_given_on_the_command_line(tmp_path, compa
     (tmp_path / "model.json").unlink()
     out = tmp_path / "clip.mp4"
     args = ["generate", "--model", str(checkpoint), "--prompt", "a red circle", "--frames", "5"]
-    assert main([*args, "--device", "cpu", "--config", str(config), "--out", str(out)]) == 0
+    parts = ["--text-encoder", str(companions[0]), "--vae", str(companions[1])]
+    assert main([*args, *parts, "--device", "cpu", "--config", str(config), "--out", str(out)]) == 0
     assert out.stat().st_size > 0
 
 
