@@ -53,7 +53,7 @@ def load_config(name: str) -> FlowConfig:
         path = (
             MANIFEST
             if MANIFEST.exists()
-            else ROOT / "engine" / "large" / "starflow-v_7B_manifest.json"
+            else ROOT / "engine" / "starflow_v" / "starflow-v_7B_manifest.json"
         )
         return FlowConfig.from_dict(json.loads(path.read_text())["config"])
     if name.startswith("golden:"):
