@@ -70,6 +70,7 @@ class GenerationController(QObject):
         self._last_progress = 0.0
         self._good_model: tuple[str, str, str] | None = None  # (model, device, precision)
         self._failed_model: tuple[str, str, str] | None = None
+        self._good_options: EngineOptions | None = None  # the engine options of the last good load
         self._large_loaded = False  # a STARFlow-V model is loaded (its guidance default applies)
 
         self.engine = EngineThread(loader, self)
@@ -143,8 +144,11 @@ class GenerationController(QObject):
         s = self.settings
         if self._failed_model is not None:  # the engine fell back to the last model that worked
             s.model, s.device, s.precision = self._good_model or ("", "auto", "auto")
+            if self._good_options is not None:  # e.g. a config file that does not fit
+                s.engine_options = self._good_options
             self._failed_model = None
         self._good_model = (s.model, s.device, s.precision)
+        self._good_options = s.engine_options
         self._take_guidance_default(info)
         if not self.timeline.media:
             self.timeline.set_format(info.width, info.height, info.fps)

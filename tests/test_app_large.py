@@ -6,6 +6,7 @@ the 7B's guidance default."""
 from __future__ import annotations
 
 import threading
+from dataclasses import replace
 from types import SimpleNamespace
 
 import numpy as np
@@ -15,6 +16,7 @@ from test_app import drop_files, run_job, type_prompt, write_png
 from app.engine_thread import _in_editor_words
 from app.state.engine_presets import CUSTOM, EngineOptions, preset_for
 from app_utils import close_editor, demo_loader, open_editor
+from engine.api import EngineError
 
 pytest.importorskip("diffusers")
 from test_large_pipeline import tiny_large_pipeline  # noqa: E402
@@ -88,6 +90,8 @@ def test_engine_settings_reach_the_loader_and_the_7b_takes_its_guidance(
 
     def loader(model, device, precision, **options):
         calls.append((model, options))
+        if options.get("config") == "bad.yaml":
+            raise EngineError("model config bad.yaml: sos must be 1")
         return tiny_loader(model, device, precision) if model else demo_loader(None, "cpu", "auto")
 
     monkeypatch.setattr("app.generation.gpu_memory", lambda: int(23.6 * GIB))
@@ -123,9 +127,14 @@ def test_engine_settings_reach_the_loader_and_the_7b_takes_its_guidance(
         assert s.settings.engine_options == chosen and len(calls) == 3
         monkeypatch.undo()
 
+        with qtbot.waitSignal(s.model_loaded, timeout=60_000):  # a bad config: the last good back
+            s.generation.set_engine_options(replace(chosen, config="bad.yaml"))
+        assert "bad.yaml: sos must be 1" in s.messages.errors()[-1].text
+        assert calls[-1][1]["config"] is None and s.settings.engine_options == chosen
+
         with qtbot.waitSignal(s.model_loaded, timeout=60_000):
             s.load_model("")
         assert calls[-1] == (None, {}) and s.draft.guidance == 2.5
-        assert not s.messages.errors()
+        assert len(s.messages.errors()) == 1  # the bad config's
     finally:
         close_editor(ed)
