@@ -134,3 +134,20 @@ def close_editor(ed: SimpleNamespace, clean: bool = True) -> None:
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
     mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
     return float("inf") if mse == 0 else 10 * np.log10(255.0**2 / mse)
+
+
+def shown_frame(canvas) -> np.ndarray:
+    """What the preview canvas paints, read back from its pixels: the image rectangle of a grab,
+    area-scaled to the frame size (H, W, 3) uint8 RGB."""
+    import cv2
+    from PySide6.QtGui import QImage
+
+    image = canvas.grab().toImage().convertToFormat(QImage.Format.Format_RGB888)
+    pixels = np.frombuffer(image.constBits(), np.uint8).reshape(image.height(), -1)
+    pixels = pixels[:, : 3 * image.width()].reshape(image.height(), image.width(), 3)
+    ratio = image.width() / canvas.width()  # device pixels per widget pixel
+    r = canvas.target_rect()
+    top, left = round(r.top() * ratio), round(r.left() * ratio)
+    bottom, right = round(r.bottom() * ratio), round(r.right() * ratio)
+    size = (canvas.image.width(), canvas.image.height())
+    return cv2.resize(pixels[top:bottom, left:right], size, interpolation=cv2.INTER_AREA)

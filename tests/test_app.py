@@ -19,7 +19,15 @@ from PySide6.QtWidgets import QApplication
 from app.state.jobs import JobState
 from app.state.project import load_project
 from app.state.request import ClipRequest
-from app_utils import FAULT_SEED, FaultyPipeline, close_editor, demo_loader, open_editor, psnr
+from app_utils import (
+    FAULT_SEED,
+    FaultyPipeline,
+    close_editor,
+    demo_loader,
+    open_editor,
+    psnr,
+    shown_frame,
+)
 from engine.api import GenerateRequest
 from engine.demo.world import random_scene, render
 
@@ -79,8 +87,13 @@ def test_text_to_video_streams_frames_in_order_then_lands(qtbot, editor):
     s, w = editor.studio, editor.window
     type_prompt(qtbot, editor, PROMPT)
     w.inspector.frames.setValue(9)
-    live = []
-    w.preview.frame_shown.connect(lambda src, i: live.append((src, i, len(s.timeline.clips))))
+    live, painted = [], {}
+
+    def on_shown(src: str, i: int) -> None:
+        live.append((src, i, len(s.timeline.clips)))
+        painted[src, i] = shown_frame(w.preview.canvas)
+
+    w.preview.frame_shown.connect(on_shown)
     clip_id = run_job(
         qtbot,
         editor,
@@ -105,6 +118,10 @@ def test_text_to_video_streams_frames_in_order_then_lands(qtbot, editor):
         ]
     )
     np.testing.assert_array_equal(s.timeline.clip_frames(clip_id), expected)
+    # the preview painted each frame as it came (below the LIVE label), then the playhead's frame
+    for i in range(9):
+        assert psnr(painted["live", i][16:], expected[i][16:]) > 30, i
+    assert psnr(shown_frame(w.preview.canvas), s.timeline.frame(s.timeline.playhead)) > 30
     assert "cpu" in w.status.device.text()
 
 
@@ -360,7 +377,15 @@ def test_timeline_edits_undo_and_redo(qtbot, editor):
     qtbot.keyClick(w, Qt.Key.Key_Delete)
     assert [c.length for c in s.timeline.clips] == [5, 9]
     s.trim(s.timeline.clips[1].id, 2, 7)
-    s.move_clip(s.timeline.clips[1].id, 0)
+    order = [c.id for c in s.timeline.clips]
+    trimmed = s.timeline.clip_frames(order[1]).copy()
+    s.move_clip(order[1], 0)  # the trimmed copy goes first: the timeline starts with its frames
+    assert [c.id for c in s.timeline.clips] == order[::-1]
+    np.testing.assert_array_equal(s.timeline.all_frames()[:5], trimmed)
+    s.undo.undo()
+    assert [c.id for c in s.timeline.clips] == order
+    s.undo.redo()
+    assert [c.id for c in s.timeline.clips] == order[::-1]
     assert [c.length for c in s.timeline.clips] == [5, 5]
     after_edits = project_state(s)
 

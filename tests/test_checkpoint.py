@@ -115,6 +115,10 @@ def test_load_in_bf16_builds_directly_in_bf16(tmp_path):
             lambda s: s.update({"blocks.0.proj_in.weight": torch.zeros(3, 3)}),
             r"mis-shaped.*blocks.0.proj_in.weight: file \(3, 3\)",
         ),
+        (  # a shape torch would broadcast into the tensor without a word
+            lambda s: s.update({"blocks.0.proj_in.bias": torch.zeros(1)}),
+            r"mis-shaped.*blocks.0.proj_in.bias: file \(1,\) vs model \(32,\)",
+        ),
     ],
 )
 def test_mismatched_checkpoints_name_the_tensor(tmp_path, damage, message):

@@ -3,6 +3,8 @@ streamed frames equal whole-clip sampling + denoising + decoding, template in th
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import cv2
 import numpy as np
 import pytest
@@ -55,7 +57,9 @@ def pipeline():
 
 def collect(pipeline, request):
     events = list(pipeline.generate(request))
-    assert [e.start for e in events] == sorted(e.start for e in events)
+    # each event's frames go on where the last one's ended: start is the frames already sent
+    assert [e.start for e in events] == [0] + [e.done for e in events[:-1]]
+    assert all(e.done == e.start + len(e.frames) and e.total == request.frames for e in events)
     frames = np.concatenate([e.frames for e in events])
     assert events[-1].done == len(frames) == request.frames
     return events, frames
@@ -134,6 +138,18 @@ def test_extend_and_edit_follow_their_source_clip(pipeline, mode, frames):
     for source in (other_end, np.zeros_like(clip)):
         changed = np.abs(generate_from(pipeline, mode, source, frames).astype(int) - made)
         assert changed.mean() > 0.02, changed.mean()
+
+
+def test_extend_takes_the_last_frames_of_the_source_as_context(pipeline, monkeypatch):
+    """With a context of 2 latents (5 video frames) only the source's last 5 frames count: a clip
+    with other frames before them gives the same frames."""
+    monkeypatch.setattr(pipeline, "settings", replace(pipeline.settings, extend_context=2))
+    rng = np.random.default_rng(2)
+    clip = rng.integers(0, 255, (9, 32, 48, 3), dtype=np.uint8)
+    other_start = clip.copy()
+    other_start[:4] = rng.integers(0, 255, (4, 32, 48, 3), dtype=np.uint8)
+    made = generate_from(pipeline, "extend", clip, 4)
+    np.testing.assert_array_equal(generate_from(pipeline, "extend", other_start, 4), made)
 
 
 def test_context_latents_get_the_reference_noise(pipeline):

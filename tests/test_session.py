@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from dataclasses import replace
 
 import pytest
 import torch
@@ -157,3 +158,28 @@ def test_sampling_temperature_scales_the_noise_and_changes_the_frames():
         src = NoiseSource(4, (1, 4, *HW), temperature=temperature)
         runs.append(torch.stack([f for _, f in session.frames(3, src, latent_hw=HW)]))
     assert (runs[0] - runs[1]).abs().max() > 1e-3
+
+
+def test_guidance_pushes_away_from_the_null_prompt():
+    """With the prompt as its own null prompt guidance changes nothing (both halves agree); with
+    another null prompt it changes the frames."""
+    model, y, y_null, opts = setup()
+    noise = noise_clip(5, 3)
+    plain = sample(model, noise, y, None, SamplerOptions(block_size=4, max_iter=64, threshold=1e-9))
+    torch.testing.assert_close(sample(model, noise, y, y, opts), plain, rtol=0, atol=1e-4)
+    assert (sample(model, noise, y, y_null, opts) - plain).abs().max() > 1e-2
+
+
+def test_a_full_window_restarts_from_its_last_frames():
+    """Sampling with a window of 3 latent frames: the first 3 frames are those of unlimited
+    attention, and each later frame is what a fresh clip with the 2 frames before it as context
+    samples from the same noise (the reference's sliding window)."""
+    model, y, y_null, opts = setup()
+    noise = noise_clip(6, 6)
+    unlimited = sample(model, noise, y, y_null, opts)
+    windowed = sample(model, noise, y, y_null, replace(opts, window=3))
+    torch.testing.assert_close(windowed[:, :3], unlimited[:, :3], rtol=0, atol=1e-4)
+    for t in range(3, 6):
+        restarted = sample(model, noise[:, t - 2 : t + 1], y, y_null, opts, windowed[:, t - 2 : t])
+        torch.testing.assert_close(windowed[:, t], restarted[:, 2], rtol=0, atol=1e-3)
+        assert (windowed[:, t] - unlimited[:, t]).abs().max() > 1e-2

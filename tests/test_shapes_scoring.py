@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections import Counter
 
 import numpy as np
 
@@ -33,9 +34,17 @@ def test_long_ground_truth_follows_in_every_window():
         assert background_drift(clip) == 0.0
 
 
+OPPOSITE = {
+    "moves left": "moves right",
+    "moves right": "moves left",
+    "moves up": "moves down",
+    "moves down": "moves up",
+}
+
+
 def test_wrong_clips_do_not_follow():
     rng = np.random.default_rng(2)
-    checked = 0
+    checked: Counter[tuple[str, str]] = Counter()  # (the caption's motion, the clip's)
     for _ in range(40):
         scene = random_scene(rng, 1)
         obj = scene.objects[0]
@@ -47,16 +56,19 @@ def test_wrong_clips_do_not_follow():
             ),
             dataclasses.replace(scene, objects=(dataclasses.replace(obj, colour=other_colour),)),
         ]
-        if obj.motion != "stays still":
+        # a moving object kept still, a still one moved, one moved the opposite way
+        motions = ["stays still" if obj.motion != "stays still" else "moves right"]
+        if obj.motion in OPPOSITE:
+            motions.append(OPPOSITE[obj.motion])
+        for motion in motions:
             wrong.append(
-                dataclasses.replace(
-                    scene, objects=(dataclasses.replace(obj, motion="stays still"),)
-                )
+                dataclasses.replace(scene, objects=(dataclasses.replace(obj, motion=motion),))
             )
         for w in wrong:
             assert not follows_caption(render(w, 17), text), (text, caption(w))
-            checked += 1
-    assert checked > 80
+            checked[obj.motion, w.objects[0].motion] += 1
+    assert sum(checked.values()) > 100 and checked["stays still", "moves right"] > 3
+    assert sum(checked[m, OPPOSITE[m]] for m in OPPOSITE) > 10
 
 
 def test_detection_of_shapes_and_psnr():
