@@ -34,7 +34,9 @@ def main() -> None:
     ap.add_argument("--frames", type=int, default=81)
     ap.add_argument("--aspect", default="16:9")
     args = ap.parse_args()
-    manifest = json.loads((ROOT / "engine" / "starflow_v" / "starflow-v_7B_manifest.json").read_text())
+    manifest = json.loads(
+        (ROOT / "engine" / "starflow_v" / "starflow-v_7B_manifest.json").read_text()
+    )
     cfg = FlowConfig.from_dict(manifest["config"])
     numel = {k: math.prod(s) for k, s in expected_manifest(cfg).items()}
     top = sum(v for k, v in numel.items() if k.startswith(f"blocks.{cfg.num_blocks - 1}."))
