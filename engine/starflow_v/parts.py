@@ -323,7 +323,7 @@ def locate(
     manager = manager_for(key, value, models_dir)
     done = manager.local()
     if done is not None:
-        return str(done)
+        return str(manager.use_local(done))  # checked again: files may have gone since
     if _in_hf_cache(manager.source.repo_id, part, manager.source.revision):
         return value
     import huggingface_hub.constants
