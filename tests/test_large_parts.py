@@ -208,3 +208,13 @@ def test_locate_takes_local_folders_and_earlier_downloads(fake_hub, tmp_path, mo
     )
     monkeypatch.setattr(parts, "_in_hf_cache", lambda *a: True)  # from_pretrained's own cache
     assert locate("vae", "someone/else-vae", tmp_path / "models") == "someone/else-vae"
+
+
+def test_an_earlier_download_with_files_gone_is_refused_before_loading(fake_hub, tmp_path):
+    tiny_vae_repo(tmp_path, fake_hub)
+    folder = PartManager(tmp_path / "models", VAE, endpoint=fake_hub.endpoint).fetch(
+        accept_license=True
+    )
+    (folder / "diffusion_pytorch_model.safetensors").unlink()
+    with pytest.raises(EngineError, match="has no diffusion_pytorch_model.safetensors"):
+        locate("vae", WAN, tmp_path / "models")
