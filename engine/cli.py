@@ -148,13 +148,15 @@ def _load(args: argparse.Namespace):
 
 def _locate_parts(args: argparse.Namespace) -> dict[str, str]:
     """The 7B's text encoder and VAE as local folders (downloaded with --accept-license)."""
+    from .starflow_v.config_file import config_for
     from .starflow_v.deps import require_large
-    from .starflow_v.parts import TEXT_ENCODER, VAE, locate_parts
+    from .starflow_v.parts import locate_parts
 
     require_large()
+    spec = config_for(args.model, args.config)  # its text encoder and VAE unless given
     text, vae = locate_parts(
-        args.text_encoder or TEXT_ENCODER.repo_id,
-        args.vae or VAE.repo_id,
+        args.text_encoder or spec.text_encoder,
+        args.vae or spec.vae,
         args.models_dir,
         download=args.accept_license,
     )

@@ -88,3 +88,20 @@ def test_a_missing_package_stops_generate_with_the_install_command(tmp_path, mon
     ckpt.write_bytes(b"")
     code = cli.main(["generate", "--model", str(ckpt), "--prompt", "x", "--out", "o.mp4"])
     assert code == 2 and "the 7B needs diffusers: pip install -e '.[large]'" in caplog.text
+
+
+def test_without_flags_the_parts_are_the_checkpoint_configs(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    asked = []
+    monkeypatch.setattr(
+        "engine.starflow_v.config_file.config_for",
+        lambda model, given: SimpleNamespace(text_encoder="their/t5", vae="their/vae"),
+    )
+    monkeypatch.setattr(parts, "locate", lambda key, value, *a, **k: asked.append(value) or value)
+    monkeypatch.setattr("engine.registry.load_pipeline", lambda *a, **k: sys.exit(0))
+    ckpt = tmp_path / "flow.safetensors"
+    ckpt.write_bytes(b"")
+    with pytest.raises(SystemExit):
+        cli.main(["generate", "--model", str(ckpt), "--prompt", "x", "--out", "o.mp4"])
+    assert asked == ["their/t5", "their/vae"]
