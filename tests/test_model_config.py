@@ -218,3 +218,17 @@ def test_a_bad_config_names_the_file_and_the_field(tmp_path, companions, change,
         load_pipeline(tmp_path / "model.safetensors", "cpu", config=str(tmp_path / "bad.yaml"))
     message = str(caught.value)
     assert "\n" not in message and "bad.yaml" in message and field in message, message
+
+
+def test_missing_parts_are_named_before_the_flow_loads(tmp_path, companions, monkeypatch):
+    """The editor's path too (load_pipeline, not the command line): offline, a text encoder or
+    VAE that is neither a folder nor downloaded is named, with how to get it, before the flow's
+    weights are read."""
+    import engine.starflow_v.loader as loader
+
+    checkpoint, _ = write_model(tmp_path, companions)
+    monkeypatch.setattr(loader, "DEFAULT_MODELS_DIR", tmp_path / "models")
+    monkeypatch.setattr(loader, "build_model", lambda *a, **k: pytest.fail("the flow was loaded"))
+    options = {"text_encoder": "someone/missing-t5", "vae": "someone/missing-vae"}
+    with pytest.raises(EngineError, match=r"text encoder.*models download text-encoder.*VAE"):
+        load_pipeline(checkpoint, "cpu", "fp32", **options)

@@ -20,7 +20,9 @@ from ..device import pick_device, pick_dtype
 from ..offload import enable_offload
 from ..pipeline import Pipeline, PipelineSettings, model_info
 from .config_file import ModelSpec, config_for, is_config_json
+from .deps import require_large
 from .hub import HubSource, ModelManager, compare_shapes, convert_once, tensor_shapes
+from .parts import locate_parts
 from .sizes import FPS, TRAIN_FRAMES, frame_size, latent_frames
 from .text import NOISE_STD, PromptTemplate, T5TextEncoder
 from .vae import WanCodec
@@ -120,9 +122,17 @@ def load_large_pipeline(
     """A STARFlow-V checkpoint of the configuration `options.config`, else of the .yaml/.yml/.json
     beside it, else the 7B's; every tensor name and shape is checked against that configuration
     and the frame size follows its img_size."""
+    require_large()  # a missing package says so before anything heavy loads
     spec = config_for(model, options.config)
     cfg = spec.flow
-    checkpoint = _local_checkpoint(model, spec) or resolve_checkpoint(model, accept_license)
+    local = _local_checkpoint(model, spec)  # a local checkpoint is checked against the config
+    text_path, vae_path = locate_parts(  # a missing part says so before the flow loads
+        options.text_encoder or spec.text_encoder,
+        options.vae or spec.vae,
+        DEFAULT_MODELS_DIR,
+        download=accept_license,
+    )
+    checkpoint = local or resolve_checkpoint(model, accept_license)
     dev = pick_device(device)
     dt = pick_dtype(dtype, dev)
     if options.window:
@@ -132,7 +142,7 @@ def load_large_pipeline(
     if options.offload:
         enable_offload(flow, dev)
     text = T5TextEncoder.from_pretrained(
-        options.text_encoder or spec.text_encoder,
+        text_path,
         device=dev,
         dtype=dt,
         offload_after_use=dev.type == "cuda",
@@ -143,7 +153,7 @@ def load_large_pipeline(
             f"the text encoder gives {text.dim}-wide embeddings; the model's txt_dim is {cfg.txt_dim}"
         )
     codec = WanCodec.from_pretrained(
-        options.vae or spec.vae, device=dev, dtype=dt, temporal_scale=spec.vae_temporal_scale
+        vae_path, device=dev, dtype=dt, temporal_scale=spec.vae_temporal_scale
     )
     log.info(
         "%s ready on %s (%s, offload=%s, window=%s)",
