@@ -78,6 +78,10 @@ def request_from(job: dict[str, Any], pipeline) -> GenerateRequest:
         raise EngineError(f"frames must be positive (0: the model's clip length), got {frames}")
     if frames == 0:
         frames = len(video) if mode == "v2v" else pipeline.info.train_frames
+    snapped = pipeline.snap_frames(frames, mode)
+    if snapped != frames:
+        log.warning("%d frames asked: this model's video codec makes %d", frames, snapped)
+        frames = snapped
     return GenerateRequest(
         prompt=prompt,
         mode=mode,
@@ -140,6 +144,7 @@ def _load(args: argparse.Namespace):
         accept_license=args.accept_license,
         offload=args.offload,
         window=args.window,
+        context=args.context,
         aspect_ratio=args.aspect,
         config=args.config,
         **parts,
@@ -317,6 +322,12 @@ def parser() -> argparse.ArgumentParser:
         )
         p.add_argument(
             "--window", type=int, default=None, help="7B: attention window in latent frames"
+        )
+        p.add_argument(
+            "--context",
+            type=int,
+            default=None,
+            help="7B: latent frames re-encoded when the window slides (default 16)",
         )
         p.add_argument("--aspect", default=None, help="7B: aspect ratio, e.g. 16:9")
         p.add_argument(

@@ -232,3 +232,18 @@ def test_missing_parts_are_named_before_the_flow_loads(tmp_path, companions, mon
     options = {"text_encoder": "someone/missing-t5", "vae": "someone/missing-vae"}
     with pytest.raises(EngineError, match=r"text encoder.*models download text-encoder.*VAE"):
         load_pipeline(checkpoint, "cpu", "fp32", **options)
+
+
+def test_the_command_line_snaps_a_length_the_vae_cannot_make_and_says_so(
+    tmp_path, companions, caplog
+):
+    import av
+
+    checkpoint, config = write_model(tmp_path, companions)
+    out = tmp_path / "clip.mp4"
+    args = ["generate", "--model", str(checkpoint), "--prompt", "a red circle", "--frames", "8"]
+    parts = ["--text-encoder", str(companions[0]), "--vae", str(companions[1])]
+    assert main([*args, *parts, "--device", "cpu", "--out", str(out)]) == 0
+    with av.open(str(out)) as container:
+        assert sum(1 for _ in container.decode(video=0)) == 9
+    assert "8 frames asked: this model's video codec makes 9" in caplog.text
