@@ -108,6 +108,7 @@ class ModelInfo:
     temperature: float = 1.0  # default sampling temperature (a request's None means this)
     # what the user should know about this load (e.g. a precision the CPU only emulates)
     warnings: tuple[str, ...] = ()
+    frame_step: int = 1  # a causal video codec makes clips of 1 + frame_step * n frames
 
 
 class Codec(Protocol):

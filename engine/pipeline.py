@@ -85,6 +85,7 @@ def model_info(
     fps: int,
     train_frames: int,
     temperature: float,
+    frame_step: int = 1,
 ) -> ModelInfo:
     """What the editor and the command line show of a loaded model (device, dtype and size read
     from the flow's weights)."""
@@ -100,6 +101,7 @@ def model_info(
         parameters=sum(p.numel() for p in flow.parameters()),
         temperature=temperature,
         warnings=precision_warnings(weight.device, weight.dtype),
+        frame_step=frame_step,
     )
 
 

@@ -183,3 +183,30 @@ def test_a_start_image_left_in_the_draft_is_not_a_text_to_video_source(controlle
     job = controller.generate()
     assert job.record.source is None and job.request.image is None
     assert not controller.timeline.media
+
+
+def test_the_length_steps_by_what_the_models_video_codec_makes(qtbot):
+    """With the 7B's causal VAE (clips of 4n + 1 frames) the length steps by 4 and a typed 20
+    becomes 21; with the demo's per-frame codec any length stays."""
+    from PySide6.QtWidgets import QAbstractSpinBox
+
+    from engine.api import ModelInfo
+
+    timeline, _ = timeline_with_clip()
+    draft = Draft(seed=1, frames=17)
+    inspector = InspectorView(draft, timeline, JobQueue())
+    qtbot.addWidget(inspector)
+    info = ModelInfo("7B", 848, 480, 16, 81, "cpu", "bfloat16", 1, frame_step=4)
+    inspector.show_model(info)
+    inspector.frames.stepBy(1)
+    assert draft.frames == 21
+    inspector.frames.lineEdit().selectAll()
+    qtbot.keyClicks(inspector.frames, "20")
+    inspector.frames.interpretText()
+    inspector.frames.editingFinished.emit()
+    assert inspector.frames.value() == 21 and draft.frames == 21
+    inspector.show_model(replace(info, frame_step=1))
+    inspector.frames.setValue(20)
+    inspector.frames.editingFinished.emit()
+    assert draft.frames == 20
+    assert inspector.frames.stepType() == QAbstractSpinBox.StepType.DefaultStepType

@@ -177,6 +177,7 @@ class InspectorView(QWidget):
         self.guidance.valueChanged.connect(lambda v: self._write(guidance=v))
         self.temperature.valueChanged.connect(lambda v: self._write(temperature=v or None))
         self.frames.valueChanged.connect(lambda v: self._write(frames=v))
+        self.frames.editingFinished.connect(self._snap_length)
         self.dice.clicked.connect(lambda: self.draft.set(seed=random.randrange(2**31)))
         self.open_image.clicked.connect(self.open_image_requested)
         self.generate_button.clicked.connect(self.generate_requested)
@@ -231,9 +232,19 @@ class InspectorView(QWidget):
         return self.form.sizeHint().height() + buttons + spacing + margins.top() + margins.bottom()
 
     def show_model(self, info: ModelInfo | None) -> None:
-        """The temperature's special value names the loaded model's default temperature."""
+        """The temperature's special value names the loaded model's default temperature; the
+        length steps by the lengths the model's video codec makes (1 + step * n frames)."""
         own = f" ({info.temperature:g})" if info is not None else ""
         self.temperature.setSpecialValueText(f"Model default{own}")
+        self.frames.setSingleStep(info.frame_step if info is not None else 1)
+        self._snap_length()
+
+    def _snap_length(self) -> None:
+        """A typed length the codec cannot make becomes the nearest it can (ties: the longer)."""
+        step, n = self.frames.singleStep(), self.frames.value()
+        snapped = 1 + step * ((2 * (n - 1) + step) // (2 * step))
+        if snapped != n:
+            self.frames.setValue(snapped)
 
     def _refresh_source(self) -> None:
         d, t = self.draft, self.timeline

@@ -74,7 +74,9 @@ def assemble(flow, codec, text, options: LargeOptions, name: str = "STARFlow-V 7
         jacobi_threshold=options.jacobi_threshold,
         v2v_segment=TRAIN_FRAMES // 2 + 1,
     )
-    info = model_info(name, flow, width, height, FPS, TRAIN_FRAMES, settings.temperature)
+    info = model_info(
+        name, flow, width, height, FPS, TRAIN_FRAMES, settings.temperature, codec.temporal_factor
+    )
     template = PromptTemplate(fps=FPS, noise_std=NOISE_STD, aspect_ratio=options.aspect_ratio)
     return Pipeline(flow, codec, text, info, settings, prompt_format=template)
 
