@@ -128,6 +128,8 @@ def load_large_pipeline(
     spec = config_for(model, options.config)
     cfg = spec.flow
     local = _local_checkpoint(model, spec)  # a local checkpoint is checked against the config
+    if local is None and not is_hub_id(model):
+        raise EngineError(f"model not found: {model}")
     text_path, vae_path = locate_parts(  # a missing part says so before the flow loads
         options.text_encoder or spec.text_encoder,
         options.vae or spec.vae,
