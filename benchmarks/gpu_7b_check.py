@@ -30,6 +30,7 @@ from engine.model import StarFlow  # noqa: E402
 from engine.offload import enable_offload  # noqa: E402
 from engine.starflow_v.hub import MANIFEST_PATH  # noqa: E402
 from engine.starflow_v.loader import LargeOptions, assemble  # noqa: E402
+from engine.starflow_v.memory import host_rotaries  # noqa: E402
 
 GIB = 2**30
 # the presets of app/state/engine_presets.py: (card GB, offload, window)
@@ -97,6 +98,7 @@ def random_flow(cfg: FlowConfig, device: torch.device, dtype: torch.dtype) -> St
             flow = StarFlow(cfg)
     finally:
         torch.set_default_dtype(default)
+    host_rotaries(flow)
     gen = torch.Generator(device=device).manual_seed(0)
     with torch.no_grad():
         for p in flow.parameters():
