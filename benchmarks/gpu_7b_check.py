@@ -30,37 +30,11 @@ from engine.model import StarFlow  # noqa: E402
 from engine.offload import enable_offload  # noqa: E402
 from engine.starflow_v.hub import MANIFEST_PATH  # noqa: E402
 from engine.starflow_v.loader import LargeOptions, assemble  # noqa: E402
-from engine.starflow_v.memory import host_rotaries  # noqa: E402
+from engine.starflow_v.memory import T5_XL, host_rotaries, word_tokenizer  # noqa: E402
 
 GIB = 2**30
 # the presets of app/state/engine_presets.py: (card GB, offload, window)
 PRESETS = {"80": (False, None), "48": (True, None), "24": (True, 6), "16": (True, 4)}
-# Wan2.2-TI2V-5B's VAE (diffusers' AutoencoderKLWan arguments)
-WAN22 = dict(
-    base_dim=160,
-    decoder_base_dim=256,
-    z_dim=48,
-    dim_mult=[1, 2, 4, 4],
-    num_res_blocks=2,
-    temperal_downsample=[False, True, True],
-    is_residual=True,
-    in_channels=12,
-    out_channels=12,
-    patch_size=2,
-    scale_factor_spatial=16,
-    scale_factor_temporal=4,
-)
-# flan-t5-xl's encoder
-T5_XL = dict(
-    vocab_size=32128,
-    d_model=2048,
-    d_kv=64,
-    d_ff=5120,
-    num_layers=24,
-    num_heads=32,
-    feed_forward_proj="gated-gelu",
-    dropout_rate=0.0,
-)
 TINY_FLOW = dict(
     txt_dim=32,
     channels=64,
@@ -70,24 +44,8 @@ TINY_FLOW = dict(
     denoiser_layers=1,
     img_size=64,
 )
-TINY_VAE = dict(WAN22, base_dim=8, decoder_base_dim=8, dim_mult=[1, 2, 2, 2], num_res_blocks=1)
-TINY_T5 = dict(T5_XL, vocab_size=64, d_model=32, d_kv=8, d_ff=64, num_layers=1, num_heads=4)
-
-
-def word_tokenizer():
-    """A word-level tokenizer built offline (the weights are random, so any vocabulary serves)."""
-    import transformers
-    from tokenizers import Tokenizer, models, pre_tokenizers, processors
-
-    vocab = {"<pad>": 0, "</s>": 1, "<unk>": 2}
-    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    tok.post_processor = processors.TemplateProcessing(
-        single="$A </s>", special_tokens=[("</s>", 1)]
-    )
-    return transformers.PreTrainedTokenizerFast(
-        tokenizer_object=tok, pad_token="<pad>", eos_token="</s>", unk_token="<unk>"
-    )
+TINY_VAE = dict(base_dim=8, decoder_base_dim=8, dim_mult=[1, 2, 2, 2], num_res_blocks=1)
+TINY_T5 = dict(vocab_size=64, d_model=32, d_kv=8, d_ff=64, num_layers=1, num_heads=4)
 
 
 def random_flow(cfg: FlowConfig, device: torch.device, dtype: torch.dtype) -> StarFlow:
@@ -111,7 +69,8 @@ def build(args, preset: str, device: torch.device, dtype: torch.dtype):
     import transformers
 
     from engine.starflow_v.text import T5TextEncoder
-    from engine.starflow_v.vae import WAN22_MEAN, WAN22_STD, WanCodec
+    from engine.starflow_v.vae import WanCodec
+    from engine.starflow_v.wan_vae import WAN22_CONFIG
 
     offload, window = PRESETS[preset]
     cfg = FlowConfig.from_dict(json.loads(MANIFEST_PATH.read_text())["config"])
@@ -120,14 +79,13 @@ def build(args, preset: str, device: torch.device, dtype: torch.dtype):
     flow = random_flow(cfg, torch.device("cpu") if offload else device, dtype)
     if offload:
         enable_offload(flow, device)
-    t5 = transformers.T5Config(**(TINY_T5 if args.tiny else T5_XL))
+    t5 = transformers.T5Config(**{**T5_XL, **(TINY_T5 if args.tiny else {})})
     text = T5TextEncoder.from_config(
         t5, word_tokenizer(), device=device, offload_after_use=device.type == "cuda"
     )
     text.model.to(dtype)
-    vae_args = dict(TINY_VAE if args.tiny else WAN22)
-    vae = diffusers.AutoencoderKLWan(
-        **vae_args, latents_mean=list(WAN22_MEAN), latents_std=list(WAN22_STD)
+    vae = diffusers.AutoencoderKLWan.from_config(
+        {**WAN22_CONFIG, **(TINY_VAE if args.tiny else {})}
     )
     codec = WanCodec(vae.to(device, dtype))
     side = cfg.img_size * codec.spatial_factor // 16 if args.tiny else 640

@@ -37,21 +37,7 @@ from .loader import LargeOptions, assemble
 
 GIB = 2**30
 DEVICE = torch.device("meta")
-# Wan2.2-TI2V-5B's VAE and flan-t5-xl's encoder, as their Hub configs give them
-WAN22 = dict(
-    base_dim=160,
-    decoder_base_dim=256,
-    z_dim=48,
-    dim_mult=[1, 2, 4, 4],
-    num_res_blocks=2,
-    temperal_downsample=[False, True, True],
-    is_residual=True,
-    in_channels=12,
-    out_channels=12,
-    patch_size=2,
-    scale_factor_spatial=16,
-    scale_factor_temporal=4,
-)
+# flan-t5-xl's encoder
 T5_XL = dict(
     vocab_size=32128,
     d_model=2048,
@@ -246,25 +232,22 @@ def build_pipeline(options: LargeOptions, dtype: torch.dtype, tiny: dict | None 
     import transformers
 
     from .text import T5TextEncoder
-    from .vae import WAN22_MEAN, WAN22_STD, WanCodec
+    from .vae import WanCodec
+    from .wan_vae import WAN22_CONFIG
 
     tiny = tiny or {}
     cfg = flow_config(options.window).replace(**tiny.get("flow", {}))
     flow = build_flow(cfg, dtype, options.offload)
     with torch.device(DEVICE):
         t5 = transformers.T5EncoderModel(transformers.T5Config(**{**T5_XL, **tiny.get("t5", {})}))
-        vae = diffusers.AutoencoderKLWan(
-            **{**WAN22, **tiny.get("vae", {})},
-            latents_mean=list(WAN22_MEAN),
-            latents_std=list(WAN22_STD),
-        )
-    text = T5TextEncoder(t5.to(dtype), _word_tokenizer(), device=DEVICE, max_tokens=cfg.txt_size)
+        vae = diffusers.AutoencoderKLWan.from_config({**WAN22_CONFIG, **tiny.get("vae", {})})
+    text = T5TextEncoder(t5.to(dtype), word_tokenizer(), device=DEVICE, max_tokens=cfg.txt_size)
     codec = WanCodec(vae.to(dtype))
     side = tiny.get("side", options.side)
     return assemble(flow, codec, text, replace(options, side=side))
 
 
-def _word_tokenizer():
+def word_tokenizer():
     """A tokenizer built offline: the run's memory does not depend on the words."""
     import transformers
     from tokenizers import Tokenizer, models, pre_tokenizers, processors
