@@ -3,9 +3,8 @@
     options = EngineOptions(preset=AUTO, aspect_ratio="9:16")
     options.loader_options(gpu_memory())   # {"offload": True, "window": 6, ...} on a 24 GB card
 
-The preset table is the current estimate, from the README's memory table (bf16 weights and KV
-cache, a 5-second 16:9 clip with guidance, activations not counted); a GPU run that measures the
-real fits replaces it.
+Each preset's peak for a 5-second 480p clip with guidance is measured by
+benchmarks/memory_7b.py (the README's memory table); scripts/gpu_7b_check.sh checks it on a GPU.
 """
 
 from __future__ import annotations
@@ -30,7 +29,6 @@ class MemoryPreset:
         return f"{self.gigabytes} GB"
 
 
-# current estimate (README): 38.8 GiB plain, 35.0 offloaded, 17.5 with window 6, 15.2 with 4
 PRESETS = (
     MemoryPreset(80, offload=False, window=None),
     MemoryPreset(48, offload=True, window=None),
