@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import shiboken6
 from PySide6.QtCore import QCoreApplication, QObject, QTimer, Signal
 from PySide6.QtGui import QUndoStack
 
@@ -89,7 +90,8 @@ class ProjectIO(QObject):
 
     @property
     def dirty(self) -> bool:
-        return not self.undo.isClean()
+        # the undo stack's last signals can arrive while Qt deletes it (at exit)
+        return shiboken6.isValid(self.undo) and not self.undo.isClean()
 
     def _model_name(self) -> str:
         info = self.model_info()
