@@ -109,6 +109,7 @@ class ModelInfo:
     # what the user should know about this load (e.g. a precision the CPU only emulates)
     warnings: tuple[str, ...] = ()
     frame_step: int = 1  # a causal video codec makes clips of 1 + frame_step * n frames
+    guidance: float = 2.5  # default classifier-free guidance weight for this model
 
 
 class Codec(Protocol):

@@ -57,7 +57,7 @@ def request_from(job: dict[str, Any], pipeline) -> GenerateRequest:
     if not prompt:
         raise EngineError("a prompt is required")
     frames = _number(job, "frames", int, 0)
-    seed, cfg = _number(job, "seed", int, 0), _number(job, "cfg", float, 2.5)
+    seed, cfg = _number(job, "seed", int, 0), _number(job, "cfg", float, pipeline.info.guidance)
     temperature = _number(job, "temperature", float, None)
     image = video = None
     mode = "t2v"
@@ -132,11 +132,8 @@ def render(
 
 
 def _load(args: argparse.Namespace):
-    from .registry import family_of, load_pipeline
+    from .registry import load_pipeline
 
-    parts = {}
-    if args.model is not None and family_of(args.model).name == "starflow-v":
-        parts = _locate_parts(args)  # before the flow loads: a missing part says so at once
     return load_pipeline(
         args.model,
         args.device,
@@ -147,25 +144,10 @@ def _load(args: argparse.Namespace):
         context=args.context,
         aspect_ratio=args.aspect,
         config=args.config,
-        **parts,
+        text_encoder=args.text_encoder,
+        vae=args.vae,
+        models_dir=args.models_dir,
     )
-
-
-def _locate_parts(args: argparse.Namespace) -> dict[str, str]:
-    """The 7B's text encoder and VAE as local folders (downloaded with --accept-license)."""
-    from .starflow_v.config_file import config_for
-    from .starflow_v.deps import require_large
-    from .starflow_v.parts import locate_parts
-
-    require_large()
-    spec = config_for(args.model, args.config)  # its text encoder and VAE unless given
-    text, vae = locate_parts(
-        args.text_encoder or spec.text_encoder,
-        args.vae or spec.vae,
-        args.models_dir,
-        download=args.accept_license,
-    )
-    return {"text_encoder": text, "vae": vae}
 
 
 def cmd_generate(args: argparse.Namespace) -> None:
@@ -349,7 +331,9 @@ def parser() -> argparse.ArgumentParser:
         "--frames", type=int, default=0, help="frames to produce (default: training length)"
     )
     g.add_argument("--seed", type=int, default=0)
-    g.add_argument("--cfg", type=float, default=2.5, help="classifier-free guidance weight")
+    g.add_argument(
+        "--cfg", type=float, default=None, help="guidance weight (default: the model's; 7B 3.5)"
+    )
     g.add_argument(
         "--temperature",
         type=float,

@@ -142,10 +142,12 @@ class Pipeline:
         """The frame count a request for `frames` makes: the nearest the codec can decode (ties: the
         longer). A per-frame codec makes any count; a causal video codec of temporal factor k makes
         1 + k*n frames of a clip (t2v, i2v) and k*n new frames after a source (extend); an edit
-        (v2v) keeps its count."""
+        (v2v) makes 1 + k*n frames too, rounded down so that it never outruns its source."""
         k = self.codec.temporal_factor
-        if k == 1 or mode == "v2v" or frames < 1:
+        if k == 1 or frames < 1:
             return frames
+        if mode == "v2v":
+            return 1 + k * ((frames - 1) // k)
         base = 0 if mode == "extend" else 1
         n = (2 * (frames - base) + k) // (2 * k)  # (frames - base) / k, halves up
         return base + k * max(n, 1 - base)
@@ -289,7 +291,12 @@ class Pipeline:
         before it too (one source frame alone edits badly); without carry it samples
         their edited frames again and drops them. Sampling stops at the request's last frame."""
         source = self.prepare_video(request.video)
-        total = request.frames or len(source)
+        # a causal video codec decodes 1 + k*n frames: the source's last frames past that are
+        # left out, so that output frame t edits source frame t on every pass
+        source = source[: self.snap_frames(len(source), "v2v")]
+        total = self.snap_frames(request.frames or len(source), "v2v")
+        if request.frames and total != request.frames:
+            log.info("%d frames asked, %d made (the codec's lengths)", request.frames, total)
         seg = self.settings.v2v_segment or len(source)
         # edited frames are latents one for one only with a per-frame codec
         carry = self.edit_carry() if self.codec.temporal_factor == 1 else 0

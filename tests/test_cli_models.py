@@ -12,7 +12,7 @@ import huggingface_hub.constants
 import pytest
 
 from engine import cli
-from engine.starflow_v import parts
+from engine.starflow_v import loader, parts
 from test_large_hub import fake_hub  # noqa: F401 - the fake Hub fixture
 from test_large_parts import WAN, tiny_vae_repo
 
@@ -48,7 +48,7 @@ def test_generate_names_missing_parts_offline_before_loading(tmp_path, monkeypat
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     monkeypatch.setattr(parts, "_in_hf_cache", lambda *a: False)
     loaded = []
-    monkeypatch.setattr("engine.registry.load_pipeline", lambda *a, **k: loaded.append(a))
+    monkeypatch.setattr(loader, "_local_checkpoint", lambda *a: loaded.append(a))
     ckpt = tmp_path / "flow.safetensors"
     ckpt.write_bytes(b"")
     argv = ["generate", "--model", str(ckpt), "--prompt", "x", "--out", str(tmp_path / "o.mp4")]
@@ -66,20 +66,21 @@ def test_generate_names_missing_parts_offline_before_loading(tmp_path, monkeypat
 
 def test_generate_passes_local_parts_into_the_loader(tmp_path, monkeypatch):
     seen = {}
-    monkeypatch.setattr(parts, "locate", lambda key, value, *a, **k: f"/local/{key}/{value}")
-    monkeypatch.setattr(
-        "engine.registry.load_pipeline", lambda *a, **k: seen.update(k) or sys.exit(0)
-    )
+
+    def locate(key, value, models_dir, **_k):
+        seen[key] = (value, models_dir)
+        return f"/local/{key}/{value}"
+
+    monkeypatch.setattr(parts, "locate", locate)
+    monkeypatch.setattr(loader, "_local_checkpoint", lambda *a: sys.exit(0))
     ckpt = tmp_path / "flow.safetensors"
     ckpt.write_bytes(b"")
     with pytest.raises(SystemExit):
         cli.main(
             ["generate", "--model", str(ckpt), "--prompt", "x", "--out", "o.mp4"]
-            + ["--text-encoder", "t5dir", "--vae", "vae.pth"]
+            + ["--text-encoder", "t5dir", "--vae", "vae.pth", "--models-dir", str(tmp_path)]
         )
-    assert (
-        seen["text_encoder"] == "/local/text-encoder/t5dir" and seen["vae"] == "/local/vae/vae.pth"
-    )
+    assert seen == {"text-encoder": ("t5dir", tmp_path), "vae": ("vae.pth", tmp_path)}
 
 
 def test_a_missing_package_stops_generate_with_the_install_command(tmp_path, monkeypatch, caplog):
@@ -95,11 +96,12 @@ def test_without_flags_the_parts_are_the_checkpoint_configs(tmp_path, monkeypatc
 
     asked = []
     monkeypatch.setattr(
-        "engine.starflow_v.config_file.config_for",
-        lambda model, given: SimpleNamespace(text_encoder="their/t5", vae="their/vae"),
+        loader,
+        "config_for",
+        lambda model, given: SimpleNamespace(flow=None, text_encoder="their/t5", vae="their/vae"),
     )
     monkeypatch.setattr(parts, "locate", lambda key, value, *a, **k: asked.append(value) or value)
-    monkeypatch.setattr("engine.registry.load_pipeline", lambda *a, **k: sys.exit(0))
+    monkeypatch.setattr(loader, "_local_checkpoint", lambda *a: sys.exit(0))
     ckpt = tmp_path / "flow.safetensors"
     ckpt.write_bytes(b"")
     with pytest.raises(SystemExit):

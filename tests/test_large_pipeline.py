@@ -140,6 +140,18 @@ def test_extend_and_edit_follow_their_source_clip(pipeline, mode, frames):
         assert changed.mean() > 0.02, changed.mean()
 
 
+@pytest.mark.parametrize("asked, made", [(0, 9), (10, 9), (12, 9), (17, 17)])
+def test_an_edit_of_a_source_the_codec_cannot_make_is_snapped_down(pipeline, asked, made):
+    """A 10-frame source: the causal VAE decodes 9 of them (1 + 4n), so the edit makes 9 frames
+    (never fewer than it says, never past its source), and a longer request loops whole passes."""
+    clip = np.random.default_rng(3).integers(0, 255, (10, 32, 48, 3), dtype=np.uint8)
+    assert pipeline.snap_frames(asked or 10, "v2v") == made
+    request = GenerateRequest(prompt="remove the red circle", mode="v2v", video=clip, frames=asked)
+    events = list(pipeline.generate(request))
+    assert sum(len(e.frames) for e in events) == events[-1].done == made
+    assert {e.total for e in events} == {made}
+
+
 def test_extend_takes_the_last_frames_of_the_source_as_context(pipeline, monkeypatch):
     """With a context of 2 latents (5 video frames) only the source's last 5 frames count: a clip
     with other frames before them gives the same frames."""
@@ -157,3 +169,12 @@ def test_context_latents_get_the_reference_noise(pipeline):
     clean = pipeline.codec.encode(to_tensor(frame, "cpu"))
     noisy = pipeline.encode(frame, noise_seed=0)
     assert abs((noisy - clean).std().item() - 0.5) < 0.1
+
+
+def test_the_command_line_guidance_default_is_the_models(pipeline):
+    """The 7B's default guidance is the reference video script's 3.5; a job's cfg overrides it."""
+    from engine.cli import request_from
+
+    assert pipeline.info.guidance == 3.5
+    assert request_from({"prompt": "a red circle"}, pipeline).guidance == 3.5
+    assert request_from({"prompt": "a red circle", "cfg": 1.5}, pipeline).guidance == 1.5

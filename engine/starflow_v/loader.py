@@ -29,6 +29,7 @@ from .vae import WanCodec
 
 log = logging.getLogger(__name__)
 
+GUIDANCE = 3.5  # the reference's video script (scripts/test_sample_video.sh: --cfg 3.5)
 DEFAULT_MODELS_DIR = Path.home() / ".cache" / "starflow-studio" / "models"
 
 
@@ -47,6 +48,7 @@ class LargeOptions:
     # latent frames re-encoded when the window slides (below the window): the reference
     # sample.py's context_length, 16 of 21 (a re-encode every 5 new frames)
     context: int | None = 16
+    models_dir: Path = DEFAULT_MODELS_DIR  # where the checkpoint, text encoder and VAE download to
 
     def __post_init__(self) -> None:
         if self.window is not None and self.window < 1:
@@ -77,6 +79,7 @@ def assemble(flow, codec, text, options: LargeOptions, name: str = "STARFlow-V 7
     info = model_info(
         name, flow, width, height, FPS, TRAIN_FRAMES, settings.temperature, codec.temporal_factor
     )
+    info = replace(info, guidance=GUIDANCE)
     template = PromptTemplate(fps=FPS, noise_std=NOISE_STD, aspect_ratio=options.aspect_ratio)
     return Pipeline(flow, codec, text, info, settings, prompt_format=template)
 
@@ -127,16 +130,16 @@ def load_large_pipeline(
     require_large()  # a missing package says so before anything heavy loads
     spec = config_for(model, options.config)
     cfg = spec.flow
-    local = _local_checkpoint(model, spec)  # a local checkpoint is checked against the config
-    if local is None and not is_hub_id(model):
+    if not Path(model).expanduser().exists() and not is_hub_id(model):
         raise EngineError(f"model not found: {model}")
     text_path, vae_path = locate_parts(  # a missing part says so before the flow loads
         options.text_encoder or spec.text_encoder,
         options.vae or spec.vae,
-        DEFAULT_MODELS_DIR,
+        options.models_dir,
         download=accept_license,
     )
-    checkpoint = local or resolve_checkpoint(model, accept_license)
+    local = _local_checkpoint(model, spec)  # a local checkpoint is checked against the config
+    checkpoint = local or resolve_checkpoint(model, accept_license, options.models_dir)
     dev = pick_device(device)
     dt = pick_dtype(dtype, dev)
     if options.window:
