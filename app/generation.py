@@ -3,6 +3,7 @@
     controller = GenerationController(settings, timeline, undo, messages, dialogs)
     controller.load_model()     # starts the engine thread on first use, loads on it
     controller.generate()       # Draft -> ClipRequest -> GenerateRequest -> Job (queued)
+    controller.generate(takes=3)  # three jobs, seeds in a row, landing as takes of one clip
     controller.live_frame       # (job id, frame index, QImage) while the job runs
     controller.job_landed       # (clip id) once its frames are a clip on the timeline
 
@@ -22,7 +23,7 @@ from PySide6.QtGui import QUndoStack
 
 from engine.api import EngineError, GenerateRequest, ModelInfo
 
-from .commands import AddClip
+from .commands import AddClip, ReplaceClip
 from .dialogs import Dialogs
 from .engine_thread import EngineThread, Loader
 from .images import fit_frames
@@ -32,12 +33,13 @@ from .state.engine_presets import EngineOptions, gpu_memory
 from .state.jobs import Job, JobQueue, JobState
 from .state.messages import MessageLog
 from .state.request import ClipRequest, SourceRef
-from .state.timeline import Clip, Timeline, new_id
+from .state.timeline import Clip, Take, Timeline, new_id
 
 log = logging.getLogger(__name__)
 
 DEMO_GUIDANCE = 2.5  # the demo model's guidance default (the preference's)
 MODE_TITLES = {"t2v": "Text", "i2v": "Image", "v2v": "Edit", "extend": "Extend"}
+MAX_TAKES = 16
 
 
 class GenerationController(QObject):
@@ -72,6 +74,7 @@ class GenerationController(QObject):
         self._failed_model: tuple[str, str, str] | None = None
         self._good_options: EngineOptions | None = None  # the engine options of the last good load
         self._large_loaded = False  # a STARFlow-V model is loaded (its guidance default applies)
+        self._takes: dict[str, str] = {}  # a takes group (Job.take_of) -> the clip it made
 
         self.engine = EngineThread(loader, self)
         w = self.engine.worker
@@ -83,6 +86,8 @@ class GenerationController(QObject):
         w.failed.connect(self._on_failed)
         w.cancelled.connect(self._on_cancelled)
         timeline.events.selection.connect(self._on_selection)
+        timeline.events.changed.connect(lambda: self.jobs.continue_numbers(timeline.last_job()))
+        self.jobs.events.paused.connect(self._on_paused)
 
     # ---- model -----------------------------------------------------------------------------------
     def load_model(
@@ -175,10 +180,36 @@ class GenerationController(QObject):
         self._large_loaded = large
 
     # ---- requests --------------------------------------------------------------------------------
-    def generate(self) -> Job | None:
-        """Queue the draft's request, with its start image (i2v) or source clip (v2v, extend)."""
+    def generate(self, takes: int | None = None) -> Job | None:
+        """Queue the draft's request, with its start image (i2v) or source clip (v2v, extend).
+        With `takes` > 1 (else the draft's `takes`), that many jobs with seeds in a row (seed,
+        seed + 1, ...) land as takes of one clip; returns the first. (The draft moves its Seed
+        field on as its seed mode says when it sees the jobs queued.)"""
         d = self.draft
-        return self.submit(d.request(), image=d.image, clip_id=d.clip)
+        n = max(1, min(int(takes or getattr(d, "takes", 1) or 1), MAX_TAKES))
+        record = d.request()
+        group = new_id("c") if n > 1 else None
+        first = None
+        for k in range(n):
+            job = self.submit(
+                replace(record, seed=record.seed + k), image=d.image, clip_id=d.clip, take_of=group
+            )
+            if job is None:
+                return first
+            first = first or job
+        return first
+
+    def set_paused(self, paused: bool) -> None:
+        """Pause the queue (the running job finishes; the next waits) or resume it."""
+        self.jobs.set_paused(paused)
+
+    def _on_paused(self, paused: bool) -> None:
+        if paused:
+            waiting = len(self.jobs.queued())
+            self.messages.info(f"Queue paused: {waiting} waiting job(s) start when resumed")
+        else:
+            self.messages.info("Queue resumed")
+            self._dispatch()
 
     def regenerate(self, clip_id: str | None = None, seed: int | None = None) -> Job | None:
         """The clip's record again with another seed (the draft's seed if changed, else random);
@@ -191,16 +222,20 @@ class GenerationController(QObject):
         if seed is None:
             same = self.draft.seed == clip.request.seed
             seed = random.randrange(2**31) if same else self.draft.seed
-        self.draft.set(seed=seed)
-        return self.submit(replace(clip.request, seed=seed), after=clip.id)
+        job = self.submit(replace(clip.request, seed=seed), after=clip.id)
+        if job is not None:  # said, not written into the draft's Seed field
+            self.messages.info(f"Job #{job.number}: regenerating with seed {seed}")
+        return job
 
     def extend(
         self, clip_id: str | None = None, prompt: str | None = None, frames: int | None = None
     ) -> Job | None:
-        """Continue a clip from its last frames; the new frames land after it."""
+        """Continue a clip from its last frames; the new frames land after it. The draft's Mode
+        becomes Extend (what this job is)."""
         clip = self.timeline.clip(clip_id or self.timeline.selected)
         if clip is None:
             return self._refuse("Select a clip to extend")
+        self.draft.set(mode="extend")
         text = (prompt if prompt is not None else self.draft.prompt).strip()
         if not text and clip.request is not None:
             text = clip.request.prompt
@@ -209,10 +244,12 @@ class GenerationController(QObject):
         return self.submit(record, clip_id=clip.id)
 
     def edit(self, clip_id: str | None = None, instruction: str | None = None) -> Job | None:
-        """Video to video: a new clip following `instruction`; the original stays."""
+        """Video to video: a new clip following `instruction`; the original stays. The draft's
+        Mode becomes Edit (what this job is, and what Generate then repeats)."""
         clip = self.timeline.clip(clip_id or self.timeline.selected)
         if clip is None:
             return self._refuse("Select a clip to edit")
+        self.draft.set(mode="v2v")
         text = instruction if instruction is not None else self.draft.prompt
         return self.submit(replace(self.draft.request(), mode="v2v", prompt=text), clip_id=clip.id)
 
@@ -222,9 +259,11 @@ class GenerationController(QObject):
         image: ImageSource | None = None,
         clip_id: str | None = None,
         after: str | None = None,
+        take_of: str | None = None,
     ) -> Job | None:
         """Queue a record. Its source is `record.source` (regenerate), else the start `image`
-        (i2v) or the clip `clip_id` (v2v, extend; the new clip lands after it)."""
+        (i2v) or the clip `clip_id` (v2v, extend; the new clip lands after it). Jobs with the
+        same `take_of` id land as takes of one clip with that id."""
         record = replace(record, prompt=record.prompt.strip())
         if not record.prompt:
             v2v = record.mode == "v2v"
@@ -245,14 +284,22 @@ class GenerationController(QObject):
         if record.mode in ("v2v", "extend") and record.source is None:
             after = clip_id  # a new clip made from a clip lands after it
         model = self.info.name if self.info else (self.settings.model or "demo")
-        return self._queue(replace(record, source=source, model=model), request, after)
+        return self._queue(replace(record, source=source, model=model), request, after, take_of)
 
-    def _queue(self, record: ClipRequest, request: GenerateRequest, after: str | None) -> Job:
+    def _queue(
+        self,
+        record: ClipRequest,
+        request: GenerateRequest,
+        after: str | None,
+        take_of: str | None = None,
+    ) -> Job:
         title = f"{MODE_TITLES[record.mode]}: {record.prompt}"
-        job = self.jobs.add(Job(record, request, title, after))
+        job = self.jobs.add(Job(record, request, title, after, take_of))
         self._remember_defaults(record)
         if not self.engine_ready:
-            self.messages.info(f"Job #{job.id} queued: waiting for the model")
+            self.messages.info(f"Job #{job.number} queued: waiting for the model")
+        elif self.jobs.paused:
+            self.messages.info(f"Job #{job.number} queued: the queue is paused")
         self._dispatch()
         return job
 
@@ -291,6 +338,14 @@ class GenerationController(QObject):
         if record.mode != "v2v" and record.frames:
             s.frames = record.frames
 
+    def choose_take(self, clip_id: str, index: int) -> None:
+        """Show take `index` of a clip (undoable)."""
+        clip = self.timeline.clip(clip_id)
+        if clip is None or not 0 <= index < len(clip.all_takes()):
+            return
+        if index != clip.take_index:
+            self.undo.push(ReplaceClip(self.timeline, clip.with_take(index), f"Take {index + 1}"))
+
     # ---- the queue -------------------------------------------------------------------------------
     def cancel(self) -> bool:
         """Cancel the running job (it stops within one frame; its frames are kept as a clip)."""
@@ -298,7 +353,7 @@ class GenerationController(QObject):
         if job is None:
             return False
         job.cancel.set()
-        self.messages.info(f"Cancelling job #{job.id}...")
+        self.messages.info(f"Cancelling job #{job.number}...")
         return True
 
     def remove_job(self, job_id: int) -> None:
@@ -321,7 +376,7 @@ class GenerationController(QObject):
         what = []
         if running is not None:
             made = f"{running.received} of {running.total} frames made"
-            what.append(f"Job #{running.id} is generating ({made})")
+            what.append(f"Job #{running.number} is generating ({made})")
         if waiting:
             more = "more " if running is not None else ""
             what.append(f"{len(waiting)} {more}job{'s' if len(waiting) > 1 else ''} waiting")
@@ -400,7 +455,7 @@ class GenerationController(QObject):
     def _on_failed(self, request_id: int, message: str) -> None:
         job = self._current(request_id)
         if job is not None:
-            self.messages.error(f"Job #{job.id} failed: {message}")
+            self.messages.error(f"Job #{job.number} failed: {message}")
             self._land(job, JobState.FAILED, message)
 
     def _land(self, job: Job, state: JobState, message: str = "") -> None:
@@ -411,10 +466,10 @@ class GenerationController(QObject):
         self.jobs.progress(job, job.done if frames is None else len(frames), job.total)
         self.jobs.set_state(job, state, message)
         if state == JobState.DONE:
-            self.messages.info(f"Job #{job.id} done: {len(frames)} frames")
+            self.messages.info(f"Job #{job.number} done: {len(frames)} frames")
         elif state == JobState.CANCELLED:
             kept = 0 if frames is None else len(frames)
-            self.messages.info(f"Job #{job.id} cancelled: kept {kept} frame(s)")
+            self.messages.info(f"Job #{job.number} cancelled: kept {kept} frame(s)")
         self.job_landed.emit(clip_id)
         self._dispatch()
 
@@ -424,7 +479,16 @@ class GenerationController(QObject):
         name = job.title
         if state != JobState.DONE:
             name = f"{job.title} (partial {len(frames)}/{job.total})"
-        clip = Clip(new_id("c"), media.id, 0, len(frames), name, job.record)
+        take = Take(media.id, 0, len(frames), job.record, job.number)
+        group = t.clip(self._takes.get(job.take_of))
+        if group is not None:  # a further take of a clip on the timeline: shown at once
+            n = len(group.all_takes()) + 1
+            self.undo.push(ReplaceClip(t, group.with_new_take(take, True), f"Add take {n}"))
+            t.set_playhead(t.offset(group.id))
+            return group.id
+        clip = Clip(new_id("c"), media.id, 0, len(frames), name, job.record, job.number)
+        if job.take_of:
+            self._takes[job.take_of] = clip.id
         after = t.clip(job.after)
         index = t.index(after.id) + 1 if after is not None else len(t.clips)
         self.undo.push(AddClip(t, clip, index, f"Add {job.title}"))

@@ -1,7 +1,9 @@
 """The job queue: generation requests waiting for, running on, or done with the engine thread.
 
-The GUI thread owns the queue; the engine runs one job at a time, the first queued one.
-Queued jobs can be reordered or removed; the running job can only be cancelled.
+The GUI thread owns the queue; the engine runs one job at a time, the first queued one, unless
+the queue is paused (the running job finishes, the next waits for resume). Queued jobs can be
+reordered or removed; the running job can only be cancelled. Jobs are numbered for the user by
+the queue (`Job.number`), continuing after the numbers a reopened project's clips carry.
 """
 
 from __future__ import annotations
@@ -38,12 +40,15 @@ class JobState(str, Enum):
 class Job:
     """One queued request: its record (kept by the clip it makes), the engine's request made from
     that record (with the source's pixels and the id engine events carry), and where the clip
-    lands: after clip `after` (None: the end)."""
+    lands: after clip `after` (None: the end). Jobs with a `take_of` clip id are takes of one
+    clip: the first to land makes the clip with that id, the others add takes to it."""
 
     record: ClipRequest
     request: GenerateRequest
     title: str
     after: str | None = None
+    take_of: str | None = None
+    number: int = 0  # shown to the user ("job #3"); given by JobQueue.add
     state: JobState = JobState.QUEUED
     done: int = 0
     total: int = 0
@@ -71,6 +76,21 @@ class Job:
         return self.done / seconds if seconds > 0 and self.done else None
 
     @property
+    def eta(self) -> float | None:
+        """Seconds of running time left at the rate so far (None before the first frame)."""
+        fps = self.fps
+        if fps is None or self.state != JobState.RUNNING:
+            return None
+        return max(self.total - self.done, 0) / fps
+
+    @property
+    def seconds(self) -> float:
+        """Running time so far, or in all once finished."""
+        if self.started is None:
+            return 0.0
+        return (self.ended or time.monotonic()) - self.started
+
+    @property
     def received(self) -> int:
         return sum(len(f) for f in self.frames)
 
@@ -86,15 +106,46 @@ class Job:
         return np.concatenate(self.frames) if self.frames else None
 
 
+def format_eta(seconds: float) -> str:
+    """'12 s', '3 min 05 s', '1 h 02 min' for a time left."""
+    s = max(0, round(seconds))
+    if s < 60:
+        return f"{s} s"
+    if s < 3600:
+        return f"{s // 60} min {s % 60:02d} s"
+    return f"{s // 3600} h {s % 3600 // 60:02d} min"
+
+
 class JobQueue:
     def __init__(self) -> None:
         self.jobs: list[Job] = []
+        self.paused = False
+        self._next_number = 1
         self.events = SimpleNamespace(
             changed=Event("changed"),  # jobs added, removed or reordered
             updated=Event("updated"),  # (job): state or progress
+            paused=Event("paused"),  # (bool)
         )
 
+    def ordered(self) -> list[Job]:
+        """The jobs as the user reads them: the running one, the waiting ones in the order they
+        run, then the finished ones, newest first."""
+        finished = [j for j in self.jobs if j.state.finished]
+        running = [j for j in self.jobs if j.state == JobState.RUNNING]
+        return running + self.queued() + finished[::-1]
+
+    def continue_numbers(self, after: int) -> None:
+        """Number new jobs after `after` (the highest number a reopened project carries)."""
+        self._next_number = max(self._next_number, after + 1)
+
+    def set_paused(self, paused: bool) -> None:
+        """Paused: the running job finishes, waiting jobs wait until resumed."""
+        if paused != self.paused:
+            self.paused = paused
+            self.events.paused.emit(paused)
+
     def get(self, job_id: int) -> Job | None:
+        """The job whose engine request has id `job_id`."""
         return next((j for j in self.jobs if j.id == job_id), None)
 
     def queued(self) -> list[Job]:
@@ -104,6 +155,8 @@ class JobQueue:
         return next((j for j in self.jobs if j.state == JobState.RUNNING), None)
 
     def add(self, job: Job) -> Job:
+        job.number = self._next_number
+        self._next_number += 1
         self.jobs.append(job)
         self.events.changed.emit()
         return job
@@ -134,7 +187,8 @@ class JobQueue:
         return True
 
     def next_queued(self) -> Job | None:
-        return next(iter(self.queued()), None)
+        """The job to run next (None while paused)."""
+        return None if self.paused else next(iter(self.queued()), None)
 
     def set_state(self, job: Job, state: JobState, message: str = "") -> None:
         job.state, job.message = state, message

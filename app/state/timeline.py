@@ -3,6 +3,8 @@ the selection and the playhead. Qt-free; views listen to `Timeline.events`.
 
 Clips sit back to back on one track in list order; moving a clip reorders it. Every clip
 keeps the request record it was generated with (`ClipRequest`), so it can be regenerated.
+A generated clip can hold several takes (variations of one request, seeds in a row): the clip
+shows its active take; `with_take(i)` makes another take the active one.
 
 Edits go through the primitives `insert`, `remove`, `replace` and `move` (what the undo
 commands call); `trimmed`, `split_parts` and `duplicate_of` compute new clips without
@@ -47,8 +49,35 @@ class Media:
 
 
 @dataclass(frozen=True)
+class Take:
+    """One version of a clip: frames [start, stop) of medium `media`, made by `request` in job
+    number `job` (0: unknown)."""
+
+    media: str
+    start: int
+    stop: int
+    request: ClipRequest | None = None
+    job: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "media": self.media,
+            "start": self.start,
+            "stop": self.stop,
+            "request": self.request.to_dict() if self.request else None,
+            "job": self.job,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Take:
+        request = ClipRequest.from_dict(d["request"]) if d.get("request") else None
+        return cls(str(d["media"]), int(d["start"]), int(d["stop"]), request, int(d.get("job", 0)))
+
+
+@dataclass(frozen=True)
 class Clip:
-    """Frames [start, stop) of medium `media` on the track."""
+    """Frames [start, stop) of medium `media` on the track. With takes, these fields are the
+    active take's and `takes` lists every take (the active one included)."""
 
     id: str
     media: str
@@ -56,13 +85,51 @@ class Clip:
     stop: int
     name: str = ""
     request: ClipRequest | None = None  # None for imported video
+    job: int = 0  # the job number that made it (0: imported, or unknown)
+    takes: tuple[Take, ...] = ()
 
     @property
     def length(self) -> int:
         return self.stop - self.start
 
+    @property
+    def take(self) -> Take:
+        """The active take (what the clip shows)."""
+        return Take(self.media, self.start, self.stop, self.request, self.job)
+
+    @property
+    def take_index(self) -> int:
+        """The active take's position in `takes` (0 without takes)."""
+        return next((i for i, t in enumerate(self.takes) if t.media == self.media), 0)
+
+    def all_takes(self) -> tuple[Take, ...]:
+        """Every take with the active one as the clip shows it now (trimmed or not)."""
+        if not self.takes:
+            return (self.take,)
+        i = self.take_index
+        return self.takes[:i] + (self.take,) + self.takes[i + 1 :]
+
+    def with_take(self, index: int) -> Clip:
+        """The clip showing take `index` (the current take keeps its trim)."""
+        takes = self.all_takes()
+        t = takes[index]
+        return replace(
+            self,
+            media=t.media,
+            start=t.start,
+            stop=t.stop,
+            request=t.request,
+            job=t.job,
+            takes=takes,
+        )
+
+    def with_new_take(self, take: Take, active: bool = False) -> Clip:
+        """The clip with `take` added last (shown when `active`)."""
+        clip = replace(self, takes=self.all_takes() + (take,))
+        return clip.with_take(len(clip.takes) - 1) if active else clip
+
     def to_dict(self) -> dict[str, Any]:
-        return {
+        d = {
             "id": self.id,
             "media": self.media,
             "start": self.start,
@@ -70,11 +137,16 @@ class Clip:
             "name": self.name,
             "request": self.request.to_dict() if self.request else None,
         }
+        if self.job:
+            d["job"] = self.job
+        if len(self.takes) > 1:
+            d["takes"] = [t.to_dict() for t in self.all_takes()]
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Clip:
         request = ClipRequest.from_dict(d["request"]) if d.get("request") else None
-        return cls(
+        clip = cls(
             str(d["id"]),
             str(d["media"]),
             int(d["start"]),
@@ -82,6 +154,26 @@ class Clip:
             str(d.get("name", "")),
             request,
         )
+        return clip.with_extras(d)
+
+    def with_extras(self, d: dict[str, Any]) -> Clip:
+        """This clip with the job number and takes of its project-file dict `d` (both optional).
+        ValueError names what is wrong: the takes must include the clip's own media."""
+        job = d.get("job", 0)
+        if isinstance(job, bool) or not isinstance(job, int) or job < 0:
+            raise ValueError(f"clip {self.id}: job must be a whole number >= 0, got {job!r}")
+        raw = d.get("takes") or []
+        if not isinstance(raw, list):
+            raise ValueError(f"clip {self.id}: takes must be a list")
+        try:
+            takes = tuple(Take.from_dict(t) for t in raw)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"clip {self.id}: a take is damaged: {exc}") from exc
+        if takes and all(t.media != self.media for t in takes):
+            raise ValueError(f"clip {self.id}: its media is none of its takes")
+        if any(not 0 <= t.start < t.stop for t in takes):
+            raise ValueError(f"clip {self.id}: a take's frame range is empty")
+        return replace(self, job=job, takes=takes)
 
 
 @dataclass(frozen=True)
@@ -100,9 +192,10 @@ class Snapshot:
         """Media that clips show or that clip requests name as their source, in first-use order."""
         ids: dict[str, None] = {}
         for c in self.clips:
-            ids[c.media] = None
-            if c.request and c.request.source:
-                ids[c.request.source.media] = None
+            for t in c.all_takes():
+                ids[t.media] = None
+                if t.request and t.request.source:
+                    ids[t.request.source.media] = None
         return [m for m in ids if m in self.media]
 
 
@@ -154,6 +247,10 @@ class Timeline:
             return None
         clip, local = hit
         return self.media[clip.media].frames[clip.start + local]
+
+    def last_job(self) -> int:
+        """The highest job number any clip or take carries (0: none)."""
+        return max((t.job for c in self.clips for t in c.all_takes()), default=0)
 
     def clip_frames(self, clip_id: str) -> np.ndarray:
         """The (T, H, W, 3) frames a clip shows (a read-only view)."""

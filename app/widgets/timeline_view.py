@@ -1,16 +1,20 @@
 """The timeline: clips as thumbnail strips on one track, a ruler and a playhead; zoom and
-horizontal scrolling. Click to select and seek, drag a clip to move it, drag its edges to trim.
-The running job is drawn as a growing ghost clip after the last one."""
+horizontal scrolling. Click to select and seek, drag a clip to move it, drag its edges to trim,
+right-click for a clip's (or the empty track's) menu. The running job is drawn as a growing
+ghost clip where its clip will land (after its source clip for an edit or extend, else at the
+end); the clips after that point make room for it. The view follows the ghost and new clips."""
 
 from __future__ import annotations
 
 import math
 
 import numpy as np
-from PySide6.QtCore import QPointF, QRectF, QSize, Qt, Signal
+from PySide6.QtCore import QPoint, QPointF, QRectF, QSize, Qt, QTimer, Signal
 from PySide6.QtGui import (
+    QAction,
     QBrush,
     QColor,
+    QContextMenuEvent,
     QFont,
     QMouseEvent,
     QPainter,
@@ -24,6 +28,7 @@ from PySide6.QtWidgets import (
     QFrame,
     QHBoxLayout,
     QLabel,
+    QMenu,
     QScrollArea,
     QToolButton,
     QVBoxLayout,
@@ -54,6 +59,7 @@ class TimelineCanvas(FileDropMixin, QWidget):
     seek_requested = Signal(int)  # timeline frame
     trim_requested = Signal(str, int, int)  # clip id, media frames [start, stop)
     move_requested = Signal(str, int)  # clip id, new index
+    menu_requested = Signal(QPoint, str)  # global position, clip id ("" on the empty track)
 
     def __init__(self, timeline: Timeline, jobs: JobQueue, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -68,24 +74,63 @@ class TimelineCanvas(FileDropMixin, QWidget):
 
     # ---- geometry --------------------------------------------------------------------------------
     def x_of(self, frame: float) -> float:
+        """x of a frame on the drawn track (the ruler's frames: the ghost's room included)."""
         return PAD + frame * self.ppf
 
     def frame_at(self, x: float) -> int:
+        """The ruler's frame at x."""
         return int(math.floor((x - PAD) / self.ppf))
 
+    def tx(self, frame: float) -> float:
+        """x of timeline frame `frame` (frames from the ghost's start on sit after it)."""
+        ghost = self.ghost()
+        if ghost is not None and frame >= ghost[0]:
+            frame += ghost[1]
+        return self.x_of(frame)
+
+    def timeline_frame_at(self, x: float) -> int:
+        """The timeline frame drawn at x (the ghost's start for x on the ghost)."""
+        frame = self.frame_at(x)
+        ghost = self.ghost()
+        if ghost is not None and frame >= ghost[0]:
+            frame = max(ghost[0], frame - ghost[1])
+        return frame
+
     def clip_rect(self, clip: Clip) -> QRectF:
-        x = self.x_of(self.timeline.offset(clip.id))
+        x = self.tx(self.timeline.offset(clip.id))
         return QRectF(x, TRACK_TOP, clip.length * self.ppf, TRACK_H)
 
     def clip_at(self, x: float, y: float) -> Clip | None:
-        if not TRACK_TOP <= y <= TRACK_TOP + TRACK_H:
+        if not TRACK_TOP <= y <= TRACK_TOP + TRACK_H or self.on_ghost(x):
             return None
-        hit = self.timeline.locate(self.frame_at(x))
+        hit = self.timeline.locate(self.timeline_frame_at(x))
         return None if hit is None else hit[0]
 
-    def ghost_frames(self) -> int:
+    def ghost(self) -> tuple[int, int] | None:
+        """(timeline frame where the running job's clip lands, its length) or None."""
         job = self.jobs.running()
-        return 0 if job is None else max(job.total, job.received)
+        if job is None:
+            return None
+        after = self.timeline.clip(job.after)
+        if after is not None:
+            start = self.timeline.offset(after.id) + after.length
+        else:
+            start = self.timeline.duration
+        return start, max(job.total, job.received, 1)
+
+    def ghost_rect(self) -> QRectF | None:
+        ghost = self.ghost()
+        if ghost is None:
+            return None
+        return QRectF(self.x_of(ghost[0]) + 2, TRACK_TOP, ghost[1] * self.ppf - 2, TRACK_H)
+
+    def on_ghost(self, x: float) -> bool:
+        rect = self.ghost_rect()
+        return rect is not None and rect.left() - 2 <= x < rect.right()
+
+    def ghost_frames(self) -> int:
+        ghost = self.ghost()
+        return 0 if ghost is None else ghost[1]
 
     def content_width(self) -> int:
         return int(self.x_of(self.timeline.duration + self.ghost_frames()) + 240)
@@ -213,13 +258,10 @@ class TimelineCanvas(FileDropMixin, QWidget):
                 p.drawRoundedRect(QRectF(x, rect.top() + TRACK_H / 2 - 10, 3, 20), 1.5, 1.5)
 
     def _paint_ghost(self, p: QPainter) -> None:
-        job = self.jobs.running()
-        if job is None:
+        job, rect = self.jobs.running(), self.ghost_rect()
+        if job is None or rect is None:
             return
         total = max(job.total, job.received, 1)
-        rect = QRectF(
-            self.x_of(self.timeline.duration) + 2, TRACK_TOP, total * self.ppf - 2, TRACK_H
-        )
         p.save()
         p.setClipRect(rect)
         p.fillRect(rect, QBrush(QColor("#26334a"), Qt.BrushStyle.BDiagPattern))
@@ -259,13 +301,13 @@ class TimelineCanvas(FileDropMixin, QWidget):
             return
         p.setPen(QPen(QColor(theme.ACCENT), 2))
         if d["mode"] == "move" and d.get("moving"):
-            x = self.x_of(self._insertion_frame(d["x"]))
+            x = self.tx(self._insertion_frame(d["x"]))
             p.drawLine(QPointF(x, TRACK_TOP - 6), QPointF(x, TRACK_TOP + TRACK_H + 6))
         elif d["mode"] == "trim":
             start, stop = self._trim_range(d)
             clip = self.timeline.clip(d["clip"])
             if clip is not None:
-                x0 = self.x_of(self.timeline.offset(clip.id) + start - clip.start)
+                x0 = self.tx(self.timeline.offset(clip.id)) + (start - clip.start) * self.ppf
                 p.fillRect(
                     QRectF(x0, TRACK_TOP, (stop - start) * self.ppf, TRACK_H),
                     QColor(79, 140, 255, 50),
@@ -275,7 +317,7 @@ class TimelineCanvas(FileDropMixin, QWidget):
     def _paint_playhead(self, p: QPainter) -> None:
         if self.timeline.duration == 0:
             return
-        x = self.x_of(self.timeline.playhead + 0.5)
+        x = self.tx(self.timeline.playhead) + 0.5 * self.ppf
         p.setPen(QPen(QColor(theme.PLAYHEAD), 2))
         p.drawLine(QPointF(x, RULER_H - 2), QPointF(x, self.height()))
         p.setBrush(QColor(theme.PLAYHEAD))
@@ -308,7 +350,7 @@ class TimelineCanvas(FileDropMixin, QWidget):
             return
         clip = self.clip_at(x, y)
         self.timeline.select(clip.id if clip else None)
-        self.seek_requested.emit(self.frame_at(x))
+        self.seek_requested.emit(self.timeline_frame_at(x))
         self._drag = {
             "mode": "move" if clip else "scrub",
             "clip": clip.id if clip else None,
@@ -327,7 +369,7 @@ class TimelineCanvas(FileDropMixin, QWidget):
             return
         d["x"] = x
         if d["mode"] == "scrub":
-            self.seek_requested.emit(self.frame_at(x))
+            self.seek_requested.emit(self.timeline_frame_at(x))
         elif d["mode"] == "move" and abs(x - d["x0"]) > 6:
             d["moving"] = True
         self.update()
@@ -356,7 +398,7 @@ class TimelineCanvas(FileDropMixin, QWidget):
         others = [c for c in self.timeline.clips if c.id != clip_id]
         pos = 0.0
         for i, c in enumerate(others):
-            if x < self.x_of(pos + c.length / 2):
+            if x < self.tx(pos) + c.length / 2 * self.ppf:
                 return i
             pos += c.length
         return len(others)
@@ -366,6 +408,15 @@ class TimelineCanvas(FileDropMixin, QWidget):
         others = [c for c in self.timeline.clips if c.id != d["clip"]]
         index = self._insertion_index(d["clip"], x)
         return sum(c.length for c in others[:index])
+
+    def contextMenuEvent(self, event: QContextMenuEvent) -> None:
+        """Right-click: a clip's menu (the clip is selected first) or the empty track's."""
+        self._drag = None
+        clip = self.clip_at(event.pos().x(), event.pos().y())
+        if clip is not None:
+            self.timeline.select(clip.id)
+        self.menu_requested.emit(event.globalPos(), clip.id if clip else "")
+        event.accept()
 
     def wheelEvent(self, event: QWheelEvent) -> None:
         delta = event.angleDelta().y() or event.angleDelta().x()
@@ -381,22 +432,35 @@ class TimelineCanvas(FileDropMixin, QWidget):
 
 
 class TimelineView(FileDropMixin, QFrame):
-    """Toolbar (zoom) + scrollable canvas; `show_live_frame` repaints the growing job strip."""
+    """Toolbar (zoom) + scrollable canvas; `show_live_frame` repaints the growing job strip and
+    keeps it in view. Right-click menus show `clip_actions` / `empty_actions` (see
+    `set_context_actions`) and the clip's takes."""
 
     files_dropped = Signal(list)  # local paths
     seek_requested = Signal(int)
     trim_requested = Signal(str, int, int)
     move_requested = Signal(str, int)
+    take_requested = Signal(str, int)  # clip id, take index to show
+    compare_requested = Signal(str)  # clip id: compare two of its takes
+    paste_requested = Signal(str, int)  # copied clip id, index to insert its copy at
+    export_requested = Signal(str)  # clip id
 
     def __init__(self, timeline: Timeline, jobs: JobQueue, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self.timeline = timeline
+        self.timeline, self.jobs = timeline, jobs
+        self.clip_actions: list[QAction | None] = []  # None: a separator
+        self.empty_actions: list[QAction | None] = []
+        self.copied: str | None = None  # the clip id Copy keeps for Paste
+        self.menu: QMenu | None = None  # the open context menu
+        self._clip_ids: set[str] = set()
+        self.wired = False  # its take / paste / export requests reach the studio (timeline_menu)
         self.setAcceptDrops(True)
         self.canvas = TimelineCanvas(timeline, jobs)
         self.canvas.files_dropped.connect(self.files_dropped)
         self.canvas.seek_requested.connect(self.seek_requested)
         self.canvas.trim_requested.connect(self.trim_requested)
         self.canvas.move_requested.connect(self.move_requested)
+        self.canvas.menu_requested.connect(self.show_menu)
         self.scroll = QScrollArea(self)
         self.scroll.setWidget(self.canvas)
         self.scroll.setWidgetResizable(True)
@@ -432,12 +496,47 @@ class TimelineView(FileDropMixin, QFrame):
         jobs.events.updated.connect(self._on_job)
         self._on_changed()
 
-    def show_live_frame(self, *_frame) -> None:
+    def show_live_frame(self, _job_id: int = 0, index: int = 0, *_image) -> None:
+        """A frame of the running job arrived: repaint its strip and keep that frame in view."""
         self.canvas.update()
+        ghost = self.canvas.ghost()
+        if ghost is not None:
+            self.reveal(ghost[0] + ghost[1] if index == 0 else ghost[0] + index + 1, ghost[0])
+
+    def reveal(self, last: float, first: float) -> None:
+        """Scroll so that drawn frames [first, last) are in view (the end first), once the
+        canvas has its new width."""
+
+        def scroll() -> None:
+            bar, c = self.scroll.horizontalScrollBar(), self.canvas
+            right = c.x_of(last) + 24 - self.scroll.viewport().width()
+            left = c.x_of(first) - PAD
+            if bar.value() < right:
+                bar.setValue(int(min(right, left)))
+            elif bar.value() > left:
+                bar.setValue(int(left))
+
+        QTimer.singleShot(0, scroll)
 
     def fit(self) -> None:
+        """Zoom so that the whole timeline (and the running job) fits, scrolled to the start."""
         frames = max(self.timeline.duration + self.canvas.ghost_frames(), 1)
         self.canvas.set_zoom((self.scroll.viewport().width() - 2 * PAD - 40) / frames)
+        self.scroll.horizontalScrollBar().setValue(0)
+
+    def set_context_actions(self, clip: list[QAction | None], empty: list[QAction | None]) -> None:
+        """The actions of a clip's right-click menu and of the empty track's (None: separator)."""
+        self.clip_actions, self.empty_actions = list(clip), list(empty)
+
+    def show_menu(self, pos: QPoint, clip_id: str) -> QMenu:
+        """The right-click menu at global `pos` for clip `clip_id` ("" for the empty track)."""
+        from .timeline_menu import build_menu
+
+        if self.menu is not None:
+            self.menu.close()
+        self.menu = build_menu(self, clip_id)
+        self.menu.popup(pos)
+        return self.menu
 
     def _on_changed(self) -> None:
         t = self.timeline
@@ -445,12 +544,24 @@ class TimelineView(FileDropMixin, QFrame):
             f"{len(t.clips)} clip(s) · {t.duration} frames · {t.duration / max(t.fps, 1):.2f} s"
         )
         self.canvas.relayout()
+        ids = {c.id for c in t.clips}
+        new = ids - self._clip_ids
+        if len(new) == 1 and self._clip_ids:  # one clip came (import, generation, undo, paste)
+            clip = t.clip(next(iter(new)))
+            start = self.canvas.tx(t.offset(clip.id))
+            first = self.canvas.frame_at(start)
+            self.reveal(first + clip.length, first)
+        self._clip_ids = ids
 
     def _on_job(self, job) -> None:
         if job.state in (JobState.RUNNING, JobState.DONE, JobState.CANCELLED, JobState.FAILED):
             self.canvas.relayout()
+        if job.state == JobState.RUNNING:
+            ghost = self.canvas.ghost()
+            if ghost is not None:
+                self.reveal(ghost[0] + min(ghost[1], 8), ghost[0])
 
     def _on_playhead(self, frame: int) -> None:
-        x = int(self.canvas.x_of(frame + 0.5))
+        x = int(self.canvas.tx(frame) + 0.5 * self.canvas.ppf)
         self.scroll.ensureVisible(x, TRACK_TOP, 60, 0)
         self.canvas.update()
