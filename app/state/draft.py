@@ -1,13 +1,15 @@
 """The request being prepared in the inspector: mode, prompt, seed, guidance, temperature, frames,
-sources.
+sources, and how the seed moves from job to job.
 
-Views write fields with `set(...)`; `request()` is the record the generation controller queues.
-Selecting a clip copies that clip's record into the draft.
+Views write fields with `set(...)` (the prompt box with `type_prompt`); `request()` is the record
+the generation controller queues. Selecting a clip copies that clip's record into the draft, but
+a prompt the user typed and has not queued yet stays: the clip's prompt is offered instead.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import random
+from dataclasses import dataclass, field, replace
 from types import SimpleNamespace
 
 import numpy as np
@@ -17,15 +19,49 @@ from engine.api import MODES
 from .events import Event
 from .request import ClipRequest
 
-FIELDS = ("mode", "prompt", "seed", "guidance", "temperature", "frames", "image", "clip")
+FIELDS = (
+    "mode",
+    "prompt",
+    "seed",
+    "guidance",
+    "temperature",
+    "frames",
+    "image",
+    "clip",
+    "seed_mode",
+    "takes",
+    "offered",
+    "demo_grammar",
+)
+# fixed: every job takes the Seed field; next: the field steps by one after each job that used
+# it; random: a new random seed after each job that used it
+SEED_MODES = ("fixed", "next", "random")
+CROPS = ("centre", "start", "end", "fit")  # start: top / left, end: bottom / right, fit: bars
+MAX_TAKES = 16
 
 
 @dataclass(frozen=True, eq=False)
 class ImageSource:
-    """A start image for image to video, already fitted to the project's frame size."""
+    """A start image for image to video, already fitted to the project's frame size.
+
+    `original` (when kept) is the image as read, reduced in size, so that the crop can change."""
 
     name: str
     image: np.ndarray = field(repr=False)  # (H, W, 3) uint8 RGB
+    original: np.ndarray | None = field(default=None, repr=False)  # (h, w, 3) uint8 RGB
+    crop: str = "centre"
+    size: tuple[int, int] | None = None  # the file's (width, height)
+
+    def recropped(self, crop: str) -> ImageSource:
+        """The same image fitted to the same frame size with another crop."""
+        from ..images import fit_image
+
+        if crop not in CROPS:
+            raise ValueError(f"unknown crop {crop!r}")
+        if self.original is None or crop == self.crop:
+            return self
+        h, w = self.image.shape[:2]
+        return replace(self, image=fit_image(self.original, w, h, crop), crop=crop)
 
 
 class Draft:
@@ -44,14 +80,64 @@ class Draft:
         self.frames = frames
         self.image: ImageSource | None = None
         self.clip: str | None = None  # source clip for edit (v2v) / extend
+        self.seed_mode = "fixed"
+        self.takes = 1  # how many takes (seeds in a row) one Generate makes
+        self.offered: tuple[str, str] | None = None  # (mode, prompt) of the clip, not taken
+        self.demo_grammar = False  # the loaded model reads the demo's closed grammar
+        self.typed = False  # the prompt was typed and not queued yet
         self.events = SimpleNamespace(changed=Event("changed"))  # (field name)
 
     def set(self, **changes) -> None:
+        """Write fields. A write of `clip` with a `prompt` (selecting a clip) keeps a prompt the
+        user typed and has not queued, with its mode: the clip's (mode, prompt) go to `offered`.
+        It never writes the seed: the Seed field changes only when the user sets it, or after a
+        job used it as `seed_mode` says (the inspector offers the clip's seed)."""
+        if "clip" in changes:
+            changes.pop("seed", None)
+        if "clip" in changes and "prompt" in changes:
+            offer = (changes.get("mode", self.mode), changes["prompt"])
+            if self.typed and self.prompt.strip() and offer[1] != self.prompt:
+                changes.pop("prompt")
+                changes.pop("mode", None)
+                changes["offered"] = offer
+            else:
+                changes["offered"] = None
+        elif "clip" in changes:
+            changes.setdefault("offered", None)
+        if "prompt" in changes:
+            self.typed = False
+        self._apply(changes)
+
+    def type_prompt(self, text: str) -> None:
+        """The prompt as the user types it: kept when a clip is selected until it is queued."""
+        self.typed = bool(text.strip())
+        self._apply({"prompt": text})
+
+    def take_offer(self) -> None:
+        """Put the selected clip's prompt (and mode) in place of the typed one."""
+        if self.offered is not None:
+            mode, prompt = self.offered
+            self.set(mode=mode, prompt=prompt, offered=None)
+
+    def sent(self, record: ClipRequest) -> None:
+        """A job was queued with `record`: the typed prompt is no longer unsent, and a seed taken
+        from the Seed field moves on as `seed_mode` says."""
+        if record.prompt == self.prompt.strip():
+            self.typed = False
+        if record.seed == self.seed and self.seed_mode != "fixed":
+            step = self.seed + 1 if self.seed_mode == "next" else random.randrange(2**31)
+            self._apply({"seed": step % 2**31})
+
+    def _apply(self, changes: dict) -> None:
         for name, value in changes.items():
             if name not in FIELDS:
                 raise AttributeError(name)
             if name == "mode" and value not in MODES:
                 raise ValueError(f"unknown mode {value!r}")
+            if name == "seed_mode" and value not in SEED_MODES:
+                raise ValueError(f"unknown seed mode {value!r}")
+            if name == "takes" and not 1 <= int(value) <= MAX_TAKES:
+                raise ValueError(f"takes must be from 1 to {MAX_TAKES}, got {value}")
             if getattr(self, name) is value or (
                 name not in ("image",) and getattr(self, name) == value
             ):
@@ -61,7 +147,7 @@ class Draft:
 
     def request(self) -> ClipRequest:
         """The record of the request being prepared. Its source (the image or clip) is resolved
-        against the timeline when it is queued."""
+        against the timeline when it is queued; the demo's grammar is checked then."""
         return ClipRequest(
             mode=self.mode,
             prompt=self.prompt.strip(),
@@ -69,4 +155,5 @@ class Draft:
             guidance=float(self.guidance),
             frames=int(self.frames),
             temperature=self.temperature,
+            demo_grammar=self.demo_grammar,
         )

@@ -10,12 +10,14 @@ project's media, so a clip can be regenerated from its record alone.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from engine.api import MODES, TASK_PREFIX, GenerateRequest, valid_temperature
+from engine.api import MODES, TASK_PREFIX, EngineError, GenerateRequest, valid_temperature
+
+from .prompt_grammar import prompt_problem
 
 
 @dataclass(frozen=True)
@@ -46,6 +48,8 @@ class ClipRequest:
     source: SourceRef | None = None
     model: str = ""
     temperature: float | None = None  # None: the model's own default
+    # the loaded model reads the demo's closed grammar: refuse other text before queuing
+    demo_grammar: bool = field(default=False, compare=False, repr=False)
 
     @property
     def text(self) -> str:
@@ -56,7 +60,11 @@ class ClipRequest:
         self, image: np.ndarray | None = None, video: np.ndarray | None = None
     ) -> GenerateRequest:
         """The engine's request for this record: image (H, W, 3) and video (T, H, W, 3) uint8 RGB
-        are the source's pixels. Raises EngineError for what the engine refuses."""
+        are the source's pixels. Raises EngineError for what the engine refuses, and for a prompt
+        outside the demo's grammar when `demo_grammar` is set."""
+        problem = prompt_problem(self.mode, self.prompt, self.demo_grammar)
+        if problem is not None and self.prompt.strip():
+            raise EngineError(problem)
         return GenerateRequest(
             prompt=self.prompt,
             mode=self.mode,

@@ -1,12 +1,16 @@
 """The inspector: the selected clip's request (mode, prompt, seed, guidance, temperature, frames,
-source), editable as the next request, with Generate / Regenerate / Extend / Edit / Cancel."""
+source), editable as the next request, with Generate / Regenerate / Extend / Edit / Cancel.
+
+The prompt is checked as it is typed (the demo's grammar, the length cap) and the verdict shown
+under it; a prompt the user typed survives selecting clips (the clip's prompt is offered); the
+History menu and Up / Down recall the project's earlier prompts."""
 
 from __future__ import annotations
 
 import random
 
-from PySide6.QtCore import Qt, Signal
-from PySide6.QtGui import QPixmap
+from PySide6.QtCore import QSize, Qt, Signal
+from PySide6.QtGui import QPainter, QPixmap, QTextCursor
 from PySide6.QtWidgets import (
     QComboBox,
     QDoubleSpinBox,
@@ -15,9 +19,10 @@ from PySide6.QtWidgets import (
     QGridLayout,
     QHBoxLayout,
     QLabel,
-    QPlainTextEdit,
+    QMenu,
     QPushButton,
     QScrollArea,
+    QSizePolicy,
     QSpinBox,
     QToolButton,
     QVBoxLayout,
@@ -26,10 +31,15 @@ from PySide6.QtWidgets import (
 
 from engine.api import ModelInfo
 
-from ..images import to_qimage
-from ..state.draft import FIELDS, Draft
+from ..images import crop_note, to_qimage
+from ..state.draft import FIELDS, MAX_TAKES, Draft
 from ..state.jobs import JobQueue, JobState
+from ..state.prompt_grammar import describe, prompt_problem, scene_caption, template_preview
+from ..state.prompt_history import PromptHistory
 from ..state.timeline import Timeline
+from ..theme import DIM, ERROR, SUCCESS
+from .prompt_builder import PromptBuilder
+from .prompt_edit import PromptEdit
 
 MODES = [
     ("t2v", "Text → video"),
@@ -41,8 +51,65 @@ PLACEHOLDERS = {
     "t2v": "a small red circle moves left on a black background",
     "i2v": "describe the motion, e.g. a large blue square moves right on a white background",
     "v2v": "an instruction, e.g. remove the red circle",
-    "extend": "what happens next (empty: the clip's own prompt)",
+    "extend": "what happens next (empty: the clip's scene)",
 }
+SEED_MODES = [
+    ("fixed", "Same seed", "Every job uses the seed shown"),
+    ("next", "+1 per job", "The seed shown is used, then steps by one for the next job"),
+    (
+        "random",
+        "New per job",
+        "The seed shown is used, then a random one is drawn for the next job",
+    ),
+]
+CROP_LABELS = [
+    ("centre", "Crop centre"),
+    ("start", "Crop top / left"),
+    ("end", "Crop bottom / right"),
+    ("fit", "Whole image (bars)"),
+]
+GENERIC_IMAGE_NAME = "start image"  # the name a selected clip's start image is given
+
+
+class ElidedLabel(QLabel):
+    """One line of text, elided on the right to the width it is given (never wider than its
+    layout allows); the whole text is its tooltip."""
+
+    def __init__(self, text: str = "", parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self._full = ""
+        self.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        self.setText(text)
+
+    def setText(self, text: str) -> None:  # noqa: N802 - Qt override
+        self._full = text
+        self.setToolTip(text if text else "")
+        super().setText(text)
+        self.update()
+
+    def text(self) -> str:
+        return self._full
+
+    def minimumSizeHint(self) -> QSize:  # noqa: N802 - Qt override
+        return QSize(0, super().minimumSizeHint().height())
+
+    def sizeHint(self) -> QSize:  # noqa: N802 - Qt override
+        return QSize(min(super().sizeHint().width(), 200), super().sizeHint().height())
+
+    def paintEvent(self, _event) -> None:  # noqa: N802 - Qt override
+        painter = QPainter(self)
+        rect = self.contentsRect()
+        shown = self.fontMetrics().elidedText(self._full, Qt.TextElideMode.ElideRight, rect.width())
+        painter.setPen(self.palette().color(self.foregroundRole()))
+        painter.drawText(
+            rect, int(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter), shown
+        )
+
+
+def _tool(text: str, tip: str) -> QToolButton:
+    button = QToolButton(text=text, toolTip=tip)
+    button.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextOnly)
+    return button
 
 
 class InspectorView(QWidget):
@@ -57,29 +124,69 @@ class InspectorView(QWidget):
     open_image_requested = Signal()
 
     def __init__(
-        self, draft: Draft, timeline: Timeline, jobs: JobQueue, parent: QWidget | None = None
+        self,
+        draft: Draft,
+        timeline: Timeline,
+        jobs: JobQueue,
+        parent: QWidget | None = None,
+        history: PromptHistory | None = None,
     ) -> None:
         super().__init__(parent)
         self.draft, self.timeline, self.jobs = draft, timeline, jobs
+        self.history = history or PromptHistory(draft, timeline, jobs)
+        self.info: ModelInfo | None = None
         self._updating = False
-        self.setMinimumWidth(300)
+        self._builder: PromptBuilder | None = None
+        self.setMinimumWidth(280)
+        self._make_widgets()
+        self._make_layout()
+        self._connect()
+        self.show_model(None)
+        for name in FIELDS:
+            self._on_draft(name)
 
-        self.heading = QLabel("New request")
+    # ---- building --------------------------------------------------------------------------------
+    def _make_widgets(self) -> None:
+        self.heading = ElidedLabel("New request")
         self.heading.setObjectName("heading")
         self.subheading = QLabel("")
         self.subheading.setObjectName("dim")
         self.subheading.setWordWrap(True)
+        self.subheading.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
 
-        self.mode = QComboBox()
+        self.mode = QComboBox(
+            toolTip="What Generate makes: from text, from a start image, an edit "
+            "of the selected clip, or more of it"
+        )
         for key, label in MODES:
             self.mode.addItem(label, key)
-        self.prompt = QPlainTextEdit()
-        self.prompt.setTabChangesFocus(True)
-        self.prompt.setFixedHeight(84)
-        self.seed = QSpinBox()
+        self.prompt = PromptEdit()
+        self.prompt.setFixedHeight(60)
+        self.prompt.setToolTip(
+            "The prompt (a caption, or an edit instruction in Edit mode); Up / Down at the first"
+            " / last line recall earlier prompts"
+        )
+        self.verdict = ElidedLabel("")
+        self.build = _tool("Words…", "Build a prompt from the words the demo model knows")
+        self.history_button = _tool("History", "Earlier prompts of this project (also Up / Down)")
+        self.history_button.setPopupMode(QToolButton.ToolButtonPopupMode.InstantPopup)
+        self.history_menu = QMenu(self.history_button)
+        self.history_button.setMenu(self.history_menu)
+        self.use_offer = _tool("Use clip's prompt", "")
+        self.seed = QSpinBox(toolTip="The seed of the next job")
         self.seed.setRange(0, 2**31 - 1)
-        self.dice = QToolButton(text="Random", toolTip="Pick a random seed")
-        self.guidance = QDoubleSpinBox()
+        self.dice = _tool("Random", "Pick a random seed")
+        self.clip_seed = _tool("Clip's", "Use the selected clip's seed")
+        self.seed_mode = QComboBox(
+            toolTip="How the Seed field moves after a job used it; selecting a clip or "
+            "Regenerate never changes it"
+        )
+        for key, label, tip in SEED_MODES:
+            self.seed_mode.addItem(label, key)
+            self.seed_mode.setItemData(self.seed_mode.count() - 1, tip, Qt.ItemDataRole.ToolTipRole)
+        self.guidance = QDoubleSpinBox(
+            toolTip="How strongly the prompt steers the video (classifier-free guidance; 0: off)"
+        )
         self.guidance.setRange(0.0, 20.0)
         self.guidance.setSingleStep(0.5)
         self.guidance.setDecimals(2)
@@ -94,67 +201,123 @@ class InspectorView(QWidget):
         self.frames = QSpinBox()
         self.frames.setRange(1, 2048)
         self.frames.setSuffix(" frames")
+        self.takes = QSpinBox(
+            toolTip="Takes: how many versions one Generate makes, with seeds "
+            "in a row from the seed shown"
+        )
+        self.takes.setRange(1, MAX_TAKES)
+        self.takes.setPrefix("Takes: ")
 
-        self.source_thumb = QLabel()
+        self.source_thumb = QLabel(toolTip="The start image or the source clip's frame")
         self.source_thumb.setFixedSize(64, 48)
         self.source_thumb.setFrameShape(QFrame.Shape.StyledPanel)
         self.source_thumb.setAlignment(Qt.AlignmentFlag.AlignCenter)
-        self.source_label = QLabel("none")
+        self.source_label = ElidedLabel("none")
         self.source_label.setObjectName("dim")
-        self.source_label.setWordWrap(True)
-        self.open_image = QPushButton("Open image…")
-        policy = self.open_image.sizePolicy()
-        policy.setRetainSizeWhenHidden(True)  # the form keeps its height from mode to mode
-        self.open_image.setSizePolicy(policy)
-
-        seed_row = QHBoxLayout()
-        seed_row.addWidget(self.seed, 1)
-        seed_row.addWidget(self.dice)
-        source_row = QHBoxLayout()
-        source_row.addWidget(self.source_thumb)
-        source_col = QVBoxLayout()
-        source_col.addWidget(self.source_label)
-        source_col.addWidget(self.open_image)
-        source_row.addLayout(source_col, 1)
-
-        form = QFormLayout()
-        form.setLabelAlignment(Qt.AlignmentFlag.AlignRight)
-        form.addRow("Mode", self.mode)
-        form.addRow("Prompt", self.prompt)
-        form.addRow("Seed", seed_row)
-        form.addRow("Guidance", self.guidance)
-        form.addRow("Temperature", self.temperature)
-        form.addRow("Length", self.frames)
-        form.addRow("Source", source_row)
+        self.source_note = ElidedLabel("")
+        self.source_note.setObjectName("dim")
+        self.open_image = QPushButton(
+            "Open image…",
+            toolTip="Choose a start image (Ctrl+I); "
+            "dropping one on the preview or timeline does the same",
+        )
+        self.crop = QComboBox(toolTip="How an image of another shape fits the frame")
+        for key, label in CROP_LABELS:
+            self.crop.addItem(label, key)
+        # every field may shrink with its dock: the form never gets wider than the panel
+        for box in (self.seed, self.guidance, self.temperature, self.frames, self.takes):
+            box.setMinimumWidth(48)
+        for combo in (self.mode, self.seed_mode, self.crop):
+            combo.setSizeAdjustPolicy(
+                QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon
+            )
+            combo.setMinimumContentsLength(4)
 
         self.generate_button = QPushButton("Generate")
         self.generate_button.setObjectName("primary")
-        self.generate_button.setToolTip("Queue the request above (Ctrl+Enter)")
         self.regenerate_button = QPushButton("Regenerate")
-        self.regenerate_button.setToolTip("The selected clip again with another seed")
-        self.extend_button = QPushButton("Extend")
-        self.extend_button.setToolTip("Continue the selected clip from its last frames")
-        self.edit_button = QPushButton("Edit")
-        self.edit_button.setToolTip(
-            "Apply the prompt as an instruction to the selected clip (a new clip)"
+        self.regenerate_button.setToolTip(
+            "The selected clip again with another seed: the Seed field's when it differs from the"
+            " clip's, else a random one"
         )
+        self.extend_button = QPushButton("Extend")
+        self.extend_button.setToolTip(
+            "Continue the selected clip from its last frames, with its scene caption"
+        )
+        self.edit_button = QPushButton("Edit")
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.setObjectName("danger")
         self.cancel_button.setToolTip("Stop the running job; its frames are kept (Esc)")
+
+    def _make_layout(self) -> None:
+        tools = QHBoxLayout()
+        tools.setSpacing(4)
+        tools.addWidget(self.build)
+        tools.addWidget(self.history_button)
+        tools.addWidget(self.use_offer)
+        tools.addStretch(1)
+        prompt_col = QVBoxLayout()
+        prompt_col.setSpacing(2)
+        prompt_col.addWidget(self.prompt)
+        prompt_col.addWidget(self.verdict)
+        prompt_col.addLayout(tools)
+
+        seed_row = QHBoxLayout()
+        seed_row.addWidget(self.seed, 2)
+        seed_row.addWidget(self.dice)
+        seed_row.addWidget(self.clip_seed)
+        seed_row.addWidget(self.seed_mode, 2)
+        length_row = QHBoxLayout()
+        length_row.addWidget(self.frames, 3)
+        length_row.addWidget(self.takes, 2)
+
+        source_row = QHBoxLayout()
+        source_row.addWidget(self.source_thumb)
+        source_col = QVBoxLayout()
+        source_col.setSpacing(2)
+        source_col.addWidget(self.source_label)
+        source_col.addWidget(self.source_note)
+        pick = QHBoxLayout()
+        pick.addWidget(self.open_image)
+        pick.addWidget(self.crop, 1)
+        source_col.addLayout(pick)
+        source_row.addLayout(source_col, 1)
+        self.source_row = source_row
+
+        form = QFormLayout()
+        form.setLabelAlignment(Qt.AlignmentFlag.AlignRight)
+        form.setVerticalSpacing(5)
+        form.setRowWrapPolicy(QFormLayout.RowWrapPolicy.DontWrapRows)
+        form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
+        form.addRow("Mode", self.mode)
+        form.addRow("Prompt", prompt_col)
+        form.addRow("Seed", seed_row)
+        form.addRow("Guidance", self.guidance)
+        form.addRow("Temperature", self.temperature)
+        form.addRow("Length", length_row)
+        form.addRow("Source", source_row)
+        self.form_layout = form
+
         buttons = QGridLayout()
+        buttons.setSpacing(4)
         buttons.addWidget(self.generate_button, 0, 0, 1, 2)
+        buttons.addWidget(self.cancel_button, 0, 2)
         buttons.addWidget(self.regenerate_button, 1, 0)
         buttons.addWidget(self.extend_button, 1, 1)
-        buttons.addWidget(self.edit_button, 2, 0)
-        buttons.addWidget(self.cancel_button, 2, 1)
+        buttons.addWidget(self.edit_button, 1, 2)
+        for button in (self.generate_button, self.cancel_button, self.regenerate_button,
+                       self.extend_button, self.edit_button):  # fmt: skip
+            button.setMinimumWidth(0)
+            button.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)
 
         # the request form scrolls when the dock is short; the buttons below it always show
         self.form = QWidget()
         form_layout = QVBoxLayout(self.form)
-        form_layout.setContentsMargins(10, 10, 10, 4)
+        form_layout.setContentsMargins(8, 6, 8, 2)
+        form_layout.setSpacing(2)
         form_layout.addWidget(self.heading)
         form_layout.addWidget(self.subheading)
-        form_layout.addSpacing(6)
+        form_layout.addSpacing(4)
         form_layout.addLayout(form)
         form_layout.addStretch(1)
         self.scroll = QScrollArea()
@@ -164,65 +327,195 @@ class InspectorView(QWidget):
         self.scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.scroll.setMinimumHeight(90)
         layout = QVBoxLayout(self)
-        layout.setContentsMargins(0, 0, 0, 10)
+        layout.setContentsMargins(0, 0, 0, 8)
         layout.addWidget(self.scroll, 1)
-        buttons.setContentsMargins(10, 6, 10, 0)
+        buttons.setContentsMargins(8, 4, 8, 0)
         layout.addLayout(buttons)
         self.buttons = buttons
 
+    def _connect(self) -> None:
+        d = self.draft
         # view -> model
         self.mode.currentIndexChanged.connect(lambda _i: self._write(mode=self.mode.currentData()))
-        self.prompt.textChanged.connect(lambda: self._write(prompt=self.prompt.toPlainText()))
+        self.prompt.textChanged.connect(self._on_typed)
+        self.prompt.recall_requested.connect(self.recall)
+        self.prompt.refused.connect(self._show_refusal)
         self.seed.valueChanged.connect(lambda v: self._write(seed=v))
+        self.seed_mode.currentIndexChanged.connect(
+            lambda _i: self._write(seed_mode=self.seed_mode.currentData())
+        )
         self.guidance.valueChanged.connect(lambda v: self._write(guidance=v))
         self.temperature.valueChanged.connect(lambda v: self._write(temperature=v or None))
         self.frames.valueChanged.connect(lambda v: self._write(frames=v))
         self.frames.editingFinished.connect(self._snap_length)
-        self.dice.clicked.connect(lambda: self.draft.set(seed=random.randrange(2**31)))
+        self.takes.valueChanged.connect(lambda v: self._write(takes=v))
+        self.crop.currentIndexChanged.connect(lambda _i: self._recrop())
+        self.dice.clicked.connect(lambda: d.set(seed=random.randrange(2**31)))
+        self.clip_seed.clicked.connect(self._use_clip_seed)
+        self.build.clicked.connect(self.open_builder)
+        self.history_menu.aboutToShow.connect(self._fill_history)
+        self.use_offer.clicked.connect(self.take_offer)
         self.open_image.clicked.connect(self.open_image_requested)
         self.generate_button.clicked.connect(self.generate_requested)
         self.regenerate_button.clicked.connect(self.regenerate_requested)
-        self.extend_button.clicked.connect(self.extend_requested)
+        self.extend_button.clicked.connect(self._extend)
         self.edit_button.clicked.connect(self.edit_requested)
         self.cancel_button.clicked.connect(self.cancel_requested)
         # model -> view
-        self.draft.events.changed.connect(self._on_draft)
-        timeline.events.selection.connect(lambda _id: self._refresh_buttons())
-        timeline.events.changed.connect(self._refresh_buttons)
-        jobs.events.updated.connect(lambda _job: self._refresh_buttons())
-        jobs.events.changed.connect(self._refresh_buttons)
-        self.show_model(None)
-        for name in FIELDS:
-            self._on_draft(name)
+        d.events.changed.connect(self._on_draft)
+        self.timeline.events.selection.connect(lambda _id: self._refresh_buttons())
+        self.timeline.events.changed.connect(self._refresh_buttons)
+        self.jobs.events.updated.connect(lambda _job: self._refresh_buttons())
+        self.jobs.events.changed.connect(self._refresh_buttons)
 
+    # ---- view -> model ---------------------------------------------------------------------------
     def _write(self, **changes) -> None:
         if not self._updating:
             self.draft.set(**changes)
 
+    def _on_typed(self) -> None:
+        if not self._updating:
+            self.history.reset()
+            self.draft.type_prompt(self.prompt.toPlainText())
+
+    def put_prompt(self, text: str) -> None:
+        """Replace the prompt as the user would (one undo step in the box); the text it held is
+        kept in the history."""
+        self.history.stash(self.draft.prompt)
+        self.prompt.replace_text(text)
+        self.prompt.setFocus()
+
+    def recall(self, step: int) -> None:
+        """Up / Down: an older (-1) or newer (+1) prompt of this project."""
+        text = self.history.recall(step)
+        if text is not None:
+            self._updating = True
+            try:
+                self.prompt.replace_text(text)
+            finally:
+                self._updating = False
+            self.draft.type_prompt(text)
+            self.prompt.moveCursor(QTextCursor.MoveOperation.End)
+
+    def take_offer(self) -> None:
+        """Use the selected clip's prompt (and mode); the typed one stays in the history."""
+        if self.draft.offered is not None:
+            self.history.stash(self.draft.prompt)
+            self.draft.take_offer()
+
+    def open_builder(self) -> PromptBuilder:
+        """The demo's word picker for the current mode (a caption or an edit instruction)."""
+        if self._builder is not None:
+            self._builder.close()
+        self._builder = PromptBuilder(self.draft.mode, self)
+        self._builder.chosen.connect(self.put_prompt)
+        self._builder.finished.connect(self._builder.deleteLater)
+        self._builder.destroyed.connect(lambda: setattr(self, "_builder", None))
+        self._builder.show()
+        return self._builder
+
+    def _fill_history(self) -> None:
+        menu = self.history_menu
+        menu.clear()
+        entries = self.history.entries()[::-1]
+        for text in entries[:30]:
+            label = text if len(text) <= 60 else text[:57] + "…"
+            action = menu.addAction(label.replace("&", "&&"))
+            action.setToolTip(text)
+            action.triggered.connect(lambda _=False, t=text: self.put_prompt(t))
+        if not entries:
+            menu.addAction("No prompts yet in this project").setEnabled(False)
+        menu.setToolTipsVisible(True)
+
+    def _use_clip_seed(self) -> None:
+        clip = self.timeline.clip(self.timeline.selected)
+        if clip is not None and clip.request is not None:
+            self.draft.set(seed=clip.request.seed)
+
+    def _recrop(self) -> None:
+        image = self.draft.image
+        if not self._updating and image is not None:
+            self.draft.set(image=image.recropped(self.crop.currentData()))
+
+    def _extend(self) -> None:
+        """Extend continues the clip's scene: unless a prompt was typed for it, the prompt box
+        takes the scene caption (an edit's source caption with the edit applied)."""
+        d, t = self.draft, self.timeline
+        changes: dict = {"mode": "extend"}
+        if not (d.typed and d.prompt.strip()):
+            changes["prompt"] = scene_caption(t, t.selected)
+        d.set(**changes)
+        self.extend_requested.emit()
+
+    # ---- model -> view ---------------------------------------------------------------------------
     def _on_draft(self, name: str) -> None:
-        self._updating = True
+        was, self._updating = self._updating, True
         try:
             d = self.draft
             if name == "mode":
                 self.mode.setCurrentIndex(self.mode.findData(d.mode))
                 self.prompt.setPlaceholderText(PLACEHOLDERS[d.mode])
                 self.frames.setEnabled(d.mode != "v2v")
+                self._length_steps()
                 self._refresh_source()
-            elif name == "prompt" and self.prompt.toPlainText() != d.prompt:
-                self.prompt.setPlainText(d.prompt)
+                self._refresh_verdict()
+            elif name == "prompt":
+                if self.prompt.toPlainText() != d.prompt:
+                    self.prompt.replace_text(d.prompt)
+                self._refresh_verdict()
             elif name == "seed":
                 self.seed.setValue(d.seed)
+                self._refresh_buttons()
+            elif name == "seed_mode":
+                self.seed_mode.setCurrentIndex(self.seed_mode.findData(d.seed_mode))
             elif name == "guidance":
                 self.guidance.setValue(d.guidance)
             elif name == "temperature":
                 self.temperature.setValue(d.temperature or 0.0)
             elif name == "frames":
                 self.frames.setValue(d.frames)
+            elif name == "takes":
+                self.takes.setValue(d.takes)
+            elif name == "offered":
+                self._refresh_offer()
+            elif name == "demo_grammar":
+                self._refresh_verdict()
             elif name in ("image", "clip"):
+                if name == "image" and d.image is not None and d.image.original is not None:
+                    self.prompt.setFocus()  # a new start image: write its prompt next
                 self._refresh_source()
                 self._refresh_buttons()
         finally:
-            self._updating = False
+            self._updating = was
+
+    def _refresh_offer(self) -> None:
+        offered = self.draft.offered
+        self.use_offer.setVisible(offered is not None)
+        if offered is not None:
+            self.use_offer.setToolTip(
+                f"Put the selected clip's prompt in the box: {offered[1]!r} (yours stays in History)"
+            )
+
+    def _show_refusal(self, text: str) -> None:
+        self._set_verdict(text, ERROR)
+
+    def _refresh_verdict(self) -> None:
+        d = self.draft
+        text = describe(d.mode, d.prompt, d.demo_grammar)
+        bad = prompt_problem(d.mode, d.prompt, d.demo_grammar) is not None
+        if not d.prompt.strip():
+            colour = DIM
+        else:
+            colour = ERROR if bad else SUCCESS
+        if not d.demo_grammar and self.info is not None and not bad:
+            fps, w, h = self.info.fps, self.info.width, self.info.height
+            text += " · the model reads: " + template_preview(d.prompt, fps, w, h, d.mode)
+        self._set_verdict(text, colour)
+        self._refresh_buttons()
+
+    def _set_verdict(self, text: str, colour: str) -> None:
+        self.verdict.setText(text)
+        self.verdict.setStyleSheet(f"color: {colour};")
 
     def preferred_height(self) -> int:
         """The height that shows the whole form and the buttons without scrolling."""
@@ -233,37 +526,64 @@ class InspectorView(QWidget):
 
     def show_model(self, info: ModelInfo | None) -> None:
         """The temperature's special value names the loaded model's default temperature; the
-        length steps by the lengths the model's video codec makes (1 + step * n frames)."""
+        length steps by the lengths the model's video codec makes; the demo's grammar is checked
+        and its word picker offered, the 7B's template shown."""
+        self.info = info
         own = f" ({info.temperature:g})" if info is not None else ""
         self.temperature.setSpecialValueText(f"Model default{own}")
-        self.frames.setSingleStep(info.frame_step if info is not None else 1)
+        demo = info is not None and not info.name.startswith("STARFlow-V")
+        self.build.setVisible(demo)
+        self.draft.set(demo_grammar=demo)
+        self._length_steps()
+        self._refresh_verdict()
+
+    def _length_steps(self) -> None:
+        """Length counts what the job makes: the clip's frames, or in Extend the new frames (a
+        causal codec of step k makes 1 + k*n frames of a clip and k*n new ones after a source)."""
+        step = self.info.frame_step if self.info is not None else 1
+        extend = self.draft.mode == "extend"
+        self.frames.setSingleStep(step)
+        self.frames.setMinimum(step if extend and step > 1 else 1)
+        self.frames.setSuffix(" new frames" if extend else " frames")
+        tip = "Frames to make"
+        if step > 1:
+            made = "4n new frames" if extend and step == 4 else f"{'' if extend else '1 + '}{step}n"
+            tip += f"; this model makes {made} (a typed length snaps to the nearest)"
+        self.frames.setToolTip(tip)
         self._snap_length()
 
     def _snap_length(self) -> None:
         """A typed length the codec cannot make becomes the nearest it can (ties: the longer)."""
         step, n = self.frames.singleStep(), self.frames.value()
-        snapped = 1 + step * ((2 * (n - 1) + step) // (2 * step))
+        base = 0 if self.draft.mode == "extend" and step > 1 else 1
+        snapped = base + step * max((2 * (n - base) + step) // (2 * step), 1 - base)
         if snapped != n:
             self.frames.setValue(snapped)
+            if self._updating:  # the view follows the draft: write the snapped length back
+                self.draft.set(frames=snapped)
 
     def _refresh_source(self) -> None:
         d, t = self.draft, self.timeline
-        thumb, text = None, "none (text only)"
+        thumb, text, note = None, "none (text only)", ""
         if d.mode == "i2v":
             if d.image is not None:
-                thumb, text = d.image.image, f"start image: {d.image.name}"
+                thumb = d.image.image
+                text = f"Start image: {self._image_name()}"
+                note = crop_note(d.image, t.width, t.height)
             else:
-                text = "drop an image on the timeline or preview"
+                text = "Drop an image on the timeline or preview"
         elif d.mode in ("v2v", "extend"):
             clip = t.clip(d.clip)
             if clip is not None:
                 thumb = t.media[clip.media].frames[
                     clip.stop - 1 if d.mode == "extend" else clip.start
                 ]
-                text = f"clip: {clip.name or clip.id} ({clip.length} frames)"
+                text = f"Clip: {clip.name or clip.id} ({clip.length} frames)"
             else:
-                text = "select a clip on the timeline"
+                text = "Select a clip on the timeline"
         self.source_label.setText(text)
+        self.source_note.setText(note)
+        self.source_note.setVisible(bool(note))
         if thumb is None:
             self.source_thumb.clear()
         else:
@@ -274,10 +594,29 @@ class InspectorView(QWidget):
                     Qt.TransformationMode.SmoothTransformation,
                 )
             )
-        self.open_image.setVisible(d.mode == "i2v")
+        i2v = d.mode == "i2v"
+        self.open_image.setVisible(i2v)
+        self.crop.setVisible(i2v and d.image is not None)
+        can_crop = d.image is not None and d.image.original is not None
+        self.crop.setEnabled(can_crop)
+        if d.image is not None:
+            self.crop.setCurrentIndex(self.crop.findData(d.image.crop))
+        self.form_layout.setRowVisible(self.source_row, d.mode != "t2v")
+
+    def _image_name(self) -> str:
+        """The start image's file name (a selected clip's comes from its source medium)."""
+        name = self.draft.image.name
+        clip = self.timeline.clip(self.draft.clip)
+        if name == GENERIC_IMAGE_NAME and clip is not None and clip.request is not None:
+            source = clip.request.source
+            medium = self.timeline.media.get(source.media) if source is not None else None
+            if medium is not None and medium.name:
+                return medium.name
+            return "the clip's first frame"
+        return name
 
     def _refresh_buttons(self) -> None:
-        t = self.timeline
+        t, d = self.timeline, self.draft
         clip = t.clip(t.selected)
         if clip is None:
             self.heading.setText("New request")
@@ -292,12 +631,33 @@ class InspectorView(QWidget):
                 + ("" if r.temperature is None else f" · temperature {r.temperature:g}")
                 + f" · {r.model}"
             )
-            self.subheading.setText(
-                f"{clip.length} frames ({clip.start}–{clip.stop - 1}) · {origin}"
-            )
-        self.regenerate_button.setEnabled(clip is not None and clip.request is not None)
-        self.extend_button.setEnabled(clip is not None)
-        self.edit_button.setEnabled(clip is not None)
+            sub = f"{clip.length} frames ({clip.start}–{clip.stop - 1}) · {origin}"
+            if r is not None and r.mode == "v2v":
+                scene = scene_caption(t, clip.id)
+                sub += f"\nScene: {scene}" if scene else "\nScene: unknown (source removed)"
+            self.subheading.setText(sub)
+        demo = d.demo_grammar
+        mode_problem = prompt_problem(d.mode, d.prompt, demo)
+        self.generate_button.setEnabled(mode_problem is None)
+        self.generate_button.setToolTip(
+            "Queue the request above (Ctrl+Enter)"
+            if mode_problem is None
+            else f"Not yet: {mode_problem}"
+        )
+        made = clip is not None and clip.request is not None
+        self.regenerate_button.setEnabled(made)
+        self.clip_seed.setVisible(made and clip.request.seed != d.seed)
+        if made:
+            self.clip_seed.setToolTip(f"Use the selected clip's seed ({clip.request.seed})")
+        typed_caption = d.typed and d.prompt.strip()
+        extend_problem = prompt_problem("extend", d.prompt, demo) if typed_caption else None
+        self.extend_button.setEnabled(clip is not None and extend_problem is None)
+        edit_problem = prompt_problem("v2v", d.prompt, demo)
+        self.edit_button.setEnabled(clip is not None and edit_problem is None)
+        self.edit_button.setToolTip(
+            "Apply the prompt as an instruction to the selected clip (a new clip)"
+            + ("" if edit_problem is None or clip is None else f"; not yet: {edit_problem}")
+        )
         running = self.jobs.running()
         self.cancel_button.setEnabled(running is not None and running.state == JobState.RUNNING)
         self._refresh_source()
