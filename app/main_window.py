@@ -9,15 +9,38 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import TYPE_CHECKING
 
-from PySide6.QtCore import Qt, QTimer, Signal
-from PySide6.QtGui import QAction, QActionGroup, QCloseEvent, QKeySequence, QShowEvent
-from PySide6.QtWidgets import QDockWidget, QMainWindow, QVBoxLayout, QWidget
+from PySide6.QtCore import QEvent, QObject, QRect, QSize, Qt, QTimer, Signal
+from PySide6.QtGui import (
+    QAction,
+    QActionGroup,
+    QCloseEvent,
+    QGuiApplication,
+    QKeySequence,
+    QShowEvent,
+)
+from PySide6.QtWidgets import (
+    QAbstractSpinBox,
+    QApplication,
+    QComboBox,
+    QDockWidget,
+    QLineEdit,
+    QMainWindow,
+    QMenu,
+    QMenuBar,
+    QPlainTextEdit,
+    QStackedWidget,
+    QTextEdit,
+    QVBoxLayout,
+    QWidget,
+)
 
 from .widgets.drops import FileDropMixin
 from .widgets.inspector import InspectorView
 from .widgets.job_queue import JobQueueView
 from .widgets.messages import MessageArea
 from .widgets.preview import PreviewView
+from .widgets.shortcuts import ShortcutSheet
+from .widgets.start_screen import StartScreen
 from .widgets.status import StatusPanel
 from .widgets.timeline_view import TimelineView
 
@@ -30,6 +53,54 @@ log = logging.getLogger(__name__)
 
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("auto", "fp32", "bf16")
+DEFAULT_SIZE = (1400, 900)  # the first window, shrunk to the screen it opens on
+INSPECTOR_WIDTH = 360
+PREVIEW_ACTIONS = ("play", "prev", "next", "start", "end", "back", "stop", "forward", "loop")
+PREVIEW_ACTIONS += ("fit", "actual_size", "fullscreen")
+LAYOUT_VERSION = 2  # saved dock layouts of other versions are not restored
+TIMELINE_HEIGHT = (170, 230)  # on short (under 900 px) and taller screens
+
+
+def window_geometry(area: QRect, minimum: QSize) -> tuple[QSize, bool]:
+    """The first window's size on a screen whose free area is `area`, and whether to maximise:
+    DEFAULT_SIZE where it fits, else the whole area (a laptop screen); a screen under the minimum
+    size keeps the default."""
+    default = QSize(*DEFAULT_SIZE)
+    if area.isEmpty() or (area.width() >= default.width() and area.height() >= default.height()):
+        return default, False
+    if area.width() < minimum.width() or area.height() < minimum.height():
+        return default, False
+    return area.size(), True
+
+
+def is_text_field(widget: QWidget | None) -> bool:
+    """Widgets that keep Space, the arrows and letters for typing (no playback keys there)."""
+    if isinstance(widget, QComboBox):
+        return widget.isEditable()
+    return isinstance(widget, (QLineEdit, QPlainTextEdit, QTextEdit, QAbstractSpinBox))
+
+
+class ClickFocus(QObject):
+    """A click anywhere in the window that takes no keyboard focus itself (a label, a tool button,
+    a dock's title) takes it from a text field to `sink`, so the playback keys work again."""
+
+    def __init__(self, window: QWidget, sink: QWidget) -> None:
+        super().__init__(window)
+        self.window, self.sink = window, sink
+
+    def eventFilter(self, obj: QObject, event: QEvent) -> bool:
+        if event.type() == QEvent.Type.MouseButtonPress and isinstance(obj, QWidget):
+            focus = QApplication.focusWidget()
+            if (
+                is_text_field(focus)
+                and obj.window() is self.window
+                and obj is not focus
+                and not focus.isAncestorOf(obj)
+                and not is_text_field(obj)
+                and not isinstance(obj, QMenuBar)
+            ):
+                self.sink.setFocus(Qt.FocusReason.MouseFocusReason)
+        return False
 
 
 class MainWindow(FileDropMixin, QMainWindow):
@@ -42,22 +113,30 @@ class MainWindow(FileDropMixin, QMainWindow):
         self.model_manager: ModelManagerDialog | None = None
         self.setWindowTitle("STARFlow Studio[*]")
         self.setMinimumSize(960, 640)
-        self.resize(1400, 860)
+        self._fit_to_screen()
         self.setAcceptDrops(True)
         self.setDockOptions(
             QMainWindow.DockOption.AnimatedDocks | QMainWindow.DockOption.AllowTabbedDocks
         )
+        # the right column (inspector, jobs) runs the window's full height; the timeline sits
+        # under the preview only, so a short screen still shows the inspector's form
+        self.setCorner(Qt.Corner.BottomRightCorner, Qt.DockWidgetArea.RightDockWidgetArea)
+        self.setCorner(Qt.Corner.TopRightCorner, Qt.DockWidgetArea.RightDockWidgetArea)
         if studio.dialogs.parent is None:
             studio.dialogs.parent = self
 
-        self.preview = PreviewView(studio.timeline, studio.jobs)
+        self.preview = PreviewView(studio.timeline, studio.jobs, studio.draft)
+        self.start_screen = StartScreen()
         self.message_area = MessageArea(studio.messages)
+        self.pages = QStackedWidget()
+        self.pages.addWidget(self.preview)
+        self.pages.addWidget(self.start_screen)
         central = QWidget()
         layout = QVBoxLayout(central)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.setSpacing(0)
         layout.addWidget(self.message_area)
-        layout.addWidget(self.preview, 1)
+        layout.addWidget(self.pages, 1)
         self.setCentralWidget(central)
 
         self.inspector = InspectorView(studio.draft, studio.timeline, studio.jobs)
@@ -70,9 +149,7 @@ class MainWindow(FileDropMixin, QMainWindow):
         self.timeline_dock = self._dock(
             "Timeline", self.timeline_view, Qt.DockWidgetArea.BottomDockWidgetArea
         )
-        self.resizeDocks([self.inspector_dock], [360], Qt.Orientation.Horizontal)
-        self.resizeDocks([self.inspector_dock, self.jobs_dock], [520, 200], Qt.Orientation.Vertical)
-        self.resizeDocks([self.timeline_dock], [170], Qt.Orientation.Vertical)
+        self._default_dock_sizes()
 
         self.status = StatusPanel(self.statusBar(), studio.messages)
         self.actions_ = self._make_actions()
@@ -80,6 +157,27 @@ class MainWindow(FileDropMixin, QMainWindow):
         self._connect_views()
         self._update_title()
         self._restore_state()
+        self.click_focus = ClickFocus(self, self.preview.canvas)
+        QApplication.instance().installEventFilter(self.click_focus)
+        self.start_screen_done = False  # once the user acts, the start screen does not return
+        self.update_start_screen()
+
+    def _fit_to_screen(self) -> None:
+        screen = self.screen() or QGuiApplication.primaryScreen()
+        area = screen.availableGeometry() if screen is not None else QRect()
+        size, maximise = window_geometry(area, self.minimumSize())
+        if maximise:
+            self.setGeometry(area)
+            self.setWindowState(Qt.WindowState.WindowMaximized)
+        else:
+            self.resize(size)
+
+    def _default_dock_sizes(self) -> None:
+        short = self.height() < 900
+        self.resizeDocks([self.inspector_dock], [INSPECTOR_WIDTH], Qt.Orientation.Horizontal)
+        self.resizeDocks(
+            [self.timeline_dock], [TIMELINE_HEIGHT[0 if short else 1]], Qt.Orientation.Vertical
+        )
 
     def _connect_views(self) -> None:
         """The studio's signals to the views, the views' requests to the studio."""
@@ -105,8 +203,18 @@ class MainWindow(FileDropMixin, QMainWindow):
         tv.seek_requested.connect(s.seek)
         tv.trim_requested.connect(s.trim)
         tv.move_requested.connect(s.move_clip)
-        for view in (self, preview, tv):
+        preview.export_frame_requested.connect(s.export_frame)
+        for view in (self, preview, tv, self.start_screen):
             view.files_dropped.connect(s.open_files)
+        start = self.start_screen
+        start.new_requested.connect(self._start_new)
+        start.open_requested.connect(lambda: s.open_project())
+        start.recent_requested.connect(s.open_project)
+        start.reopen_changed.connect(self.actions_.reopen_last.setChecked)
+        s.project_changed.connect(self.update_start_screen)
+        s.live_frame.connect(lambda *_: self.update_start_screen())
+        s.timeline.events.changed.connect(self.update_start_screen)
+        s.draft.events.changed.connect(lambda _name: self.update_start_screen())
 
     def _dock(self, title: str, widget: QWidget, area: Qt.DockWidgetArea) -> QDockWidget:
         dock = QDockWidget(title, self)
@@ -121,13 +229,15 @@ class MainWindow(FileDropMixin, QMainWindow):
 
     # ---- actions ---------------------------------------------------------------------------------
     def _action(self, text: str, slot, shortcut=None, tip: str = "") -> QAction:
+        """A window-wide action; its tip (else its text) shows in the status bar and as tooltip."""
         action = QAction(text, self)
         if shortcut is not None:
             shortcuts = shortcut if isinstance(shortcut, list) else [shortcut]
             action.setShortcuts([QKeySequence(s) for s in shortcuts])
             action.setShortcutContext(Qt.ShortcutContext.WindowShortcut)
-        if tip:
-            action.setStatusTip(tip)
+        plain = text.replace("&", "").rstrip("…")
+        action.setStatusTip(tip or plain)
+        action.setToolTip(tip or plain)
         action.triggered.connect(lambda _checked=False: slot())
         self.addAction(action)
         return action
@@ -179,11 +289,19 @@ class MainWindow(FileDropMixin, QMainWindow):
         a.edit = self._action("&Edit clip (video to video)", lambda: s.edit(), "Ctrl+Shift+V")
         a.cancel = self._action("&Cancel job", s.cancel, "Esc")
 
-        a.play = self._action("&Play / pause", p.toggle_play, "Space")
-        a.prev = self._action("Previous frame", lambda: p.step(-1), "Left")
-        a.next = self._action("Next frame", lambda: p.step(1), "Right")
-        a.start = self._action("Go to start", lambda: s.seek(0), "Home")
-        a.end = self._action("Go to end", lambda: s.seek(s.timeline.duration), "End")
+        for name in PREVIEW_ACTIONS:  # playback, zoom: the preview's own (window-wide keys)
+            setattr(a, name, getattr(p.actions, name))
+        a.shortcuts = self._action(
+            "&Keyboard shortcuts", self.show_shortcuts, ["F1", "?"], "Every key, by menu"
+        )
+        a.reopen_last = self._action(
+            "Reopen the last project at start",
+            lambda: None,
+            tip="Open the most recent project when the editor starts",
+        )
+        a.reopen_last.setCheckable(True)
+        a.reopen_last.setChecked(s.settings.reopen_last)
+        a.reopen_last.toggled.connect(self._set_reopen_last)
 
         a.open_model = self._action("&Open model file…", self._open_model)
         a.model_manager = self._action("STARFlow-V 7B &model manager…", self.open_model_manager)
@@ -213,6 +331,7 @@ class MainWindow(FileDropMixin, QMainWindow):
             a.new,
             a.open,
             "recent",
+            a.reopen_last,
             a.save,
             a.save_as,
             None,
@@ -249,8 +368,10 @@ class MainWindow(FileDropMixin, QMainWindow):
         for item in (a.generate, a.regenerate, a.extend, a.edit, None, a.cancel):
             gen.addSeparator() if item is None else gen.addAction(item)
         play = mb.addMenu("&Playback")
-        for item in (a.play, a.prev, a.next, a.start, a.end):
-            play.addAction(item)
+        for item in (a.play, a.prev, a.next, a.start, a.end, None, a.back, a.stop, a.forward):
+            play.addSeparator() if item is None else play.addAction(item)
+        play.addSeparator()
+        play.addAction(a.loop)
         engine = mb.addMenu("E&ngine")
         engine.addAction(a.model_manager)
         engine.addAction(a.open_model)
@@ -262,8 +383,18 @@ class MainWindow(FileDropMixin, QMainWindow):
         engine.addSeparator()
         engine.addAction(a.engine_settings)
         view = mb.addMenu("&View")
+        for item in (a.fit, a.actual_size, a.fullscreen, None):
+            view.addSeparator() if item is None else view.addAction(item)
         for dock in (self.inspector_dock, self.jobs_dock, self.timeline_dock):
             view.addAction(dock.toggleViewAction())
+        view.addSeparator()
+        reset = view.addAction("Reset the panel layout")
+        reset.setStatusTip("Put the inspector, jobs and timeline back where they start")
+        reset.triggered.connect(self.reset_layout)
+        help_ = mb.addMenu("&Help")
+        help_.addAction(a.shortcuts)
+        for menu in mb.findChildren(QMenu):
+            menu.setToolTipsVisible(True)
 
     def open_model_manager(self, manifest_path: Path | None = None) -> ModelManagerDialog:
         """The (modeless) model manager: local checkpoint or Hub download, then load."""
@@ -317,6 +448,76 @@ class MainWindow(FileDropMixin, QMainWindow):
         clear.setEnabled(bool(folders))
         clear.triggered.connect(lambda: setattr(s.settings, "recent_projects", []))
 
+    # ---- start screen, help ----------------------------------------------------------------------
+    def update_start_screen(self) -> None:
+        """The start screen shows until a project is opened or anything is made, dropped or
+        loaded; after that the preview stays."""
+        s = self.studio
+        idle = not (s.timeline.clips or s.project_path or s.draft.image or len(s.jobs.jobs))
+        if not idle:
+            self.start_screen_done = True
+        show = idle and not self.start_screen_done
+        if show:
+            self.start_screen.set_recent(s.settings.recent_projects)
+            self.start_screen.set_reopen(s.settings.reopen_last)
+        self.pages.setCurrentWidget(self.start_screen if show else self.preview)
+
+    def _start_new(self) -> None:
+        self.start_screen_done = True
+        self.update_start_screen()
+        self.inspector.prompt.setFocus(Qt.FocusReason.OtherFocusReason)
+
+    def _set_reopen_last(self, on: bool) -> None:
+        self.studio.settings.reopen_last = on
+        self.start_screen.set_reopen(on)
+
+    def reopen_last_project(self) -> bool:
+        """At start, with the setting on and no project given or recovered: the most recent
+        project that still exists. True when one was opened."""
+        s = self.studio
+        if self._closed or not s.settings.reopen_last:
+            return False
+        if not s.autosave_timer.isActive():  # studio.start() has not finished (a recovery offer)
+            QTimer.singleShot(250, self, self.reopen_last_project)
+            return False
+        if s.project_path or s.timeline.clips:
+            return False
+        last = next((f for f in s.settings.recent_projects if f.is_dir()), None)
+        if last is None:
+            return False
+        s.open_project(last)
+        return True
+
+    def show_shortcuts(self) -> ShortcutSheet:
+        """Help > Keyboard shortcuts (F1, ?): every menu's keys, read from the menus themselves."""
+        sheet = ShortcutSheet(self.menuBar(), self.extra_keys(), self)
+        sheet.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        sheet.show()
+        self.shortcut_sheet = sheet
+        return sheet
+
+    @staticmethod
+    def extra_keys() -> list[tuple[str, str, str]]:
+        """Keys that belong to no menu: (group, keys, what they do)."""
+        return [
+            ("Preview", "Double-click", "Fullscreen preview (Esc leaves)"),
+            ("Preview", "Right-click", "Playback, zoom, copy and export the frame"),
+            ("Prompt", "Ctrl+Enter", "Generate from the prompt being typed"),
+            ("Anywhere", "Click the preview", "Playback keys leave the text field you typed in"),
+        ]
+
+    def reset_layout(self) -> None:
+        for dock, area in (
+            (self.inspector_dock, Qt.DockWidgetArea.RightDockWidgetArea),
+            (self.jobs_dock, Qt.DockWidgetArea.RightDockWidgetArea),
+            (self.timeline_dock, Qt.DockWidgetArea.BottomDockWidgetArea),
+        ):
+            dock.setFloating(False)
+            self.addDockWidget(area, dock)
+            dock.show()
+        self._default_dock_sizes()
+        QTimer.singleShot(0, self.fit_inspector)
+
     def _on_model(self, _info) -> None:
         s = self.studio.settings
         for v, action in self.actions_.devices.items():
@@ -330,18 +531,23 @@ class MainWindow(FileDropMixin, QMainWindow):
         self.setWindowModified(self.studio.dirty)
 
     def _restore_state(self) -> None:
+        """Geometry and dock layout as last closed; a layout saved by an older version (other
+        dock places) is dropped for the default one."""
         geometry, state = self.studio.settings.window_state()
         if geometry is not None:
             self.restoreGeometry(geometry)
-        self._fit_docks = state is None  # the first layout: fit the inspector once shown
-        if state is not None:
-            self.restoreState(state)
+        restored = state is not None and self.restoreState(state, LAYOUT_VERSION)
+        self._fit_docks = not restored  # the first layout: fit the inspector once shown
+        self._first_show = True
 
     def showEvent(self, event: QShowEvent) -> None:
         super().showEvent(event)
         if self._fit_docks:
             self._fit_docks = False
             QTimer.singleShot(0, self.fit_inspector)
+        if self._first_show:  # after studio.start(PROJECT) has run (app.__main__ shows first)
+            self._first_show = False
+            QTimer.singleShot(0, self, self.reopen_last_project)
 
     def fit_inspector(self) -> None:
         """Give the inspector dock the height its form needs, taken from the job queue below it
@@ -370,7 +576,8 @@ class MainWindow(FileDropMixin, QMainWindow):
             return
         self._closed = True
         s = self.studio
-        s.settings.set_window_state(self.saveGeometry(), self.saveState())
+        s.settings.set_window_state(self.saveGeometry(), self.saveState(LAYOUT_VERSION))
+        QApplication.instance().removeEventFilter(self.click_focus)
         s.settings.sync()
         if self.model_manager is not None:
             self.model_manager.shutdown()

@@ -11,12 +11,13 @@ stored in the settings (`parts/text-encoder`, `parts/vae`) and emitted as `part_
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import threading
 from pathlib import Path
 
-from PySide6.QtCore import QObject, QThread, Signal, Slot
+from PySide6.QtCore import QObject, Qt, QThread, Signal, Slot
 from PySide6.QtWidgets import (
     QCheckBox,
     QDialog,
@@ -29,6 +30,7 @@ from PySide6.QtWidgets import (
     QPlainTextEdit,
     QProgressBar,
     QPushButton,
+    QScrollArea,
     QVBoxLayout,
     QWidget,
 )
@@ -46,6 +48,7 @@ from engine.starflow_v.parts import PARTS, manager_for
 
 from .dialogs import Dialogs
 from .settings import Settings
+from .state.engine_presets import PRESETS, gpu_memory
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +64,56 @@ LOCAL_HINTS = {
     "text-encoder": "flan-t5-xl folder (config.json, tokenizer, weights)",
     "vae": "diffusers VAE folder, or the reference's Wan2.2_VAE.pth",
 }
+
+
+# peak GPU memory (GiB) of 81 frames at 480p with guidance, by memory preset (card GB): measured
+# by benchmarks/memory_7b.py (the README's table); the CUDA context comes on top
+PEAK_GIB = {80: 42.9, 48: 39.1, 24: 21.6, 16: 19.3}
+CONTEXT_GIB = 1.0  # CUDA context and allocator slack, kept free on the card
+
+
+def flow_download_bytes(manifest_path: Path = MANIFEST_PATH) -> int:
+    """The flow checkpoint's size in fp32 from the manifest's parameter count (the Hub gives the
+    exact size with the licence)."""
+    return int(json.loads(Path(manifest_path).read_text())["total_parameters"]) * 4
+
+
+def requirements_text(gpu_bytes: int | None, gpu_name: str, flow_bytes: int | None = None) -> str:
+    """What the 7B needs (download, disk, GPU memory) and whether this machine's GPU runs it."""
+    flow = (flow_bytes if flow_bytes is not None else flow_download_bytes()) / 2**30
+    smallest = min((g for g, peak in PEAK_GIB.items() if peak + CONTEXT_GIB <= g), default=24)
+    needs = (
+        f"Download: the flow checkpoint is about {flow:.0f} GiB, plus the T5 encoder and the VAE (their "
+        f"sizes show with their licences). Disk: about twice the checkpoint free (a .pth is "
+        f"converted once). GPU: one CUDA card of {smallest} GB or more (peak "
+        f"{PEAK_GIB[smallest]} GiB with the {smallest} GB preset, {PEAK_GIB[80]} GiB without "
+        f"offload)."
+    )
+    if not gpu_bytes:
+        machine = (
+            "This machine has no CUDA GPU: the 7B cannot run here (the demo model runs on the CPU)."
+        )
+    else:
+        gib = gpu_bytes / 2**30
+        fits = [p for p in PRESETS if PEAK_GIB[p.gigabytes] + CONTEXT_GIB <= gib]
+        card = f"{gpu_name or 'GPU'} with {gib:.0f} GiB"
+        machine = (
+            f"This machine's {card} runs it (the {fits[0].name} preset)."
+            if fits
+            else f"This machine's {card} is too small for the 7B (it needs {smallest} GB)."
+        )
+    return f"{needs}\n{machine}"
+
+
+def this_machine_text() -> str:
+    """requirements_text for the GPU found here."""
+    total = gpu_memory()
+    name = ""
+    if total:
+        import torch
+
+        name = torch.cuda.get_device_name(0)
+    return requirements_text(total, name)
 
 
 def _size(n: int) -> str:
@@ -165,6 +218,19 @@ class PartPanel(QGroupBox):
         layout.addLayout(buttons)
         layout.addWidget(self.bar)
 
+    def set_tooltips(self) -> None:
+        title = TITLES[self.key]
+        self.local_path.setToolTip(f"{title} on this machine: {LOCAL_HINTS[self.key]}")
+        self.browse.setToolTip("Choose a file")
+        self.browse_folder.setToolTip("Choose a folder")
+        self.use_local.setToolTip(f"Check the {title.lower()} on disk and use it")
+        self.repo.setToolTip("The Hugging Face Hub repository it downloads from")
+        self.show_license.setToolTip("Fetch the licence to read and the download size")
+        self.accept_box.setToolTip("Downloading needs the licence read and accepted")
+        self.download.setToolTip("Download (resumes a partial download; checks disk space first)")
+        self.cancel_button.setToolTip("Stop the download; the partial file is kept")
+        self.bar.setToolTip("Download progress")
+
     def inputs(self) -> tuple[QWidget, ...]:
         return (
             self.local_path,
@@ -224,10 +290,6 @@ class ModelManagerDialog(QDialog):
         self.cancel_event: threading.Event | None = None
         self.active: str | None = None  # the part the worker is busy with
         self.setWindowTitle("Model manager — STARFlow-V 7B")
-        # the theme's primary buttons look the same disabled; here Download must show it
-        self.setStyleSheet(
-            "QPushButton#primary:disabled { background: #2b2e35; border-color: #3a3e47; color: #7c818c; }"
-        )
         self.setMinimumWidth(640)
 
         self.thread = QThread(self)
@@ -277,15 +339,41 @@ class ModelManagerDialog(QDialog):
         form.addRow("Endpoint", self.endpoint)
         form.addRow("Save in", self.folder)
 
+        self.requirements = QLabel(this_machine_text())
+        self.requirements.setWordWrap(True)
+        self.requirements.setObjectName("dim")
         self.status = QLabel("")
         self.status.setWordWrap(True)
+        self.status.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.status.setAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignTop)
+        # a long error scrolls in a box of a few lines instead of squeezing the fields above
+        self.status_box = QScrollArea()
+        self.status_box.setWidget(self.status)
+        self.status_box.setWidgetResizable(True)
+        self.status_box.setFrameShape(QScrollArea.Shape.NoFrame)
+        self.status_box.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.status_box.setFixedHeight(4 * self.status.fontMetrics().lineSpacing() + 6)
         self.close_button = QPushButton("Close")
-        layout = QVBoxLayout(self)
+        self.close_button.setToolTip("Close the manager (a running download is cancelled)")
+        content = QWidget()
+        column = QVBoxLayout(content)
+        column.setContentsMargins(0, 0, 6, 0)
+        column.addWidget(self.requirements)
         for panel in self.panels.values():
-            layout.addWidget(panel)
-        layout.addLayout(form)
-        layout.addWidget(self.status)
+            column.addWidget(panel)
+        column.addLayout(form)
+        column.addStretch(1)
+        # on a short screen the parts scroll; the status and Close stay in view
+        self.scroll = QScrollArea()
+        self.scroll.setWidget(content)
+        self.scroll.setWidgetResizable(True)
+        self.scroll.setFrameShape(QScrollArea.Shape.NoFrame)
+        self.scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.scroll, 1)
+        layout.addWidget(self.status_box)
         layout.addWidget(self.close_button)
+        self._tooltips()
 
         for key, panel in self.panels.items():
             panel.browse.clicked.connect(lambda _c=False, k=key: self._browse(k))
@@ -299,6 +387,23 @@ class ModelManagerDialog(QDialog):
         for edit in (self.revision, self.filename, self.endpoint):
             edit.textChanged.connect(lambda _t: self._source_changed(self.panels[FLOW]))
         self.close_button.clicked.connect(self.reject)
+
+    def _tooltips(self) -> None:
+        self.revision.setToolTip("Branch, tag or commit of the flow's Hub repository")
+        self.filename.setToolTip("The checkpoint's file name in that repository")
+        self.endpoint.setToolTip("The Hub's address; empty: huggingface.co or HF_ENDPOINT")
+        self.folder.setToolTip("Where downloads are saved (needs the disk space named above)")
+        for panel in self.panels.values():
+            panel.set_tooltips()
+
+    def sizeHint(self):  # noqa: N802 - Qt's name
+        hint = super().sizeHint()
+        content = self.scroll.widget().sizeHint()
+        hint.setHeight(content.height() + self.status_box.height() + 90)
+        return hint
+
+    def status_text(self) -> str:
+        return self.status.text()
 
     # ---- state ----------------------------------------------------------------------------------
     @property

@@ -155,6 +155,15 @@ class Settings:
         self.recent_projects = [f for f in self.recent_projects if f != folder]
 
     @property
+    def reopen_last(self) -> bool:
+        """Open the most recent project when the editor starts (off: the start screen)."""
+        return self._get("files/reopen_last", False, _to_bool)
+
+    @reopen_last.setter
+    def reopen_last(self, on: bool) -> None:
+        self._set("files/reopen_last", bool(on))
+
+    @property
     def recovery_dir(self) -> Path:
         default = (
             Path(QStandardPaths.writableLocation(QStandardPaths.StandardLocation.AppDataLocation))

@@ -1,6 +1,10 @@
-"""The dark theme: Fusion style, a dark palette and a small style sheet."""
+"""The dark theme: Fusion style, a dark palette and a small style sheet. A style sheet that sets a
+spin box's or check box's border takes over drawing its parts, so their arrows and ticks are
+drawn from the small SVG files in app/icons."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 from PySide6.QtGui import QColor, QPalette
 from PySide6.QtWidgets import QApplication
@@ -17,12 +21,13 @@ PLAYHEAD = "#ff5a4f"
 ERROR = "#e5534b"
 WARNING = "#d29922"
 SUCCESS = "#3fb950"
+ICONS = Path(__file__).with_name("icons").as_posix()
 
 STYLE = f"""
 QMainWindow, QDialog {{ background: {BG}; }}
 QWidget {{ color: {TEXT}; font-size: 10pt; }}
 QDockWidget {{ titlebar-close-icon: none; }}
-QDockWidget::title {{ background: {PANEL}; padding: 6px 8px; border-bottom: 1px solid {BORDER};
+QDockWidget::title {{ background: {PANEL}; padding: 4px 8px; border-bottom: 1px solid {BORDER};
     font-weight: 600; color: {DIM}; text-transform: uppercase; }}
 QMenuBar {{ background: {PANEL}; border-bottom: 1px solid {BORDER}; }}
 QMenuBar::item:selected, QMenu::item:selected {{ background: {ACCENT_DARK}; }}
@@ -63,6 +68,34 @@ QFrame#card {{ background: {PANEL}; border: 1px solid {BORDER}; border-radius: 6
 QFrame#message_error {{ background: #3b1f1e; border: 1px solid {ERROR}; border-radius: 6px; }}
 QFrame#message_warning {{ background: #3a2f16; border: 1px solid {WARNING}; border-radius: 6px; }}
 QFrame#message_info {{ background: #1c2b40; border: 1px solid {ACCENT_DARK}; border-radius: 6px; }}
+QPushButton#primary:disabled {{ background: {RAISED}; border-color: {BORDER}; color: #6b717b;
+    font-weight: 600; }}
+QSpinBox, QDoubleSpinBox {{ padding-right: 22px; }}
+QSpinBox::up-button, QDoubleSpinBox::up-button, QSpinBox::down-button, QDoubleSpinBox::down-button
+    {{ subcontrol-origin: border; width: 20px; background: {RAISED}; border-left: 1px solid {BORDER}; }}
+QSpinBox::up-button, QDoubleSpinBox::up-button {{ subcontrol-position: top right;
+    border-top-right-radius: 5px; border-bottom: 1px solid {BORDER}; }}
+QSpinBox::down-button, QDoubleSpinBox::down-button {{ subcontrol-position: bottom right;
+    border-bottom-right-radius: 5px; }}
+QSpinBox::up-button:hover, QDoubleSpinBox::up-button:hover, QSpinBox::down-button:hover,
+    QDoubleSpinBox::down-button:hover {{ background: {ACCENT_DARK}; }}
+QSpinBox::up-arrow, QDoubleSpinBox::up-arrow {{ image: url({ICONS}/up.svg); width: 9px; height: 6px; }}
+QSpinBox::down-arrow, QDoubleSpinBox::down-arrow {{ image: url({ICONS}/down.svg); width: 9px;
+    height: 6px; }}
+QSpinBox::up-arrow:disabled, QDoubleSpinBox::up-arrow:disabled, QSpinBox::up-arrow:off,
+    QDoubleSpinBox::up-arrow:off {{ image: url({ICONS}/up_disabled.svg); }}
+QSpinBox::down-arrow:disabled, QDoubleSpinBox::down-arrow:disabled, QSpinBox::down-arrow:off,
+    QDoubleSpinBox::down-arrow:off {{ image: url({ICONS}/down_disabled.svg); }}
+QComboBox::drop-down {{ border: none; width: 20px; }}
+QComboBox::down-arrow {{ image: url({ICONS}/down.svg); width: 9px; height: 6px; }}
+QCheckBox::indicator {{ width: 14px; height: 14px; border: 1px solid #6b717b; border-radius: 3px;
+    background: {BG}; }}
+QCheckBox::indicator:hover {{ border-color: {ACCENT}; }}
+QCheckBox::indicator:checked {{ background: {ACCENT_DARK}; border-color: {ACCENT};
+    image: url({ICONS}/check.svg); }}
+QCheckBox::indicator:disabled {{ border-color: #3a3d43; }}
+QCheckBox:disabled {{ color: #5c6169; }}
+QToolTip {{ background: {RAISED}; color: {TEXT}; border: 1px solid {BORDER}; padding: 4px; }}
 """
 
 

@@ -1,65 +1,132 @@
-"""A non-modal message area: errors and warnings stay as banners until dismissed; notices
-show in the status bar. Nothing blocks, so tests read the message log directly."""
+"""A non-modal message area: errors and warnings stay until dismissed; notices show in the status
+bar. One banner at a time (the newest) with a count and arrows to the others, so a burst of
+messages never squeezes the preview. Nothing blocks, so tests read the message log directly."""
 
 from __future__ import annotations
 
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QToolButton, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QStyle, QToolButton, QWidget
 
 from ..state.messages import Message, MessageLog
 
-VISIBLE = 3
-
-
-class MessageBanner(QFrame):
-    def __init__(self, message: Message, on_close, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self.message = message
-        self.setObjectName(f"message_{message.level}")
-        icon = {"error": "⛔", "warning": "⚠", "info": "ℹ"}[message.level]
-        self.label = QLabel(f"{icon}  {message.text}")
-        self.label.setWordWrap(True)
-        self.label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        close = QToolButton(text="✕", toolTip="Dismiss")
-        close.setAutoRaise(True)
-        close.clicked.connect(lambda: on_close(message))
-        layout = QHBoxLayout(self)
-        layout.setContentsMargins(10, 6, 6, 6)
-        layout.addWidget(self.label, 1)
-        layout.addWidget(close, 0, Qt.AlignmentFlag.AlignTop)
+ICONS = {
+    "error": QStyle.StandardPixmap.SP_MessageBoxCritical,
+    "warning": QStyle.StandardPixmap.SP_MessageBoxWarning,
+    "info": QStyle.StandardPixmap.SP_MessageBoxInformation,
+}
+MAX_LINES = 3  # a longer text scrolls inside the banner's label (its tooltip holds all of it)
 
 
 class MessageArea(QWidget):
+    """Shows one pending message (the newest unless the user steps back with the arrows); its
+    height is bounded to MAX_LINES of text whatever the message."""
+
     def __init__(self, log: MessageLog, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.log = log
-        self.banners: list[MessageBanner] = []
-        self.layout_ = QVBoxLayout(self)
-        self.layout_.setContentsMargins(8, 8, 8, 0)
-        self.layout_.setSpacing(4)
+        self.pending: list[Message] = []
+        self.index = -1  # of the message shown in `pending`
+        self.icon = QLabel()
+        self.icon.setFixedSize(20, 20)
+        self.label = QLabel()
+        self.label.setWordWrap(True)
+        self.label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.count = QLabel()
+        self.count.setObjectName("dim")
+        self.count.setToolTip("Messages waiting: the one shown and how many in all")
+        self.older = self._tool("SP_ArrowBack", "Older message", lambda: self.show_index(-1))
+        self.newer = self._tool("SP_ArrowForward", "Newer message", lambda: self.show_index(1))
+        self.close_button = QToolButton(text="Dismiss", toolTip="Dismiss this message")
+        self.close_button.setAutoRaise(True)
+        self.close_button.clicked.connect(self.dismiss)
+        self.close_all = QToolButton(text="Dismiss all", toolTip="Dismiss every message")
+        self.close_all.setAutoRaise(True)
+        self.close_all.clicked.connect(self.dismiss_all)
+        self.banner = QFrame()
+        outer = QHBoxLayout(self)
+        outer.setContentsMargins(8, 8, 8, 0)
+        outer.addWidget(self.banner)
+        row = QHBoxLayout(self.banner)
+        row.setContentsMargins(10, 6, 6, 6)
+        row.addWidget(self.icon, 0, Qt.AlignmentFlag.AlignTop)
+        row.addWidget(self.label, 1)
+        for w in (self.count, self.older, self.newer, self.close_all, self.close_button):
+            row.addWidget(w, 0, Qt.AlignmentFlag.AlignTop)
+        line = self.label.fontMetrics().lineSpacing()
+        self.label.setMaximumHeight(MAX_LINES * line + 4)
         log.events.added.connect(self._on_added)
         log.events.dismissed.connect(self._on_dismissed)
         self.setVisible(False)
 
+    def _tool(self, icon: str, tip: str, slot) -> QToolButton:
+        b = QToolButton(toolTip=tip)
+        b.setIcon(self.style().standardIcon(getattr(QStyle.StandardPixmap, icon)))
+        b.setAutoRaise(True)
+        b.clicked.connect(slot)
+        return b
+
+    # ---- the log ---------------------------------------------------------------------------------
     def _on_added(self, message: Message) -> None:
         if message.level == "info":
             return
-        banner = MessageBanner(message, self.log.dismiss, self)
-        self.banners.append(banner)
-        self.layout_.addWidget(banner)
-        while len(self.banners) > VISIBLE:
-            self._drop(self.banners[0])
-        self.setVisible(True)
+        # the same message again (a button pressed twice): one entry, moved to the newest
+        self.pending = [
+            m for m in self.pending if (m.level, m.text) != (message.level, message.text)
+        ]
+        self.pending.append(message)
+        self.index = len(self.pending) - 1
+        self._refresh()
 
     def _on_dismissed(self, message: Message) -> None:
-        for banner in [b for b in self.banners if b.message is message]:
-            self._drop(banner)
+        if message in self.pending:
+            i = self.pending.index(message)
+            self.pending.remove(message)
+            if i < self.index or self.index >= len(self.pending):
+                self.index -= 1
+            self.index = max(self.index, 0) if self.pending else -1
+            self._refresh()
 
-    def _drop(self, banner: MessageBanner) -> None:
-        self.banners.remove(banner)
-        banner.setParent(None)
-        banner.deleteLater()
-        self.setVisible(bool(self.banners))
+    # ---- actions ---------------------------------------------------------------------------------
+    @property
+    def current(self) -> Message | None:
+        return self.pending[self.index] if self.pending else None
+
+    def show_index(self, delta: int) -> None:
+        if self.pending:
+            self.index = max(0, min(self.index + delta, len(self.pending) - 1))
+            self._refresh()
+
+    def dismiss(self) -> None:
+        if self.current is not None:
+            self.log.dismiss(self.current)
+
+    def dismiss_all(self) -> None:
+        for message in list(self.pending):
+            self.log.dismiss(message)
+        self.pending.clear()
+        self.index = -1
+        self._refresh()
+
+    def _refresh(self) -> None:
+        message = self.current
+        self.setVisible(message is not None)
+        if message is None:
+            return
+        self.banner.setObjectName(f"message_{message.level}")
+        self.banner.style().unpolish(self.banner)
+        self.banner.style().polish(self.banner)
+        icon = self.style().standardIcon(ICONS[message.level])
+        self.icon.setPixmap(icon.pixmap(18, 18))
+        self.icon.setToolTip(message.level)
+        self.label.setText(message.text)
+        self.label.setToolTip(message.text)
+        n = len(self.pending)
+        self.count.setText(f"{self.index + 1} of {n}")
+        for w in (self.count, self.older, self.newer, self.close_all):
+            w.setVisible(n > 1)
+        self.older.setEnabled(self.index > 0)
+        self.newer.setEnabled(self.index < n - 1)
 
     def texts(self) -> list[str]:
-        return [b.message.text for b in self.banners]
+        """Every message waiting to be read, oldest first."""
+        return [m.text for m in self.pending]

@@ -1,15 +1,31 @@
-"""The preview: the frame under the playhead (or the running job's newest frame), transport
-controls and a frame counter. Accepts dropped image/video files."""
+"""The preview: the frame under the playhead (or the running job's newest frame, or the start image
+being prepared), transport controls, a frame counter counting from 0 like the ruler and the
+inspector, J/K/L shuttle, loop, zoom (fit / 1:1) and fullscreen. Accepts dropped files.
+
+The playback actions (`PreviewView.actions`) carry window-wide shortcuts: they work wherever the
+user clicked last except in a text field, which keeps its keys (Space types a space there)."""
 
 from __future__ import annotations
 
 import logging
+from types import SimpleNamespace
 
-from PySide6.QtCore import QRect, QRectF, Qt, QTimer, Signal
-from PySide6.QtGui import QColor, QFont, QIcon, QImage, QPainter, QPen
+from PySide6.QtCore import QPoint, QRect, QRectF, Qt, QTimer, Signal
+from PySide6.QtGui import (
+    QAction,
+    QColor,
+    QFont,
+    QGuiApplication,
+    QIcon,
+    QImage,
+    QKeySequence,
+    QPainter,
+    QPen,
+)
 from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
+    QMenu,
     QSizePolicy,
     QStyle,
     QToolButton,
@@ -19,39 +35,70 @@ from PySide6.QtWidgets import (
 
 from .. import theme
 from ..images import to_qimage
+from ..state.draft import Draft
 from ..state.jobs import JobQueue
 from ..state.timeline import Timeline
 from .drops import FileDropMixin
 
 log = logging.getLogger(__name__)
 
+FIT = 0  # canvas zoom: scale to fit; otherwise device pixels per frame pixel
+SHUTTLE_SPEEDS = (1, 2, 4, 8)  # J / L pressed again: faster, as editors do
+HINT = "Type a prompt and press Ctrl+Enter\nor drop an image or video here"
+
 
 class PreviewCanvas(FileDropMixin, QWidget):
-    """Paints one QImage scaled to fit (nearest neighbour for small frames); one repaint per
-    event-loop pass however many frames arrive."""
+    """Paints one QImage scaled to fit, or at 1:1 (nearest neighbour for small frames); one repaint
+    per event-loop pass however many frames arrive. Takes focus when clicked, so the playback keys
+    leave the prompt box."""
 
     files_dropped = Signal(list)  # local paths
+    menu_requested = Signal(QPoint)  # global position
+    double_clicked = Signal()
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.image: QImage | None = None
         self.overlay = ""
+        self.live = False  # the overlay's red dot
+        self.zoom = FIT
         self.paints = 0
         self.setMinimumSize(320, 240)
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
+        self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
         self.setAcceptDrops(True)
+        self.setToolTip("Preview: click, then Space / J K L / Left Right; right-click for more")
 
-    def show_image(self, image: QImage | None, overlay: str = "") -> None:
-        self.image, self.overlay = image, overlay
+    def show_image(self, image: QImage | None, overlay: str = "", live: bool = False) -> None:
+        self.image, self.overlay, self.live = image, overlay, live
         self.update()  # coalesced by Qt: several frames per pass paint once
+
+    def set_zoom(self, zoom: int) -> None:
+        self.zoom = zoom
+        self.update()
 
     def target_rect(self) -> QRectF:
         if self.image is None or self.image.isNull():
             return QRectF()
-        w, h = self.width() - 16, self.height() - 16
-        scale = min(w / self.image.width(), h / self.image.height())
+        if self.zoom == FIT:
+            w, h = self.width() - 16, self.height() - 16
+            scale = min(w / self.image.width(), h / self.image.height())
+        else:  # whole device pixels per frame pixel
+            scale = self.zoom / self.devicePixelRatioF()
         tw, th = self.image.width() * scale, self.image.height() * scale
         return QRectF((self.width() - tw) / 2, (self.height() - th) / 2, tw, th)
+
+    def mousePressEvent(self, event) -> None:
+        self.setFocus(Qt.FocusReason.MouseFocusReason)
+        super().mousePressEvent(event)
+
+    def mouseDoubleClickEvent(self, event) -> None:
+        self.double_clicked.emit()
+        event.accept()
+
+    def contextMenuEvent(self, event) -> None:
+        self.menu_requested.emit(event.globalPos())
+        event.accept()
 
     def paintEvent(self, _event) -> None:
         self.paints += 1
@@ -59,71 +106,113 @@ class PreviewCanvas(FileDropMixin, QWidget):
         p.fillRect(self.rect(), QColor("#111214"))
         if self.image is None or self.image.isNull():
             p.setPen(QColor(theme.DIM))
-            p.drawText(
-                self.rect(),
-                Qt.AlignmentFlag.AlignCenter,
-                "Type a prompt and press Ctrl+Enter\nor drop an image or video here",
-            )
+            p.drawText(self.rect(), Qt.AlignmentFlag.AlignCenter, HINT)
             return
         rect = self.target_rect()
-        smooth = rect.width() < self.image.width() * 2
+        smooth = rect.width() < self.image.width() * 2 and self.zoom == FIT
         p.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, smooth)
         p.drawImage(rect, self.image)
         p.setPen(QPen(QColor(theme.BORDER), 1))
         p.drawRect(rect.adjusted(-1, -1, 0, 0))
         if self.overlay:
-            font = QFont(self.font())
-            font.setBold(True)
-            p.setFont(font)
-            fm = p.fontMetrics()
-            box = QRect(0, 0, fm.horizontalAdvance(self.overlay) + 20, fm.height() + 10)
-            box.moveTopLeft(rect.topLeft().toPoint() + QRect(10, 10, 0, 0).topLeft())
-            p.setPen(Qt.PenStyle.NoPen)
-            p.setBrush(QColor(0, 0, 0, 170))
-            p.drawRoundedRect(box, 5, 5)
-            p.setPen(QColor(theme.PLAYHEAD))
+            self._paint_overlay(p, rect)
+
+    def _paint_overlay(self, p: QPainter, rect: QRectF) -> None:
+        font = QFont(self.font())
+        font.setBold(True)
+        p.setFont(font)
+        fm = p.fontMetrics()
+        dot = 14 if self.live else 0
+        box = QRect(0, 0, fm.horizontalAdvance(self.overlay) + 20 + dot, fm.height() + 10)
+        top_left = rect.topLeft().toPoint() + QPoint(10, 10)
+        box.moveTopLeft(QPoint(max(top_left.x(), 6), max(top_left.y(), 6)))
+        p.setPen(Qt.PenStyle.NoPen)
+        p.setBrush(QColor(0, 0, 0, 170))
+        p.drawRoundedRect(box, 5, 5)
+        if self.live:
             p.setBrush(QColor(theme.PLAYHEAD))
             p.drawEllipse(box.left() + 8, box.center().y() - 3, 7, 7)
-            p.setPen(QColor("white"))
-            p.drawText(box.adjusted(14, 0, 0, 0), Qt.AlignmentFlag.AlignCenter, self.overlay)
+        p.setPen(QColor("white"))
+        p.drawText(box.adjusted(dot, 0, 0, 0), Qt.AlignmentFlag.AlignCenter, self.overlay)
+
+
+class FullscreenPreview(QWidget):
+    """The preview canvas alone on a whole screen; Esc, F11 or a double click leaves. The preview's
+    playback actions are added here too, so their keys work while it is shown."""
+
+    closed = Signal()
+
+    def __init__(self, actions: list[QAction]) -> None:
+        super().__init__(None, Qt.WindowType.Window)
+        self.setWindowTitle("Preview — STARFlow Studio")
+        self.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        self.canvas = PreviewCanvas(self)
+        self.canvas.double_clicked.connect(self.close)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.canvas)
+        self.addActions(actions)
+        leave = QAction("Leave fullscreen", self)
+        leave.setShortcut(QKeySequence(Qt.Key.Key_Escape))
+        leave.triggered.connect(self.close)
+        self.addAction(leave)
+
+    def closeEvent(self, event) -> None:
+        self.closed.emit()
+        super().closeEvent(event)
 
 
 class PreviewView(QWidget):
     """Canvas + transport over the Timeline. Shows the timeline at the playhead; while a job of
-    the JobQueue runs, its newest frame (show_live_frame) until the user seeks or plays."""
+    the JobQueue runs, its newest frame (show_live_frame) until the user seeks or plays; after a
+    start image is opened into the Draft, that image until the user seeks or plays."""
 
-    frame_shown = Signal(str, int)  # "live" | "timeline", frame index
+    frame_shown = Signal(str, int)  # "live" | "timeline" | "start", frame index
     files_dropped = Signal(list)  # local paths
+    export_frame_requested = Signal()
 
-    def __init__(self, timeline: Timeline, jobs: JobQueue, parent: QWidget | None = None) -> None:
+    def __init__(
+        self,
+        timeline: Timeline,
+        jobs: JobQueue,
+        draft: Draft | None = None,
+        parent: QWidget | None = None,
+    ) -> None:
         super().__init__(parent)
-        self.timeline, self.jobs = timeline, jobs
+        self.timeline, self.jobs, self.draft = timeline, jobs, draft
         self.live_job: int | None = None
+        self.showing_start = False  # the draft's start image, until the user seeks or plays
+        self.rate = 1  # frames per tick and direction (J/L shuttle)
+        self.loop = True
+        self.fullscreen: FullscreenPreview | None = None
         self.canvas = PreviewCanvas(self)
         self.canvas.files_dropped.connect(self.files_dropped)
+        self.canvas.menu_requested.connect(self.show_menu)
+        self.canvas.double_clicked.connect(self.toggle_fullscreen)
         self.play_timer = QTimer(self)
         self.play_timer.setObjectName("playback")
         self.play_timer.timeout.connect(self._tick)
+        self.actions = self._make_actions()
+        self.addActions(self.action_list())
 
-        self.start_button = self._button(
-            "SP_MediaSkipBackward", "Go to start (Home)", lambda: self.timeline.set_playhead(0)
-        )
-        self.prev_button = self._button(
-            "SP_MediaSeekBackward", "Previous frame (Left)", lambda: self.step(-1)
-        )
-        self.play_button = self._button("SP_MediaPlay", "Play / pause (Space)", self.toggle_play)
-        self.next_button = self._button(
-            "SP_MediaSeekForward", "Next frame (Right)", lambda: self.step(1)
-        )
-        self.end_button = self._button(
-            "SP_MediaSkipForward",
-            "Go to end (End)",
-            lambda: self.timeline.set_playhead(self.timeline.duration),
-        )
-        self.counter = QLabel("0 / 0")
+        a = self.actions
+        self.start_button = self._button("SP_MediaSkipBackward", a.start)
+        self.prev_button = self._button("SP_MediaSeekBackward", a.prev)
+        self.play_button = self._button("SP_MediaPlay", a.play)
+        self.next_button = self._button("SP_MediaSeekForward", a.next)
+        self.end_button = self._button("SP_MediaSkipForward", a.end)
+        self.loop_button = self._button("SP_BrowserReload", a.loop)
+        self.zoom_button = self._button("SP_TitleBarNormalButton", a.actual_size)
+        self.zoom_button.setText("1:1")
+        self.zoom_button.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextOnly)
+        self.fullscreen_button = self._button("SP_TitleBarMaxButton", a.fullscreen)
+        self.fullscreen_button.setText("Fullscreen")
+        self.fullscreen_button.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextOnly)
+        self.counter = QLabel("no frames")
         self.counter.setObjectName("dim")
         self.counter.setMinimumWidth(160)
         self.counter.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+        self.counter.setToolTip("Time and frame under the playhead, counted from 0 as on the ruler")
 
         controls = QHBoxLayout()
         controls.setContentsMargins(8, 4, 8, 4)
@@ -135,6 +224,10 @@ class PreviewView(QWidget):
             self.end_button,
         ):
             controls.addWidget(b)
+        controls.addSpacing(12)
+        controls.addWidget(self.loop_button)
+        controls.addWidget(self.zoom_button)
+        controls.addWidget(self.fullscreen_button)
         controls.addStretch(1)
         controls.addWidget(self.counter)
         layout = QVBoxLayout(self)
@@ -145,18 +238,107 @@ class PreviewView(QWidget):
 
         self.timeline.events.playhead.connect(self._on_playhead)
         self.timeline.events.changed.connect(self._on_changed)
+        if draft is not None:
+            draft.events.changed.connect(self._on_draft)
         self._show_timeline_frame()
+
+    # ---- actions ---------------------------------------------------------------------------------
+    def _action(self, text: str, slot, keys: tuple[str, ...] = (), tip: str = "") -> QAction:
+        action = QAction(text, self)
+        action.setShortcuts([QKeySequence(k) for k in keys])
+        action.setShortcutContext(Qt.ShortcutContext.WindowShortcut)
+        shown = f" ({', '.join(keys)})" if keys else ""
+        action.setToolTip(f"{tip or text}{shown}")
+        action.setStatusTip(tip or text)
+        action.triggered.connect(lambda _checked=False: slot())
+        return action
+
+    def _make_actions(self) -> SimpleNamespace:
+        a = SimpleNamespace()
+        a.play = self._action("&Play / pause", self.toggle_play, ("Space",), "Play or pause")
+        a.prev = self._action("Previous frame", lambda: self.step(-1), ("Left",))
+        a.next = self._action("Next frame", lambda: self.step(1), ("Right",))
+        a.start = self._action("Go to start", lambda: self.seek(0), ("Home",))
+        a.end = self._action("Go to end", lambda: self.seek(self.timeline.duration - 1), ("End",))
+        a.back = self._action(
+            "Play backwards (J, again: faster)", lambda: self.shuttle(-1), ("J",), "Play backwards"
+        )
+        a.stop = self._action("Pause (K)", self.pause, ("K",), "Pause")
+        a.forward = self._action(
+            "Play forwards (L, again: faster)", lambda: self.shuttle(1), ("L",), "Play forwards"
+        )
+        a.loop = self._action("&Loop playback", lambda: None, ("Ctrl+L",), "Loop at the end")
+        a.loop.setCheckable(True)
+        a.loop.setChecked(self.loop)
+        a.loop.toggled.connect(self.set_loop)
+        a.fit = self._action("Zoom to &fit", lambda: self.set_zoom(FIT), ("Ctrl+0",))
+        a.actual_size = self._action(
+            "&Actual size (1:1)", self.toggle_actual_size, ("Ctrl+1",), "Actual size 1:1 / fit"
+        )
+        a.fullscreen = self._action(
+            "F&ullscreen preview", self.toggle_fullscreen, ("F11",), "Fullscreen preview"
+        )
+        a.copy = self._action("&Copy frame", self.copy_frame, (), "Copy the shown frame")
+        a.export = self._action(
+            "E&xport frame to PNG…", self.export_frame_requested.emit, (), "Export this frame"
+        )
+        return a
+
+    def action_list(self) -> list[QAction]:
+        """The actions with keys: added to this view and to the fullscreen window."""
+        a = self.actions
+        return [
+            a.play,
+            a.prev,
+            a.next,
+            a.start,
+            a.end,
+            a.back,
+            a.stop,
+            a.forward,
+            a.loop,
+            a.fit,
+            a.actual_size,
+            a.fullscreen,
+        ]
 
     def _icon(self, name: str) -> QIcon:
         return self.style().standardIcon(getattr(QStyle.StandardPixmap, name))
 
-    def _button(self, icon: str, tip: str, slot) -> QToolButton:
+    def _button(self, icon: str, action: QAction) -> QToolButton:
         b = QToolButton(self)
+        b.setDefaultAction(action)
         b.setIcon(self._icon(icon))
-        b.setToolTip(tip)
         b.setMinimumWidth(36)
-        b.clicked.connect(slot)
+        b.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonIconOnly)
         return b
+
+    def show_menu(self, pos: QPoint) -> QMenu:
+        """The preview's context menu (right click): playback, loop, zoom, fullscreen, frame."""
+        a = self.actions
+        menu = QMenu(self)
+        menu.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        for item in (
+            a.play,
+            a.prev,
+            a.next,
+            a.start,
+            a.end,
+            None,
+            a.loop,
+            a.fit,
+            a.actual_size,
+            a.fullscreen,
+            None,
+            a.copy,
+            a.export,
+        ):
+            menu.addSeparator() if item is None else menu.addAction(item)
+        has_frame = self.canvas.image is not None
+        a.copy.setEnabled(has_frame)
+        a.export.setEnabled(self.timeline.duration > 0)
+        menu.popup(pos)
+        return menu
 
     # ---- transport -------------------------------------------------------------------------------
     @property
@@ -169,54 +351,139 @@ class PreviewView(QWidget):
         else:
             self.play()
 
-    def play(self) -> None:
-        if self.timeline.duration < 2:
+    def play(self, rate: int = 1) -> None:
+        t = self.timeline
+        if t.duration < 2:
             return
         self.live_job = None
-        if self.timeline.playhead >= self.timeline.duration - 1:
-            self.timeline.set_playhead(0)
-        self.play_timer.start(max(1, round(1000 / max(self.timeline.fps, 1))))
+        self.showing_start = False
+        self.rate = rate
+        if rate > 0 and t.playhead >= t.duration - 1:
+            t.set_playhead(0)
+        elif rate < 0 and t.playhead <= 0:
+            t.set_playhead(t.duration - 1)
+        interval = round(1000 / max(t.fps, 1) / abs(rate))
+        self.play_timer.start(max(1, interval))
         self.play_button.setIcon(self._icon("SP_MediaPause"))
         self._show_timeline_frame()
 
+    def shuttle(self, direction: int) -> None:
+        """J (-1) / L (+1): play that way; pressed again while playing that way, faster."""
+        speed = abs(self.rate) if self.playing and self.rate * direction > 0 else 0
+        faster = next((s for s in SHUTTLE_SPEEDS if s > speed), SHUTTLE_SPEEDS[-1])
+        self.play(direction * faster)
+
     def pause(self) -> None:
         self.play_timer.stop()
+        self.rate = 1
         self.play_button.setIcon(self._icon("SP_MediaPlay"))
 
     def step(self, delta: int) -> None:
+        self.seek(self.timeline.playhead + delta)
+
+    def seek(self, frame: int) -> None:
         self.pause()
         self.live_job = None
-        self.timeline.set_playhead(self.timeline.playhead + delta)
+        self.showing_start = False
+        self.timeline.set_playhead(frame)
         self._show_timeline_frame()
 
+    def set_loop(self, on: bool) -> None:
+        self.loop = on
+        if self.actions.loop.isChecked() != on:
+            self.actions.loop.setChecked(on)
+
     def _tick(self) -> None:
-        if self.timeline.playhead >= self.timeline.duration - 1:
-            self.timeline.set_playhead(0)  # loop
+        t = self.timeline
+        last = t.duration - 1
+        frame = t.playhead + (1 if self.rate > 0 else -1)
+        if 0 <= frame <= last:
+            t.set_playhead(frame)
+        elif self.loop:
+            t.set_playhead(0 if self.rate > 0 else last)
         else:
-            self.timeline.set_playhead(self.timeline.playhead + 1)
+            self.pause()
+
+    # ---- zoom and fullscreen ---------------------------------------------------------------------
+    def set_zoom(self, zoom: int) -> None:
+        self.canvas.set_zoom(zoom)
+        if self.fullscreen is not None:
+            self.fullscreen.canvas.set_zoom(zoom)
+        self.zoom_button.setText("Fit" if zoom != FIT else "1:1")
+
+    def toggle_actual_size(self) -> None:
+        self.set_zoom(FIT if self.canvas.zoom != FIT else 1)
+
+    def toggle_fullscreen(self) -> None:
+        if self.fullscreen is not None:
+            self.fullscreen.close()
+            return
+        self.fullscreen = FullscreenPreview(self.action_list())
+        self.fullscreen.canvas.files_dropped.connect(self.files_dropped)
+        self.fullscreen.canvas.menu_requested.connect(self.show_menu)
+        self.fullscreen.closed.connect(self._fullscreen_closed)
+        self.fullscreen.canvas.set_zoom(self.canvas.zoom)
+        c = self.canvas
+        self.fullscreen.canvas.show_image(c.image, c.overlay, c.live)
+        screen = self.screen() or QGuiApplication.primaryScreen()
+        self.fullscreen.setGeometry(screen.geometry())
+        self.fullscreen.showFullScreen()
+        self.fullscreen.activateWindow()
+
+    def _fullscreen_closed(self) -> None:
+        self.fullscreen = None
+        self.window().activateWindow()
+
+    def copy_frame(self) -> None:
+        if self.canvas.image is not None:
+            QGuiApplication.clipboard().setImage(self.canvas.image)
 
     # ---- sources ---------------------------------------------------------------------------------
+    def _show(self, image: QImage | None, overlay: str = "", live: bool = False) -> None:
+        self.canvas.show_image(image, overlay, live)
+        if self.fullscreen is not None:
+            self.fullscreen.canvas.show_image(image, overlay, live)
+
     def _on_playhead(self, _frame: int) -> None:
-        if self.live_job is None:
+        if self.live_job is None and not self.showing_start:
             self._show_timeline_frame()
 
     def _on_changed(self) -> None:
         if self.timeline.duration < 2:
             self.pause()
-        if self.live_job is None:
+        if self.live_job is None and not self.showing_start:
             self._show_timeline_frame()
+
+    def _on_draft(self, name: str) -> None:
+        if name not in ("image", "mode") or self.draft is None:
+            return
+        if name == "image":
+            self.showing_start = self.draft.image is not None
+        if self.live_job is None and not self.playing:
+            if self.showing_start and self.draft.image is not None:
+                self._show_start_image()
+            else:
+                self.showing_start = False
+                self._show_timeline_frame()
+
+    def _show_start_image(self) -> None:
+        source = self.draft.image
+        h, w = source.image.shape[:2]
+        self._show(to_qimage(source.image), f"START IMAGE  {source.name}")
+        self.counter.setText(f"start image: {source.name} ({w} x {h})")
+        self.frame_shown.emit("start", 0)
 
     def _show_timeline_frame(self) -> None:
         t = self.timeline
         frame = t.frame(t.playhead)
         if frame is None:
-            self.canvas.show_image(None)
-            self.counter.setText("0 / 0")
+            self._show(None)
+            self.counter.setText("no frames")
             return
-        self.canvas.show_image(to_qimage(frame))
+        self._show(to_qimage(frame))
         seconds = t.playhead / max(t.fps, 1)
         self.counter.setText(
-            f"{int(seconds // 60):02d}:{seconds % 60:05.2f}   frame {t.playhead + 1} / {t.duration}"
+            f"{int(seconds // 60):02d}:{seconds % 60:05.2f}   frame {t.playhead} of 0–{t.duration - 1}"
         )
         self.frame_shown.emit("timeline", t.playhead)
 
@@ -229,14 +496,17 @@ class PreviewView(QWidget):
         job = self.jobs.get(job_id)
         total = job.total if job is not None else 0
         fps = f"  ·  {job.fps:.1f} fps" if job is not None and job.fps else ""
-        self.canvas.show_image(image, f"LIVE  job #{job_id}  frame {index + 1} / {total}{fps}")
+        self._show(image, f"LIVE  job #{job_id}  frame {index + 1} / {total}{fps}", live=True)
         self.counter.setText(f"generating: frame {index + 1} / {total}{fps}")
         self.frame_shown.emit("live", index)
 
     def end_live(self, _clip_id: str = "") -> None:
         """The job landed: back to the timeline at the playhead."""
         self.live_job = None
+        self.showing_start = False
         self._show_timeline_frame()
 
     def shutdown(self) -> None:
         self.pause()
+        if self.fullscreen is not None:
+            self.fullscreen.close()
