@@ -30,7 +30,6 @@ FIELDS = (
     "clip",
     "seed_mode",
     "takes",
-    "offered",
     "demo_grammar",
 )
 # fixed: every job takes the Seed field; next: the field steps by one after each job that used
@@ -82,28 +81,19 @@ class Draft:
         self.clip: str | None = None  # source clip for edit (v2v) / extend
         self.seed_mode = "fixed"
         self.takes = 1  # how many takes (seeds in a row) one Generate makes
-        self.offered: tuple[str, str] | None = None  # (mode, prompt) of the clip, not taken
         self.demo_grammar = False  # the loaded model reads the demo's closed grammar
         self.typed = False  # the prompt was typed and not queued yet
         self.events = SimpleNamespace(changed=Event("changed"))  # (field name)
 
     def set(self, **changes) -> None:
         """Write fields. A write of `clip` with a `prompt` (selecting a clip) keeps a prompt the
-        user typed and has not queued, with its mode: the clip's (mode, prompt) go to `offered`.
-        It never writes the seed: the Seed field changes only when the user sets it, or after a
+        user typed and has not queued, with its mode (the inspector offers the clip's). It never writes the seed: the Seed field changes only when the user sets it, or after a
         job used it as `seed_mode` says (the inspector offers the clip's seed)."""
         if "clip" in changes:
             changes.pop("seed", None)
-        if "clip" in changes and "prompt" in changes:
-            offer = (changes.get("mode", self.mode), changes["prompt"])
-            if self.typed and self.prompt.strip() and offer[1] != self.prompt:
-                changes.pop("prompt")
-                changes.pop("mode", None)
-                changes["offered"] = offer
-            else:
-                changes["offered"] = None
-        elif "clip" in changes:
-            changes.setdefault("offered", None)
+        if "clip" in changes and "prompt" in changes and self.typed and self.prompt.strip():
+            changes.pop("prompt")
+            changes.pop("mode", None)
         if "prompt" in changes:
             self.typed = False
         self._apply(changes)
@@ -112,12 +102,6 @@ class Draft:
         """The prompt as the user types it: kept when a clip is selected until it is queued."""
         self.typed = bool(text.strip())
         self._apply({"prompt": text})
-
-    def take_offer(self) -> None:
-        """Put the selected clip's prompt (and mode) in place of the typed one."""
-        if self.offered is not None:
-            mode, prompt = self.offered
-            self.set(mode=mode, prompt=prompt, offered=None)
 
     def sent(self, record: ClipRequest) -> None:
         """A job was queued with `record`: the typed prompt is no longer unsent, and a seed taken

@@ -54,7 +54,7 @@ PLACEHOLDERS = {
     "extend": "what happens next (empty: the clip's scene)",
 }
 SEED_MODES = [
-    ("fixed", "Same seed", "Every job uses the seed shown"),
+    ("fixed", "Lock", "Every job uses the seed shown"),
     ("next", "+1 per job", "The seed shown is used, then steps by one for the next job"),
     (
         "random",
@@ -399,9 +399,14 @@ class InspectorView(QWidget):
 
     def take_offer(self) -> None:
         """Use the selected clip's prompt (and mode); the typed one stays in the history."""
-        if self.draft.offered is not None:
+        r = self._selected_request()
+        if r is not None:
             self.history.stash(self.draft.prompt)
-            self.draft.take_offer()
+            self.draft.set(mode=r.mode, prompt=r.prompt)
+
+    def _selected_request(self):
+        clip = self.timeline.clip(self.timeline.selected)
+        return clip.request if clip is not None else None
 
     def open_builder(self) -> PromptBuilder:
         """The demo's word picker for the current mode (a caption or an edit instruction)."""
@@ -476,8 +481,6 @@ class InspectorView(QWidget):
                 self.frames.setValue(d.frames)
             elif name == "takes":
                 self.takes.setValue(d.takes)
-            elif name == "offered":
-                self._refresh_offer()
             elif name == "demo_grammar":
                 self._refresh_verdict()
             elif name in ("image", "clip"):
@@ -489,11 +492,13 @@ class InspectorView(QWidget):
             self._updating = was
 
     def _refresh_offer(self) -> None:
-        offered = self.draft.offered
-        self.use_offer.setVisible(offered is not None)
-        if offered is not None:
+        """ "Use clip's prompt" shows while the selected clip's prompt is not the one in the box."""
+        r = self._selected_request()
+        offer = r is not None and (r.prompt != self.draft.prompt or r.mode != self.draft.mode)
+        self.use_offer.setVisible(offer)
+        if offer:
             self.use_offer.setToolTip(
-                f"Put the selected clip's prompt in the box: {offered[1]!r} (yours stays in History)"
+                f"Put the selected clip's prompt in the box: {r.prompt!r} (yours stays in History)"
             )
 
     def _show_refusal(self, text: str) -> None:
@@ -645,6 +650,7 @@ class InspectorView(QWidget):
             else f"Not yet: {mode_problem}"
         )
         made = clip is not None and clip.request is not None
+        self._refresh_offer()
         self.regenerate_button.setEnabled(made)
         self.clip_seed.setVisible(made and clip.request.seed != d.seed)
         if made:
