@@ -23,15 +23,31 @@ from .commands import AddClip
 from .dialogs import Dialogs
 from .images import fit_frames
 from .settings import Settings
+from .state.lock import ProjectLock, ProjectLocked
 from .state.messages import MessageLog
-from .state.project import is_new_folder, is_project, load_project, save_project
-from .state.recovery import RecoverySession, find_orphans
+from .state.project import (
+    Loaded,
+    ProjectChanged,
+    Saved,
+    Stamp,
+    is_new_folder,
+    is_project,
+    load_project,
+    read_project,
+    save_project,
+    stamp_of,
+)
+from .state.recovery import Orphan, RecoverySession, find_orphans
 from .state.timeline import Clip, Snapshot, Timeline, new_id
 from .tasks import TaskRunner
 
 log = logging.getLogger(__name__)
 
 MAX_IMPORT_FRAMES = 2048
+
+
+def _same(a: Path, b: Path) -> bool:
+    return Path(a).absolute().resolve() == Path(b).absolute().resolve()
 
 
 class ProjectIO(QObject):
@@ -59,34 +75,50 @@ class ProjectIO(QObject):
         self.project_path: Path | None = None
         self.saved_at: float | None = None
         self.recovery: RecoverySession | None = None
+        self.lock: ProjectLock | None = None  # of project_path, while this editor has it
+        self.stamp: Stamp | None = None  # of project_path's project.json as last read/written
+        self.read_only = False  # another editor has project_path: Save asks for a new folder
+        self._disk_changed = False  # project.json was written by someone else (said once)
         self._edits = 0  # counts undo-stack changes, to skip autosaves with nothing new
         self._autosaved_edits = 0
         self.autosave_timer = QTimer(self)
         self.autosave_timer.setObjectName("autosave")
         self.autosave_timer.timeout.connect(self.autosave)
         undo.indexChanged.connect(self._on_edit)
-        undo.cleanChanged.connect(lambda _clean: self.project_changed.emit())
+        undo.cleanChanged.connect(self._on_clean_changed)  # a method: gone with this object
 
     def start(self, project: str | Path | None = None) -> None:
-        """Offer recovery, open (or start) `project`, start autosaving."""
+        """Offer recovery, open (or start) `project`, start autosaving. Recovered work is never
+        replaced by `project`: when it is that project's, `project` is not read again."""
         try:
             self.recovery = RecoverySession(self.settings.recovery_dir)
         except EngineError as exc:
             self.messages.warning(f"Autosave is off: {exc}")
-        self._offer_recovery()
+        recovered = self._offer_recovery()
         if project is not None:
-            if is_new_folder(project):  # a new project that Save writes there
+            project = Path(project)
+            if recovered is not None:
+                if recovered.project is None or not _same(recovered.project, project):
+                    self.messages.warning(
+                        f"{project.name} was not opened: the recovered work is open;"
+                        f" save it, then open {project.name}"
+                    )
+            elif is_new_folder(project):  # a new project that Save writes there
                 self.new_project(project)
             else:
                 self.open_project(project)
         self.autosave_timer.start(max(1, int(self.settings.autosave_minutes * 60_000)))
 
     def close(self, clean: bool = True) -> None:
-        """End the recovery session; clean=False leaves the autosave behind (as a crash would)."""
+        """End the recovery session and give up the project's lock; clean=False leaves the
+        autosave and the lock file behind (as a crash would)."""
         self.autosave_timer.stop()
         if self.recovery is not None:
             self.recovery.close(clean)
             self.recovery = None
+        if self.lock is not None:
+            self.lock.release() if clean else self.lock.abandon()
+            self.lock = None
 
     @property
     def dirty(self) -> bool:
@@ -102,6 +134,7 @@ class ProjectIO(QObject):
         """Before the timeline is replaced or the editor closes (`doing`: "closing", ...): True
         when nothing unsaved would be lost: no unsaved clips, saved now, or the user discards
         them. False when the user cancels or the save did not happen (its message says why)."""
+        self.check_disk()
         if not (self.dirty and self.timeline.clips):
             return True
         answer = self.dialogs.confirm_close(
@@ -111,11 +144,34 @@ class ProjectIO(QObject):
             return False
         if answer == "save":
             self.save()
-            self.tasks.wait()
-            QCoreApplication.sendPostedEvents()
-            QCoreApplication.processEvents()
+            while self.tasks.busy:  # a save that asks (changed on disk?) may save again
+                self.tasks.wait()
+                QCoreApplication.sendPostedEvents()
+                QCoreApplication.processEvents()
             return not self.dirty
         return True
+
+    def check_disk(self) -> bool:
+        """Whether the project's project.json is still the version last read or written here;
+        when another editor or program wrote it, say so once and mark the project unsaved (so
+        the window does not read "saved" and closing asks)."""
+        path = self.project_path
+        if path is None or self.read_only or self._disk_changed:
+            return not self._disk_changed
+        try:
+            now = stamp_of(path)
+        except EngineError:
+            return True  # unreadable for a moment: the save checks again
+        if now == self.stamp:
+            return True
+        self._disk_changed = True
+        self.messages.warning(
+            f"{path.name} was changed on disk by another editor or program since it was"
+            " opened or saved here: your version is kept as unsaved changes"
+        )
+        self.undo.resetClean()
+        self.project_changed.emit()
+        return False
 
     def new_project(self, folder: str | Path | None = None) -> None:
         """An empty project; with `folder` (new or empty), Save writes it there without asking."""
@@ -129,37 +185,114 @@ class ProjectIO(QObject):
         if folder is not None:
             self.messages.info(f"New project {folder.name}: Save writes it to {folder}")
 
-    def _set_project(self, snap: Snapshot, path: Path | None, dirty: bool = False) -> None:
+    def _set_project(
+        self,
+        snap: Snapshot,
+        path: Path | None,
+        dirty: bool = False,
+        lock: ProjectLock | None = None,
+        stamp: Stamp | None = None,
+        read_only: bool = False,
+    ) -> None:
         self.timeline.load_snapshot(snap)
         self.undo.clear()
+        self._take_lock(lock)
         self.project_path, self.saved_at = path, None
+        self.stamp, self.read_only, self._disk_changed = stamp, read_only, False
         if dirty:
             self.undo.resetClean()
         self.project_changed.emit()
 
+    def _take_lock(self, lock: ProjectLock | None) -> None:
+        """Hold `lock` (or none) from now on, giving up the one held before."""
+        if self.lock is not None and self.lock is not lock:
+            self.lock.release()
+        self.lock = lock
+
+    def _lock_for(self, folder: Path) -> ProjectLock | None:
+        """This editor's lock on `folder`: the one held, or a new one (raises ProjectLocked
+        while another editor holds it). A stale lock taken over is reported."""
+        if self.lock is not None and _same(self.lock.folder, folder) and self.lock.held:
+            return self.lock
+        lock = ProjectLock.acquire(folder)
+        if lock.taken_over is not None:
+            self.messages.warning(
+                f"{folder.name} was left locked by an editor that is no longer running"
+                f" ({lock.taken_over.describe()}): this editor has it now"
+            )
+        return lock
+
     def open_project(self, folder: str | Path | None = None) -> None:
+        """Open a project folder. One another editor has open is offered read-only (Save asks
+        for a new folder) or as a copy (untitled, unsaved)."""
         folder = folder or self.dialogs.open_project(self.settings.last_dir("project"))
         doing = f"opening {Path(folder).name}" if folder else ""
         if not folder or not (self.may_stop_jobs(doing) and self.may_replace_project(doing)):
             return
         folder = Path(folder)
+        mode, lock = "edit", None
+        if is_project(folder):
+            try:
+                lock = self._lock_for(folder)
+            except ProjectLocked as exc:
+                mode = self._ask_locked(exc)
+                if mode is None:
+                    return
+            except EngineError as exc:  # a read-only folder, say: it opens read-only
+                self.messages.warning(f"{exc}: {folder.name} opens read-only")
+                mode = "read-only"
 
-        def done(result) -> None:
-            timeline, _ = result
-            self._set_project(timeline.snapshot(), folder)
+        def done(loaded: Loaded) -> None:
+            snap = loaded.timeline.snapshot()
+            if mode == "copy":
+                self._set_project(snap, None, dirty=True)
+                self.messages.info(
+                    f"Opened a copy of {folder.name}: Save asks for a new folder to keep it in"
+                )
+                return
+            self._set_project(snap, folder, lock=lock, stamp=loaded.stamp, read_only=not lock)
             self.settings.set_last_dir("project", folder.parent)
             self.settings.add_recent_project(folder)
-            self.messages.info(f"Opened {folder.name}")
+            if mode == "read-only":
+                self.messages.info(
+                    f"Opened {folder.name} read-only: another editor has it;"
+                    " Save asks for a new folder"
+                )
+            else:
+                self.messages.info(f"Opened {folder.name}")
 
         def failed(message: str) -> None:
+            if lock is not None and lock is not self.lock:
+                lock.release()
             if not is_project(folder):  # moved or deleted: no use offering it again
                 self.settings.forget_recent_project(folder)
-            self.messages.error(f"Cannot open the project: {message}")
+            self.messages.error(f"Cannot open the project {folder.name}: {message}")
 
-        self.tasks.submit(f"open {folder.name}", lambda: load_project(folder), done, failed)
+        self.tasks.submit(f"open {folder.name}", lambda: read_project(folder), done, failed)
+
+    def _ask_locked(self, exc: ProjectLocked) -> str | None:
+        """'read-only', 'copy' or None (cancelled) for a folder another editor has open."""
+        name = exc.folder.name
+        if self.dialogs.ask(
+            "Project open in another editor",
+            f"{exc}. Open it read-only? (No: you are offered a copy instead)",
+        ):
+            return "read-only"
+        if self.dialogs.ask(
+            "Open a copy?",
+            f"Open a copy of {name} instead? Save then asks for a new folder to keep it in.",
+        ):
+            return "copy"
+        return None
 
     def save(self) -> None:
         if self.project_path is None:
+            self.save_as()
+        elif self.read_only:
+            self.messages.warning(
+                f"{self.project_path.name} is open read-only (another editor has it):"
+                " choose a new folder for your version"
+            )
             self.save_as()
         else:
             self._save_to(self.project_path)
@@ -169,80 +302,170 @@ class ProjectIO(QObject):
         if folder:
             self._save_to(Path(folder))
 
-    def _save_to(self, folder: Path) -> None:
+    def _save_to(self, folder: Path, force: bool = False) -> None:
+        """Save into `folder`, holding its lock. Unless `force`, a project.json there that this
+        editor did not write or read last is not overwritten without asking."""
+        same = self.project_path is not None and _same(folder, self.project_path)
+        if same and self.read_only:
+            self.messages.error(f"Project not saved: {folder.name} is open read-only")
+            return
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            lock = self._lock_for(folder)
+        except OSError as exc:
+            self.messages.error(f"Project not saved: cannot create {folder}: {exc.strerror}")
+            return
+        except EngineError as exc:
+            self.messages.error(f"Project not saved: {exc}")
+            return
         snap, index, model = self.timeline.snapshot(), self.undo.index(), self._model_name()
+        expect = self.stamp if same else None
 
-        def done(saved_at: float) -> None:
-            self.project_path, self.saved_at = folder, saved_at
+        def done(saved: Saved) -> None:
+            self._take_lock(lock)
+            self.project_path, self.saved_at, self.stamp = folder, saved.at, saved.stamp
+            self.read_only, self._disk_changed = False, False
             if self.undo.index() == index:
                 self.undo.setClean()
+                if self.recovery is not None:
+                    self.recovery.saved()
             self.settings.set_last_dir("project", folder.parent)
             self.settings.add_recent_project(folder)
             self.messages.info(f"Saved {folder}")
             self.project_changed.emit()
 
+        def failed(message: str) -> None:
+            if lock is not self.lock:
+                lock.release()
+            self.messages.error(f"Project not saved: {message}")
+
+        def changed() -> None:  # project.json is not what this editor read or wrote last
+            if lock is not self.lock:
+                lock.release()
+            if self._ask_overwrite(folder, same):
+                self._save_to(folder, force=True)
+            else:
+                self.messages.warning(
+                    f"Project not saved: {folder.name} is left as it is on disk;"
+                    " Save As keeps your version in a new folder"
+                )
+
+        def work() -> Saved | None:
+            try:
+                return save_project(snap, folder, expect=expect, force=force, model=model)
+            except ProjectChanged:
+                return None  # asked about on the GUI thread
+
         self.tasks.submit(
-            f"save {folder.name}",
-            lambda: save_project(snap, folder, model=model),
-            done,
-            lambda m: self.messages.error(f"Project not saved: {m}"),
+            f"save {folder.name}", work, lambda r: changed() if r is None else done(r), failed
         )
+
+    def _ask_overwrite(self, folder: Path, same: bool) -> bool:
+        if same:
+            text = (
+                f"{folder.name} was changed on disk by another editor or program since it was"
+                " opened or saved here. Replace that version with yours?"
+            )
+        else:
+            text = f"{folder} already holds a project. Replace it with this one?"
+        return self.dialogs.ask("Replace the project on disk?", text)
 
     # ---- autosave and recovery -------------------------------------------------------------------
     def _on_edit(self, _index: int) -> None:
         self._edits += 1
 
+    def _on_clean_changed(self, _clean: bool) -> None:
+        self.project_changed.emit()
+
     def autosave(self) -> None:
-        """Write a recovery copy when something changed since the last one (off the GUI thread)."""
+        """Write a recovery copy when something changed since the last one (off the GUI thread);
+        also notices a project.json changed on disk by someone else."""
+        self.check_disk()
         if self.recovery is None or self._edits == self._autosaved_edits:
             return
         if not self.dirty and (self.project_path is not None or not self.timeline.clips):
             return
         snap, edits, recovery = self.timeline.snapshot(), self._edits, self.recovery
-        path, saved_at = self.project_path, self.saved_at
+        path = None if self.read_only else self.project_path
+        saved_at, stamp = self.saved_at, self.stamp
 
         def done(_t: float) -> None:
             self._autosaved_edits = edits
 
         self.tasks.submit(
             "autosave",
-            lambda: recovery.autosave(snap, path, saved_at),
+            lambda: recovery.autosave(snap, path, saved_at, stamp),
             done,
             lambda m: self.messages.warning(f"Autosave failed: {m}"),
         )
 
-    def _offer_recovery(self) -> None:
-        """Offer the newest autosave left by a crashed session when it is newer than its project's
-        last save; recovered work is copied into this session's autosave before the old one goes."""
+    def _offer_recovery(self) -> Orphan | None:
+        """Offer each autosave left by a crashed editor, newest first, until one is recovered
+        (returned); an autosave is removed only when the user said No to it, or once its work
+        is copied into this session's autosave. Those not asked about yet stay for the next
+        start. Recovered work is unsaved changes of its project (when no other editor has it)."""
         try:
             orphans = find_orphans(self.settings.recovery_dir)
         except OSError as exc:
             self.messages.warning(f"Cannot look for autosaves: {exc}")
-            return
-        recovered = False
-        for orphan in orphans:
-            if not recovered and orphan.newer and self._ask_recover(orphan):
+            return None
+        for i, orphan in enumerate(orphans):
+            if not self._ask_recover(orphan, i, len(orphans)):
+                orphan.discard()
+                continue
+            try:
+                snap = load_project(orphan.folder)[0].snapshot()
+            except EngineError as exc:
+                self.messages.error(f"The autosave cannot be recovered (it is kept): {exc}")
+                continue
+            path, lock = self._recovered_path(orphan)
+            if self.recovery is not None:
                 try:
-                    timeline, _ = load_project(orphan.folder)
-                    snap = timeline.snapshot()
-                    if self.recovery is not None:
-                        self.recovery.autosave(snap, orphan.project, orphan.saved)
+                    self.recovery.autosave(snap, path, orphan.saved, orphan.stamp)
+                    orphan.discard()
                 except EngineError as exc:
-                    self.messages.error(f"The autosave cannot be recovered: {exc}")
-                    continue
-                self._set_project(snap, orphan.project, dirty=True)
-                self.saved_at = orphan.saved
-                self.messages.info("Recovered unsaved work: save the project to keep it")
-                recovered = True
-            orphan.discard()
+                    self.messages.warning(f"The autosave is kept where it is: {exc}")
+            self._set_project(snap, path, dirty=True, lock=lock, stamp=orphan.stamp)
+            self.saved_at = orphan.saved
+            self.messages.info("Recovered unsaved work: save the project to keep it")
+            rest = len(orphans) - i - 1
+            if rest:
+                self.messages.info(
+                    f"{rest} more autosave{'s' if rest > 1 else ''} of crashed editors"
+                    f" {'are' if rest > 1 else 'is'} kept: offered at the next start"
+                )
+            return orphan
+        return None
 
-    def _ask_recover(self, orphan) -> bool:
-        when = time.strftime("%Y-%m-%d %H:%M", time.localtime(orphan.autosaved))
+    def _recovered_path(self, orphan: Orphan) -> tuple[Path | None, ProjectLock | None]:
+        """The project recovered work belongs to, locked; None (untitled) when another editor
+        has it open or it is gone."""
+        if orphan.project is None:
+            return None, None
+        if orphan.project.exists() and not is_project(orphan.project):
+            return None, None
+        try:
+            orphan.project.mkdir(parents=True, exist_ok=True)
+            return orphan.project, self._lock_for(orphan.project)
+        except (OSError, EngineError) as exc:
+            self.messages.warning(
+                f"The recovered work is untitled: {exc}; Save asks for a folder to keep it in"
+            )
+            return None, None
+
+    def _ask_recover(self, orphan: Orphan, i: int, n: int) -> bool:
+        def at(t: float) -> str:
+            return time.strftime("%Y-%m-%d %H:%M", time.localtime(t))
+
         of = f" of {orphan.project.name}" if orphan.project else ""
-        return self.dialogs.ask(
-            "Recover unsaved work?",
-            f"STARFlow Studio did not exit cleanly. Recover the autosave from {when}{of}?",
-        )
+        text = f"STARFlow Studio did not exit cleanly. Recover the autosave{of} from"
+        text += f" {at(orphan.autosaved)}?"
+        if n > 1:
+            text += f" ({i + 1} of {n} autosaves)"
+        later = orphan.project_saved
+        if later is not None and later > orphan.autosaved:
+            text += f" {orphan.project.name} was saved after it, at {at(later)} (another editor?)."
+        return self.dialogs.ask("Recover unsaved work?", text + " No deletes the autosave.")
 
     # ---- files in --------------------------------------------------------------------------------
     def read_image(self, path: Path, done: Callable[[np.ndarray], None]) -> None:

@@ -173,6 +173,8 @@ class Studio(QObject):
     project_path = _Via("project")
     saved_at = _Via("project")
     recovery = _Via("project")
+    read_only = _Via("project")
+    check_disk = _Via("project")
     dirty = _Via("project")
     autosave_timer = _Via("project")
     autosave = _Via("project")

@@ -2,11 +2,13 @@
 
     session = RecoverySession(root)                 # creates root/<pid>-<id>/ with lock.json
     session.autosave(snapshot, project, saved_at)   # a full project + state.json
+    session.saved()                                 # all saved: nothing left to recover
     session.close()                                 # clean exit: the folder goes
 
 A folder whose lock names a process that is gone (or a session of this process that was
-abandoned without close) is an orphan: the next start offers to recover it when its autosave
-is newer than the project's last explicit save.
+abandoned without close) holding an autosave is an orphan: the next start offers each one,
+whether or not its project was saved later (by another editor, say); an autosave is removed
+only when the user answered about it (or its work was saved by its own session).
 """
 
 from __future__ import annotations
@@ -21,9 +23,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from engine.api import EngineError
-from engine.media import atomic_write
 
-from .project import PROJECT_FILE, save_project
+from .lock import pid_alive
+from .project import MEDIA_DIR, PROJECT_FILE, Stamp, save_project, write_file
 from .timeline import Snapshot
 
 log = logging.getLogger(__name__)
@@ -31,18 +33,6 @@ log = logging.getLogger(__name__)
 LOCK_FILE = "lock.json"
 STATE_FILE = "state.json"
 _live: set[str] = set()  # sessions of this process that are still open
-
-
-def _pid_alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 @dataclass(frozen=True)
@@ -53,14 +43,20 @@ class Orphan:
     project: Path | None  # the project folder it belonged to (None: never saved)
     autosaved: float
     saved: float | None  # that session's last explicit save
+    stamp: Stamp | None = None  # of the project.json that session last read or wrote
 
     @property
     def newer(self) -> bool:
-        """Whether the autosave holds work the project folder does not."""
-        last = self.saved or 0.0
-        if self.project is not None and (self.project / PROJECT_FILE).is_file():
-            last = max(last, (self.project / PROJECT_FILE).stat().st_mtime)
-        return self.autosaved > last
+        """Whether the autosave is newer than the project's last save (by anyone)."""
+        return self.autosaved > max(self.saved or 0.0, self.project_saved or 0.0)
+
+    @property
+    def project_saved(self) -> float | None:
+        """When the project folder's project.json was last written (None: there is none)."""
+        try:
+            return (self.project / PROJECT_FILE).stat().st_mtime if self.project else None
+        except OSError:
+            return None
 
     def discard(self) -> None:
         shutil.rmtree(self.folder, ignore_errors=True)
@@ -77,22 +73,40 @@ class RecoverySession:
             lock = json.dumps(
                 {"pid": os.getpid(), "session": self.id, "started": time.time()}
             ).encode()
-            atomic_write(self.folder / LOCK_FILE, lambda f: f.write(lock))
+            write_file(self.folder / LOCK_FILE, lock)
         except OSError as exc:
             raise EngineError(f"cannot create the recovery folder {self.folder}: {exc}") from exc
         _live.add(self.id)
 
     def autosave(
-        self, snap: Snapshot, project: Path | None, saved_at: float | None, **extra
+        self,
+        snap: Snapshot,
+        project: Path | None,
+        saved_at: float | None,
+        stamp: Stamp | None = None,
+        **extra,
     ) -> float:
-        """Write the snapshot and when it was taken; raises EngineError (e.g. full disk)."""
-        save_project(snap, self.folder, **extra)
+        """Write the snapshot, when it was taken and the stamp of the project.json it is based
+        on; raises EngineError (e.g. full disk)."""
+        save_project(snap, self.folder, force=True, **extra)
         now = time.time()
-        state = {"project": str(project) if project else None, "autosaved": now, "saved": saved_at}
-        data = json.dumps(state).encode()
-        atomic_write(self.folder / STATE_FILE, lambda f: f.write(data))
+        state = {
+            "project": str(project) if project else None,
+            "autosaved": now,
+            "saved": saved_at,
+            "stamp": [stamp.size, stamp.sha256] if stamp else None,
+        }
+        write_file(self.folder / STATE_FILE, json.dumps(state).encode())
         self.autosaved = now
         return now
+
+    def saved(self) -> None:
+        """Everything autosaved is now saved in its project: a crash from here on leaves
+        nothing to recover until the next autosave."""
+        (self.folder / STATE_FILE).unlink(missing_ok=True)
+        (self.folder / PROJECT_FILE).unlink(missing_ok=True)
+        shutil.rmtree(self.folder / MEDIA_DIR, ignore_errors=True)
+        self.autosaved = None
 
     def close(self, clean: bool = True) -> None:
         """End the session: a clean exit removes its folder; clean=False leaves it as after a crash."""
@@ -103,34 +117,43 @@ class RecoverySession:
 
 def find_orphans(root: str | Path) -> list[Orphan]:
     """Autosaves of sessions that ended without close(), newest first. Leftover folders with
-    nothing recoverable (no autosave, or a damaged lock) are removed."""
+    nothing to recover (never autosaved, or saved since) are removed."""
     root = Path(root)
     found = []
     if not root.is_dir():
         return found
     for folder in root.iterdir():
-        lock = folder / LOCK_FILE
-        if not folder.is_dir() or not lock.is_file():
+        if not folder.is_dir() or not (folder / LOCK_FILE).is_file():
             continue
         try:
-            info = json.loads(lock.read_text())
+            info = json.loads((folder / LOCK_FILE).read_text())
             pid, session = int(info["pid"]), str(info["session"])
         except (OSError, ValueError, KeyError, TypeError):
-            log.warning("removing a damaged recovery folder %s", folder)
-            shutil.rmtree(folder, ignore_errors=True)
-            continue
-        if session in _live or (pid != os.getpid() and _pid_alive(pid)):
+            pid, session = 0, ""  # damaged: no editor can be using it
+        if session in _live or (pid != os.getpid() and pid_alive(pid)):
             continue  # an editor that is still running
-        try:
-            state = json.loads((folder / STATE_FILE).read_text())
-            orphan = Orphan(
-                folder,
-                Path(state["project"]) if state.get("project") else None,
-                float(state["autosaved"]),
-                float(state["saved"]) if state.get("saved") else None,
-            )
-        except (OSError, ValueError, KeyError, TypeError):
-            shutil.rmtree(folder, ignore_errors=True)  # never autosaved: nothing to recover
-            continue
-        found.append(orphan)
+        orphan = _read_orphan(folder)
+        if orphan is None:
+            shutil.rmtree(folder, ignore_errors=True)
+        else:
+            found.append(orphan)
     return sorted(found, key=lambda o: o.autosaved, reverse=True)
+
+
+def _read_orphan(folder: Path) -> Orphan | None:
+    """The autosave in a recovery folder; None when it holds none."""
+    try:
+        state = json.loads((folder / STATE_FILE).read_text())
+        stamp = state.get("stamp")
+        return Orphan(
+            folder,
+            Path(state["project"]) if state.get("project") else None,
+            float(state["autosaved"]),
+            float(state["saved"]) if state.get("saved") else None,
+            Stamp(int(stamp[0]), str(stamp[1])) if stamp else None,
+        )
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        if not (folder / PROJECT_FILE).is_file():
+            return None  # never autosaved, or everything autosaved was saved since
+        log.warning("recovery state of %s is missing or damaged; the autosave is offered", folder)
+        return Orphan(folder, None, (folder / PROJECT_FILE).stat().st_mtime, None)

@@ -1,0 +1,466 @@
+"""Fault injection on project folders (issue 31): two editors on one project, concurrent saves
+against a reader, a killed window followed by another editor's save and a restart, two crashed
+projects, damaged project files, the umask. Each test replays its class of faults on the
+editor's project layer (ProjectIO over a real timeline, undo stack and file tasks, no model)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+from PySide6.QtCore import QObject
+from PySide6.QtGui import QUndoStack
+
+from app.commands import AddClip
+from app.project_io import ProjectIO
+from app.state.messages import MessageLog
+from app.state.project import PROJECT_FILE, load_project, save_project
+from app.state.request import ClipRequest
+from app.state.timeline import Clip, Timeline, new_id
+from app.tasks import TaskRunner
+from app_utils import ScriptedDialogs, isolated_settings
+from engine.api import EngineError
+
+REPO = Path(__file__).resolve().parents[1]
+LOCK = ".starflow-lock.json"
+
+
+class Dialogs(ScriptedDialogs):
+    """Scripted answers per question title (`ask` is the default), every question's text kept."""
+
+    def __init__(self, **answers) -> None:
+        super().__init__(**answers)
+        self.texts: list[str] = []
+
+    def ask(self, title: str, text: str) -> bool:
+        self.asked.append(title)
+        self.texts.append(text)
+        answer = self.answers.get(title, self.answers.get("ask", False))
+        return answer.pop(0) if isinstance(answer, list) else bool(answer)
+
+
+def editor(qtbot, prefs: Path, project: Path | None = None, start: bool = True, **answers):
+    """One editor's project layer; editors made with the same `prefs` share the recovery folder
+    (as two windows of one user do)."""
+    owner = QObject()  # owns the Qt parts, so they go together
+    timeline, undo, tasks = Timeline(), QUndoStack(owner), TaskRunner(owner)
+    io = ProjectIO(
+        isolated_settings(prefs),
+        Dialogs(**answers),
+        timeline,
+        undo,
+        MessageLog(),
+        tasks,
+        model_info=lambda: None,
+        may_stop_jobs=lambda _doing: True,
+        parent=owner,
+    )
+    ed = SimpleNamespace(io=io, timeline=timeline, undo=undo, tasks=tasks, owner=owner)
+    if start:
+        io.start(project)
+        wait(qtbot, ed)
+    return ed
+
+
+def wait(qtbot, ed) -> None:
+    qtbot.waitUntil(lambda: not ed.tasks.busy, timeout=10_000)
+
+
+def add_clip(ed, value: int, frames: int = 3) -> str:
+    t = ed.timeline
+    media = t.add_media(np.full((frames, t.height, t.width, 3), value, np.uint8), "generated")
+    clip = Clip(new_id("c"), media.id, 0, frames, f"clip {value}", ClipRequest(prompt="p"))
+    ed.undo.push(AddClip(t, clip, len(t.clips)))
+    return clip.id
+
+
+def values(timeline: Timeline) -> list[int]:
+    """Each clip's fill value: which clips a timeline holds."""
+    return [int(timeline.clip_frames(c.id)[0, 0, 0, 0]) for c in timeline.clips]
+
+
+def said(ed, level: str) -> str:
+    """The editor's latest message of a level."""
+    msg = ed.io.messages.latest(level)
+    return msg.text if msg else ""
+
+
+def crash(ed) -> None:
+    """What kill -9 leaves: the autosave and the lock file stay, nothing else runs."""
+    ed.tasks.wait()
+    ed.io.close(clean=False)
+
+
+def close(ed) -> None:
+    ed.tasks.wait()
+    ed.io.close()
+
+
+def saved_project(qtbot, prefs: Path, folder: Path, *fills: int) -> None:
+    ed = editor(qtbot, prefs)
+    for v in fills:
+        add_clip(ed, v)
+    ed.io.save_as(folder)
+    wait(qtbot, ed)
+    close(ed)
+
+
+# ---- two editors on one project --------------------------------------------------------------
+def test_a_second_editor_gets_read_only_or_a_copy_and_never_drops_the_first_ones_clips(
+    qtbot, tmp_path
+):
+    folder = tmp_path / "film"
+    saved_project(qtbot, tmp_path, folder, 10)
+    a = editor(qtbot, tmp_path, folder)
+    lock = json.loads((folder / LOCK).read_text())
+    assert (lock["pid"], lock["host"]) == (os.getpid(), socket.gethostname())
+
+    b = editor(qtbot, tmp_path, folder, ask=True)  # read-only
+    assert b.io.dialogs.asked == ["Project open in another editor"]
+    assert (
+        "open in another editor" in b.io.dialogs.texts[0]
+        and str(os.getpid()) in b.io.dialogs.texts[0]
+    )
+    assert b.io.read_only and b.io.project_path == folder and values(b.timeline) == [10]
+    add_clip(b, 20)
+    b.io.save()  # read-only: asks for a new folder (cancelled here): the project is untouched
+    wait(qtbot, b)
+    assert "save_project" in b.io.dialogs.asked and values(load_project(folder)[0]) == [10]
+    b.io.save_as(folder)  # the same folder by Save As: refused too
+    wait(qtbot, b)
+    assert "read-only" in b.io.messages.errors()[-1].text
+    b.io.save_as(tmp_path / "mine")  # a new folder: saved there
+    wait(qtbot, b)
+    assert values(load_project(tmp_path / "mine")[0]) == [10, 20] and not b.io.dirty
+
+    add_clip(a, 30)  # the first editor saves as before, and says so truthfully
+    a.io.save()
+    wait(qtbot, a)
+    assert values(load_project(folder)[0]) == [10, 30] and not a.io.dirty
+    assert not a.io.messages.errors() and said(a, "info").startswith("Saved")
+
+    c = editor(qtbot, tmp_path, folder, **{"Project open in another editor": False, "ask": True})
+    assert c.io.project_path is None and c.io.dirty and values(c.timeline) == [10, 30]  # a copy
+    c.io.save()  # untitled: asks for a folder
+    assert c.io.dialogs.asked[-1] == "save_project"
+    d = editor(qtbot, tmp_path, folder, ask=False)  # neither: nothing is opened
+    assert d.io.project_path is None and not d.timeline.clips
+    for ed in (b, c, d):
+        close(ed)
+    assert (folder / LOCK).is_file()  # still the first editor's
+    close(a)
+    assert not (folder / LOCK).exists()
+    e = editor(qtbot, tmp_path, folder)  # free again: opened for editing without a question
+    assert not e.io.dialogs.asked and not e.io.read_only and e.io.project_path == folder
+    close(e)
+
+
+def test_a_save_asks_before_overwriting_a_project_json_changed_on_disk(qtbot, tmp_path):
+    """Another program (or an editor on another host, whose lock cannot be checked) writes
+    project.json: the first editor no longer says saved, asks at close and before a save."""
+    folder = tmp_path / "film"
+    saved_project(qtbot, tmp_path, folder, 10)
+    a = editor(qtbot, tmp_path, folder, **{"Replace the project on disk?": [False, True]})
+    other = Timeline()
+    media = other.add_media(np.full((2, 48, 64, 3), 99, np.uint8), "generated")
+    other.insert(0, Clip("cother", media.id, 0, 2))
+    save_project(other.snapshot(), folder, force=True)  # behind the editor's back
+
+    assert not a.io.dirty
+    assert not a.io.check_disk() and a.io.dirty  # noticed (the autosave timer checks too)
+    assert "changed on disk" in said(a, "warning")
+    assert not a.io.may_replace_project("closing") or "confirm_close" in a.io.dialogs.asked
+    assert a.io.dialogs.asked.count("confirm_close") == 1
+
+    add_clip(a, 20)
+    a.io.save()  # No: theirs stays
+    wait(qtbot, a)
+    assert values(load_project(folder)[0]) == [99] and a.io.dirty
+    a.io.save()  # Yes: ours replaces it
+    wait(qtbot, a)
+    assert values(load_project(folder)[0]) == [10, 20] and not a.io.dirty
+    assert a.io.dialogs.asked.count("Replace the project on disk?") == 2
+    a.io.save_as(tmp_path / "film2")  # a new folder: no question
+    wait(qtbot, a)
+    assert a.io.dialogs.asked.count("Replace the project on disk?") == 2
+    close(a)
+
+
+def test_concurrent_saves_never_leave_project_json_naming_removed_media(tmp_path):
+    """Two writers forcing saves of different timelines into one folder and a reader loading
+    it all the while: every load succeeds and the last save is whole."""
+    folder = tmp_path / "film"
+    snaps = []
+    for fill in (1, 2):
+        t = Timeline()
+        for _ in range(2):  # each save names media the other's save does not
+            m = t.add_media(np.full((2, 48, 64, 3), fill, np.uint8), "generated")
+            t.insert(len(t.clips), Clip(new_id("c"), m.id, 0, 2))
+        snaps.append(t.snapshot())
+    save_project(snaps[0], folder)
+    stop, failures, loads = threading.Event(), [], [0]
+
+    def writer(snap) -> None:
+        for _ in range(25):
+            save_project(snap, folder, force=True)
+
+    def reader() -> None:
+        while not stop.is_set():
+            try:
+                load_project(folder)
+                loads[0] += 1
+            except EngineError as exc:
+                failures.append(str(exc))
+
+    threads = [threading.Thread(target=writer, args=(s,)) for s in snaps]
+    watcher = threading.Thread(target=reader)
+    watcher.start()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    stop.set()
+    watcher.join()
+    assert loads[0] > 0 and failures == []
+    final = load_project(folder)[0]
+    assert len(final.clips) == 2 and len(list((folder / "media").glob("*.npz"))) == 2
+
+
+# ---- killed windows, stale locks and recovery --------------------------------------------------
+KILLED_EDITOR = """
+import os, signal, sys
+from app.state.lock import ProjectLock
+ProjectLock.acquire(sys.argv[1])
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def test_a_stale_lock_of_a_killed_editor_is_taken_over_with_a_notice(qtbot, tmp_path):
+    folder = tmp_path / "film"
+    saved_project(qtbot, tmp_path, folder, 10)
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    run = subprocess.run([sys.executable, "-c", KILLED_EDITOR, str(folder)], env=env, check=False)
+    assert run.returncode == -signal.SIGKILL
+    dead = json.loads((folder / LOCK).read_text())["pid"]
+    a = editor(qtbot, tmp_path, folder)
+    assert not a.io.dialogs.asked and a.io.project_path == folder and not a.io.read_only
+    notice = said(a, "warning")
+    assert "no longer running" in notice and str(dead) in notice
+    assert json.loads((folder / LOCK).read_text())["pid"] == os.getpid()
+    crash(a)  # a window of this process killed: its lock is stale too
+    b = editor(qtbot, tmp_path, folder)
+    assert not b.io.dialogs.asked and "no longer running" in said(b, "warning")
+    close(b)
+    (folder / LOCK).write_text(
+        json.dumps({"pid": 1, "host": "elsewhere", "token": "x", "started": 0})
+    )  # another host's editor cannot be checked from here: never taken over
+    c = editor(qtbot, tmp_path, folder, ask=False)
+    assert c.io.dialogs.asked[0] == "Project open in another editor" and not c.timeline.clips
+    close(c)
+
+
+def test_recovery_never_deletes_an_autosave_the_user_was_not_asked_about(qtbot, tmp_path):
+    folder = tmp_path / "film"
+    saved_project(qtbot, tmp_path, folder, 10)
+    a = editor(qtbot, tmp_path / "a", folder)  # its own recovery folder: b does not see it
+    add_clip(a, 20)
+    a.io.autosave()
+    crash(a)
+    b = editor(qtbot, tmp_path / "b", folder)  # takes the stale lock, saves later
+    add_clip(b, 30)
+    b.io.save()
+    wait(qtbot, b)
+    close(b)
+    assert values(load_project(folder)[0]) == [10, 30]
+
+    c = editor(qtbot, tmp_path / "a", ask=False)  # project.json is newer: asked all the same
+    assert c.io.dialogs.asked == ["Recover unsaved work?"]
+    assert "was saved after it" in c.io.dialogs.texts[0]
+    close(c)
+    assert not list((tmp_path / "a" / "recovery").iterdir())  # No deleted it, after asking
+
+    a = editor(qtbot, tmp_path / "a", folder)  # again, and Yes this time
+    add_clip(a, 40)
+    a.io.autosave()
+    crash(a)
+    b = editor(qtbot, tmp_path / "b", folder)
+    add_clip(b, 50)
+    b.io.save()
+    wait(qtbot, b)
+    close(b)
+    d = editor(qtbot, tmp_path / "a", **{"Recover unsaved work?": True})
+    assert values(d.timeline) == [10, 30, 40] and d.io.dirty and d.io.project_path == folder
+    d.io.save()  # project.json is not what the crashed editor read: asks first (No here)
+    wait(qtbot, d)
+    assert d.io.dialogs.asked[-1] == "Replace the project on disk?"
+    assert values(load_project(folder)[0]) == [10, 30, 50] and d.io.dirty
+    close(d)
+
+
+def test_two_crashed_projects_are_each_offered_in_turn(qtbot, tmp_path):
+    running = []  # two windows, both killed
+    for name, fill in (("one", 1), ("two", 2)):
+        saved_project(qtbot, tmp_path / "setup", tmp_path / name, fill)
+        running.append(editor(qtbot, tmp_path, tmp_path / name))
+        add_clip(running[-1], fill + 10)
+        running[-1].io.autosave()
+    for ed in running:
+        crash(ed)
+    # No to the newest (two): deleted after asking; then the other is offered
+    a = editor(qtbot, tmp_path, **{"Recover unsaved work?": [False, True]})
+    assert a.io.dialogs.asked == ["Recover unsaved work?"] * 2
+    assert "of two" in a.io.dialogs.texts[0] and "(1 of 2" in a.io.dialogs.texts[0]
+    assert values(a.timeline) == [1, 11] and a.io.project_path == tmp_path / "one"
+    b = editor(qtbot, tmp_path, project=tmp_path / "two")  # (while a runs: nothing offered)
+    assert not b.io.dialogs.asked and values(b.timeline) == [2]  # "two"'s autosave was declined
+    add_clip(b, 12)
+    b.io.autosave()
+    crash(a)  # the recovered work is a's autosave now: offered again, like b's
+    crash(b)
+    c = editor(qtbot, tmp_path, ask=True)  # Yes to the first: the other is kept for later
+    assert c.io.dialogs.asked == ["Recover unsaved work?"]
+    assert "more autosave" in said(c, "info")
+    first = values(c.timeline)
+    close(c)
+    d = editor(qtbot, tmp_path, ask=True)  # the next start offers the one kept
+    assert d.io.dialogs.asked == ["Recover unsaved work?"] and values(d.timeline) != first
+    assert sorted([first, values(d.timeline)]) == [[1, 11], [2, 12]]
+    close(d)
+
+
+def test_recovered_work_survives_the_project_given_on_the_command_line(qtbot, tmp_path):
+    folder = tmp_path / "film"
+    saved_project(qtbot, tmp_path, folder, 10)
+    saved_project(qtbot, tmp_path, tmp_path / "other", 5)
+    a = editor(qtbot, tmp_path, folder)
+    add_clip(a, 20)
+    a.io.autosave()
+    crash(a)
+    # `starflow-studio film`, Yes to recover, Discard to any "unsaved changes" question
+    b = editor(qtbot, tmp_path, folder, ask=True, confirm_close="discard")
+    assert "confirm_close" not in b.io.dialogs.asked
+    assert values(b.timeline) == [10, 20] and b.io.dirty and b.io.project_path == folder
+    crash(b)
+    c = editor(qtbot, tmp_path, tmp_path / "other", ask=True, confirm_close="discard")
+    assert "confirm_close" not in c.io.dialogs.asked and values(c.timeline) == [10, 20]
+    assert "other was not opened" in said(c, "warning")
+    close(c)
+
+
+# ---- damaged project files ------------------------------------------------------------------------
+def _damage(doc: dict, case: str) -> bytes | dict:
+    clip, media, request = doc["clips"][0], doc["media"][0], doc["clips"][0]["request"]
+    if case == "1e999":
+        return json.dumps(doc).replace('"fps": 16.0', '"fps": 1e999', 1).encode()
+    if case == "nesting":
+        return b'{"width": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    if case == "not json":
+        return b'{"width": 64,'
+    edits = {
+        "fps NaN": (doc, "fps", float("nan")),
+        "fps negative": (doc, "fps", -16),
+        "width text": (doc, "width", "64"),
+        "width huge": (doc, "width", 10**12),
+        "clips not a list": (doc, "clips", {"a": 1}),
+        "start wrong type": (clip, "start", [0]),
+        "stop past media": (clip, "stop", 99),
+        "frames 1e30": (request, "frames", 1e30),
+        "seed 1e30 as int": (request, "seed", 10**30),
+        "guidance inf": (request, "guidance", float("inf")),
+        "mode unknown": (request, "mode", "x2y"),
+        "temperature NaN": (request, "temperature", float("nan")),
+        "media id path": (media, "id", "../../etc"),
+        "media frames 1e30": (media, "frames", 1e30),
+        "playhead 1e30": (doc, "playhead", 1e30),
+        "selected number": (doc, "selected", 5),
+        "version newer": (doc, "version", 99),
+    }
+    if case == "duplicate clip ids":
+        doc["clips"] = [clip, dict(clip), dict(clip)]
+        return doc
+    target, key, value = edits[case]
+    target[key] = value
+    return doc
+
+
+DAMAGE = {  # case: a word of the message naming what is wrong
+    "1e999": "fps",
+    "nesting": "nested",
+    "not json": "JSON",
+    "fps NaN": "fps",
+    "fps negative": "fps",
+    "width text": "width",
+    "width huge": "width",
+    "clips not a list": "clips",
+    "start wrong type": "clips[0].start",
+    "stop past media": "clips[0] range",
+    "frames 1e30": "clips[0].request.frames",
+    "seed 1e30 as int": "clips[0].request.seed",
+    "guidance inf": "clips[0].request.guidance",
+    "mode unknown": "clips[0].request.mode",
+    "temperature NaN": "clips[0].request.temperature",
+    "media id path": "media[0].id",
+    "media frames 1e30": "media[0].frames",
+    "playhead 1e30": "playhead",
+    "selected number": "selected",
+    "version newer": "version",
+    "duplicate clip ids": "appears twice",
+}
+
+
+def test_damaged_project_files_are_refused_at_open_naming_the_field(qtbot, tmp_path):
+    folder = tmp_path / "film"
+    saved_project(qtbot, tmp_path, folder, 10)
+    good = json.loads((folder / PROJECT_FILE).read_text())
+    ed = editor(qtbot, tmp_path)
+    add_clip(ed, 7)
+    ed.io.save_as(tmp_path / "current")
+    wait(qtbot, ed)
+    for case, word in DAMAGE.items():
+        damaged = _damage(json.loads(json.dumps(good)), case)
+        if isinstance(damaged, dict):
+            damaged = json.dumps(damaged).encode()  # NaN and Infinity as Python writes them
+        (folder / PROJECT_FILE).write_bytes(damaged)
+        with pytest.raises(EngineError, match="^damaged project: ") as caught:
+            load_project(folder)
+        message = str(caught.value)
+        assert word in message and "\n" not in message and len(message) < 200, (case, message)
+        ed.io.open_project(folder)  # the editor says the same and keeps what it had
+        wait(qtbot, ed)
+        shown = ed.io.messages.errors()[-1].text
+        assert "damaged project: " in shown and "unexpected" not in shown, (case, shown)
+        assert values(ed.timeline) == [7] and ed.io.project_path == tmp_path / "current"
+    close(ed)
+
+
+# ---- permissions ------------------------------------------------------------------------------------
+@pytest.mark.parametrize("umask", [0o022, 0o002])
+def test_project_files_and_autosaves_follow_the_umask(qtbot, tmp_path, umask):
+    old = os.umask(umask)
+    try:
+        ed = editor(qtbot, tmp_path)
+        add_clip(ed, 3)
+        ed.io.save_as(tmp_path / "film")
+        wait(qtbot, ed)
+        add_clip(ed, 4)
+        ed.io.autosave()
+        wait(qtbot, ed)
+        files = [p for p in (tmp_path / "film").rglob("*") if p.is_file()] + [
+            p for p in (tmp_path / "recovery").rglob("*") if p.is_file()
+        ]
+        assert len(files) >= 7  # project.json, 1 medium, lock; autosave: 2 + media + state
+        for path in files:
+            assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask, path
+        close(ed)
+    finally:
+        os.umask(old)
