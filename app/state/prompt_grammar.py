@@ -78,7 +78,8 @@ def prompt_problem(mode: str, text: str, demo: bool) -> str | None:
     except CaptionError as exc:
         example = INSTRUCTION_EXAMPLE if is_instruction(mode) else CAPTION_EXAMPLE
         what = "an edit instruction" if is_instruction(mode) else "a caption"
-        return f"Not {what} the demo knows: {_short(str(exc))}; e.g. '{example}'"
+        reason = _short(str(exc))
+        return f"{reason[:1].upper()}{reason[1:]}: not {what} the demo knows, e.g. '{example}'"
     return None
 
 

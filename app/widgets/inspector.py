@@ -149,10 +149,10 @@ class InspectorView(QWidget):
     def _make_widgets(self) -> None:
         self.heading = ElidedLabel("New request")
         self.heading.setObjectName("heading")
-        self.subheading = QLabel("")
+        self.subheading = ElidedLabel("")
         self.subheading.setObjectName("dim")
-        self.subheading.setWordWrap(True)
-        self.subheading.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        self.scene = ElidedLabel("")  # an edited clip's scene (what Extend continues)
+        self.scene.setObjectName("dim")
 
         self.mode = QComboBox(
             toolTip="What Generate makes: from text, from a start image, an edit "
@@ -161,7 +161,7 @@ class InspectorView(QWidget):
         for key, label in MODES:
             self.mode.addItem(label, key)
         self.prompt = PromptEdit()
-        self.prompt.setFixedHeight(60)
+        self.prompt.setFixedHeight(68)
         self.prompt.setToolTip(
             "The prompt (a caption, or an edit instruction in Edit mode); Up / Down at the first"
             " / last line recall earlier prompts"
@@ -172,7 +172,7 @@ class InspectorView(QWidget):
         self.history_button.setPopupMode(QToolButton.ToolButtonPopupMode.InstantPopup)
         self.history_menu = QMenu(self.history_button)
         self.history_button.setMenu(self.history_menu)
-        self.use_offer = _tool("Use clip's prompt", "")
+        self.use_offer = _tool("Clip's prompt", "")
         self.seed = QSpinBox(toolTip="The seed of the next job")
         self.seed.setRange(0, 2**31 - 1)
         self.dice = _tool("Random", "Pick a random seed")
@@ -250,17 +250,19 @@ class InspectorView(QWidget):
         self.cancel_button.setToolTip("Stop the running job; its frames are kept (Esc)")
 
     def _make_layout(self) -> None:
-        tools = QHBoxLayout()
-        tools.setSpacing(4)
-        tools.addWidget(self.build)
-        tools.addWidget(self.history_button)
-        tools.addWidget(self.use_offer)
-        tools.addStretch(1)
+        mode_row = QHBoxLayout()
+        mode_row.setSpacing(4)
+        mode_row.addWidget(self.mode, 1)
+        mode_row.addWidget(self.build)
+        mode_row.addWidget(self.history_button)
+        verdict_row = QHBoxLayout()
+        verdict_row.setSpacing(4)
+        verdict_row.addWidget(self.verdict, 1)
+        verdict_row.addWidget(self.use_offer)
         prompt_col = QVBoxLayout()
         prompt_col.setSpacing(2)
         prompt_col.addWidget(self.prompt)
-        prompt_col.addWidget(self.verdict)
-        prompt_col.addLayout(tools)
+        prompt_col.addLayout(verdict_row)
 
         seed_row = QHBoxLayout()
         seed_row.addWidget(self.seed, 2)
@@ -289,7 +291,7 @@ class InspectorView(QWidget):
         form.setVerticalSpacing(5)
         form.setRowWrapPolicy(QFormLayout.RowWrapPolicy.DontWrapRows)
         form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
-        form.addRow("Mode", self.mode)
+        form.addRow("Mode", mode_row)
         form.addRow("Prompt", prompt_col)
         form.addRow("Seed", seed_row)
         form.addRow("Guidance", self.guidance)
@@ -317,6 +319,7 @@ class InspectorView(QWidget):
         form_layout.setSpacing(2)
         form_layout.addWidget(self.heading)
         form_layout.addWidget(self.subheading)
+        form_layout.addWidget(self.scene)
         form_layout.addSpacing(4)
         form_layout.addLayout(form)
         form_layout.addStretch(1)
@@ -623,6 +626,7 @@ class InspectorView(QWidget):
     def _refresh_buttons(self) -> None:
         t, d = self.timeline, self.draft
         clip = t.clip(t.selected)
+        scene = ""
         if clip is None:
             self.heading.setText("New request")
             self.subheading.setText("Select a clip to see the request it was made with.")
@@ -636,11 +640,13 @@ class InspectorView(QWidget):
                 + ("" if r.temperature is None else f" · temperature {r.temperature:g}")
                 + f" · {r.model}"
             )
-            sub = f"{clip.length} frames ({clip.start}–{clip.stop - 1}) · {origin}"
+            self.subheading.setText(
+                f"{clip.length} frames ({clip.start}–{clip.stop - 1}) · {origin}"
+            )
             if r is not None and r.mode == "v2v":
-                scene = scene_caption(t, clip.id)
-                sub += f"\nScene: {scene}" if scene else "\nScene: unknown (source removed)"
-            self.subheading.setText(sub)
+                scene = f"Scene: {scene_caption(t, clip.id) or 'unknown (its source is gone)'}"
+        self.scene.setText(scene)
+        self.scene.setVisible(bool(scene))
         demo = d.demo_grammar
         mode_problem = prompt_problem(d.mode, d.prompt, demo)
         self.generate_button.setEnabled(mode_problem is None)
