@@ -83,11 +83,11 @@ def requirements_text(gpu_bytes: int | None, gpu_name: str, flow_bytes: int | No
     flow = (flow_bytes if flow_bytes is not None else flow_download_bytes()) / 2**30
     smallest = min((g for g, peak in PEAK_GIB.items() if peak + CONTEXT_GIB <= g), default=24)
     needs = (
-        f"Download: the flow checkpoint is about {flow:.0f} GiB, plus the T5 encoder and the VAE (their "
-        f"sizes show with their licences). Disk: about twice the checkpoint free (a .pth is "
-        f"converted once). GPU: one CUDA card of {smallest} GB or more (peak "
-        f"{PEAK_GIB[smallest]} GiB with the {smallest} GB preset, {PEAK_GIB[80]} GiB without "
-        f"offload)."
+        f"Download: the flow checkpoint, about {flow:.0f} GiB, plus the T5 encoder and the VAE"
+        " (their sizes show with their licences).\n"
+        "Disk: about twice the checkpoint free (a .pth is converted once).\n"
+        f"GPU: one CUDA card of {smallest} GB or more (peak {PEAK_GIB[smallest]} GiB with the"
+        f" {smallest} GB preset, {PEAK_GIB[80]} GiB without offload)."
     )
     if not gpu_bytes:
         machine = (
@@ -353,9 +353,10 @@ class ModelManagerDialog(QDialog):
         self.status_box.setFrameShape(QScrollArea.Shape.NoFrame)
         self.status_box.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.status_box.setFixedHeight(4 * self.status.fontMetrics().lineSpacing() + 6)
+        self.status_box.setVisible(False)  # until there is something to say
         self.close_button = QPushButton("Close")
         self.close_button.setToolTip("Close the manager (a running download is cancelled)")
-        content = QWidget()
+        content = _Unsqueezed()
         column = QVBoxLayout(content)
         column.setContentsMargins(0, 0, 6, 0)
         column.addWidget(self.requirements)
@@ -396,11 +397,22 @@ class ModelManagerDialog(QDialog):
         for panel in self.panels.values():
             panel.set_tooltips()
 
-    def sizeHint(self):  # noqa: N802 - Qt's name
-        hint = super().sizeHint()
-        content = self.scroll.widget().sizeHint()
-        hint.setHeight(content.height() + self.status_box.height() + 90)
-        return hint
+    def showEvent(self, event) -> None:
+        """The first show: tall enough for every part where the screen allows (Qt's own first
+        size stops at two thirds of the screen)."""
+        super().showEvent(event)
+        if not getattr(self, "_sized", False):
+            self._sized = True
+            screen = self.screen().availableGeometry()
+            want = self.scroll.widget().sizeHint().height() + self.status_box.height() + 80
+            frame = self.frameGeometry().height() - self.height()  # a window manager's title
+            self.resize(max(self.width(), 700), min(want, screen.height() - frame - 20))
+            box = self.frameGeometry()
+            box.moveCenter(
+                self.parentWidget().geometry().center() if self.parentWidget() else screen.center()
+            )
+            box.moveTop(max(screen.top(), min(box.top(), screen.bottom() - box.height())))
+            self.move(box.topLeft())
 
     def status_text(self) -> str:
         return self.status.text()
@@ -439,6 +451,7 @@ class ModelManagerDialog(QDialog):
     def _say(self, text: str, error: bool = False) -> None:
         self.status.setStyleSheet("color: #ff8080;" if error else "")
         self.status.setText(text)
+        self.status_box.setVisible(bool(text))
 
     def _begin(self, key: str, text: str):
         try:
@@ -560,6 +573,15 @@ class ModelManagerDialog(QDialog):
     def done(self, result: int) -> None:
         self.shutdown()
         super().done(result)
+
+
+class _Unsqueezed(QWidget):
+    """Scrolled content that never gets less height than it asks for (no field loses its text)."""
+
+    def minimumSizeHint(self):  # noqa: N802 - Qt's name
+        hint = super().minimumSizeHint()
+        hint.setHeight(self.sizeHint().height())
+        return hint
 
 
 def _pair(a: QWidget, b: QWidget) -> QWidget:

@@ -240,6 +240,7 @@ def test_model_manager_download_button_dims_and_errors_keep_the_form(qtbot, tmp_
         assert brightest_blue(generate) < 40
 
         fields = [p.repo for p in dialog.panels.values()] + [dialog.folder, dialog.endpoint]
+        qtbot.wait(50)  # the licence box shown: the layout settles
         heights = [f.height() for f in fields]
         long_error = "licence request failed: " + "the Hub answered 401 Unauthorized " * 12
         dialog._on_failed("flow", long_error)
