@@ -44,8 +44,8 @@ from .prompt_edit import PromptEdit
 MODES = [
     ("t2v", "Text → video"),
     ("i2v", "Image → video"),
-    ("v2v", "Edit video (v2v)"),
-    ("extend", "Extend clip"),
+    ("v2v", "Edit (v2v)"),
+    ("extend", "Extend"),
 ]
 PLACEHOLDERS = {
     "t2v": "a small red circle moves left on a black background",
@@ -161,7 +161,7 @@ class InspectorView(QWidget):
         for key, label in MODES:
             self.mode.addItem(label, key)
         self.prompt = PromptEdit()
-        self.prompt.setFixedHeight(68)
+        self.prompt.setFixedHeight(62)
         self.prompt.setToolTip(
             "The prompt (a caption, or an edit instruction in Edit mode); Up / Down at the first"
             " / last line recall earlier prompts"
@@ -294,8 +294,11 @@ class InspectorView(QWidget):
         form.addRow("Mode", mode_row)
         form.addRow("Prompt", prompt_col)
         form.addRow("Seed", seed_row)
-        form.addRow("Guidance", self.guidance)
-        form.addRow("Temperature", self.temperature)
+        sampling_row = QHBoxLayout()
+        sampling_row.addWidget(self.guidance, 2)
+        sampling_row.addWidget(QLabel("Temp.", toolTip=self.temperature.toolTip()))
+        sampling_row.addWidget(self.temperature, 3)
+        form.addRow("Guidance", sampling_row)
         form.addRow("Length", length_row)
         form.addRow("Source", source_row)
         self.form_layout = form
@@ -526,11 +529,15 @@ class InspectorView(QWidget):
         self.verdict.setStyleSheet(f"color: {colour};")
 
     def preferred_height(self) -> int:
-        """The height that shows the whole form and the buttons without scrolling."""
+        """The height that shows the whole form and the buttons without scrolling, in every mode
+        (the source row, hidden for text to video, is counted)."""
         margins = self.layout().contentsMargins()
         buttons = self.buttons.sizeHint().height()
         spacing = self.layout().spacing()
-        return self.form.sizeHint().height() + buttons + spacing + margins.top() + margins.bottom()
+        form = self.form.sizeHint().height()
+        if not self.form_layout.isRowVisible(self.source_row):
+            form += self.source_thumb.height() + 2 * self.source_label.sizeHint().height()
+        return form + buttons + spacing + margins.top() + margins.bottom()
 
     def show_model(self, info: ModelInfo | None) -> None:
         """The temperature's special value names the loaded model's default temperature; the
