@@ -51,7 +51,9 @@ QLineEdit:focus, QPlainTextEdit:focus, QSpinBox:focus, QDoubleSpinBox:focus, QCo
 QComboBox QAbstractItemView {{ background: {RAISED}; border: 1px solid {BORDER}; }}
 QTableWidget, QListWidget {{ background: {BG}; border: 1px solid {BORDER}; border-radius: 5px;
     gridline-color: transparent; alternate-background-color: {PANEL}; }}
-QTableWidget::item:selected {{ background: {ACCENT_DARK}; }}
+QTableWidget::item:selected, QListWidget::item:selected {{ background: {ACCENT_DARK}; }}
+QListWidget::item {{ padding: 5px 6px; border-radius: 4px; }}
+QListWidget::item:hover {{ background: {RAISED}; }}
 QHeaderView::section {{ background: {PANEL}; color: {DIM}; border: none; border-bottom: 1px solid {BORDER};
     padding: 3px 6px; }}
 QProgressBar {{ background: {BG}; border: 1px solid {BORDER}; border-radius: 4px; text-align: center;

@@ -388,6 +388,7 @@ def test_every_control_of_the_window_has_a_tooltip(qtbot, ed):
         if not b.toolTip()
     ]
     assert missing == []
+    assert all(label.toolTip() for label in (w.status.model, w.status.device, w.status.memory))
     for menu in w.menuBar().findChildren(QMenu):
         for action in menu.actions():
             if not action.isSeparator() and action.menu() is None:

@@ -116,6 +116,16 @@ class PreviewCanvas(FileDropMixin, QWidget):
         p.drawRect(rect.adjusted(-1, -1, 0, 0))
         if self.overlay:
             self._paint_overlay(p, rect)
+        if self.hasFocus():  # the playback keys go here: a thin accent line along the bottom
+            p.fillRect(0, self.height() - 2, self.width(), 2, QColor(theme.ACCENT_DARK))
+
+    def focusInEvent(self, event) -> None:
+        super().focusInEvent(event)
+        self.update()
+
+    def focusOutEvent(self, event) -> None:
+        super().focusOutEvent(event)
+        self.update()
 
     def _paint_overlay(self, p: QPainter, rect: QRectF) -> None:
         font = QFont(self.font())

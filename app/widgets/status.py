@@ -51,6 +51,9 @@ class StatusPanel:
         self.device = QLabel("device: …")
         self.model = QLabel("model: loading…")
         self.memory = QLabel("")
+        self.model.setToolTip("The model in use (Engine menu: model manager, model file, demo)")
+        self.device.setToolTip("Where the model runs and its number type (Engine > Device)")
+        self.memory.setToolTip("Memory this editor uses now: RAM, and GPU memory on CUDA")
         for w in (self.model, self.device, self.memory):
             bar.addPermanentWidget(w)
         self.timer = QTimer(bar)
