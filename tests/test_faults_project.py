@@ -5,6 +5,7 @@ editor's project layer (ProjectIO over a real timeline, undo stack and file task
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import signal
@@ -13,6 +14,7 @@ import stat
 import subprocess
 import sys
 import threading
+import zipfile
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -26,7 +28,7 @@ from app.project_io import ProjectIO
 from app.state.messages import MessageLog
 from app.state.project import PROJECT_FILE, load_project, save_project
 from app.state.request import ClipRequest
-from app.state.timeline import Clip, Timeline, new_id
+from app.state.timeline import Clip, Take, Timeline, new_id
 from app.tasks import TaskRunner
 from app_utils import ScriptedDialogs, isolated_settings
 from engine.api import EngineError
@@ -385,6 +387,15 @@ def _damage(doc: dict, case: str) -> bytes | dict:
         "selected number": (doc, "selected", 5),
         "version newer": (doc, "version", 99),
     }
+    if case == "take stop text":
+        clip["takes"] = [
+            dict(clip, request=None),
+            {"media": clip["media"], "start": 0, "stop": "2"},
+        ]
+        return doc
+    if case == "job negative":
+        clip["job"] = -1
+        return doc
     if case == "duplicate clip ids":
         doc["clips"] = [clip, dict(clip), dict(clip)]
         return doc
@@ -415,6 +426,8 @@ DAMAGE = {  # case: a word of the message naming what is wrong
     "selected number": "selected",
     "version newer": "version",
     "duplicate clip ids": "appears twice",
+    "take stop text": "clips[0].takes[1].stop",
+    "job negative": "clips[0].job",
 }
 
 
@@ -441,6 +454,46 @@ def test_damaged_project_files_are_refused_at_open_naming_the_field(qtbot, tmp_p
         assert "damaged project: " in shown and "unexpected" not in shown, (case, shown)
         assert values(ed.timeline) == [7] and ed.io.project_path == tmp_path / "current"
     close(ed)
+
+
+def test_media_claiming_more_frames_than_memory_holds_are_refused_before_reading(
+    tmp_path, monkeypatch
+):
+    """A few-kilobyte media file whose header claims 10^6 frames at 1280x720 (2.8 TB); media
+    that would take more than half the memory."""
+    import app.state.project as project
+
+    t = Timeline(1280, 720)
+    t.insert(0, Clip("c1", t.add_media(np.zeros((1, 720, 1280, 3), np.uint8), "video").id, 0, 1))
+    save_project(t.snapshot(), tmp_path / "film")
+    doc = json.loads((tmp_path / "film" / PROJECT_FILE).read_text())
+    del doc["media"][0]["frames"]
+    (tmp_path / "film" / PROJECT_FILE).write_text(json.dumps(doc))
+    [npz] = (tmp_path / "film" / "media").glob("*.npz")
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(
+        header, {"descr": "|u1", "fortran_order": False, "shape": (10**6, 720, 1280, 3)}
+    )
+    with zipfile.ZipFile(npz, "w") as z, z.open("frames.npy", "w") as f:
+        f.write(header.getvalue() + bytes(10**6))
+    with pytest.raises(EngineError, match="cut short"):
+        load_project(tmp_path / "film")
+    save_project(t.snapshot(), tmp_path / "small")
+    monkeypatch.setattr(project, "_memory", lambda: 4 * 720 * 1280)  # under 2 frames' worth
+    with pytest.raises(EngineError, match="media need 2.6 MB of memory"):
+        load_project(tmp_path / "small")
+
+
+def test_job_numbers_and_takes_survive_save_and_load(tmp_path):
+    t = Timeline()
+    media = [t.add_media(np.full((3, 48, 64, 3), v, np.uint8), "generated") for v in (1, 2)]
+    request = ClipRequest(prompt="p", seed=7)
+    clip = Clip("c1", media[0].id, 0, 3, "one", request, job=4)
+    clip = clip.with_new_take(Take(media[1].id, 1, 3, request, 5), active=True)
+    t.insert(0, clip)
+    save_project(t.snapshot(), tmp_path / "film")
+    [loaded] = load_project(tmp_path / "film")[0].clips
+    assert loaded == clip and loaded.job == 5 and len(loaded.takes) == 2
 
 
 # ---- permissions ------------------------------------------------------------------------------------

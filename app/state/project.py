@@ -37,7 +37,6 @@ import numpy as np
 from engine.api import MAX_SEED, MODES, EngineError
 from engine.media import disk_error
 
-from .request import ClipRequest, SourceRef
 from .timeline import Clip, Media, Snapshot, Timeline
 
 try:
@@ -235,37 +234,66 @@ class Loaded:
 def read_project(folder: str | Path) -> Loaded:
     """load_project, with the stamp of the project.json read (for ProjectChanged checks)."""
     folder = Path(folder)
-    path = folder / PROJECT_FILE
-    if not path.is_file():
+    if not is_project(folder):
         raise EngineError(f"{folder} is not a STARFlow Studio project (no {PROJECT_FILE})")
-    with _turn(folder, exclusive=False):
-        try:
-            size = path.stat().st_size
-            if size > MAX_PROJECT_BYTES:
-                raise _damaged(f"{PROJECT_FILE} is {size >> 20} MB")
-            data = path.read_bytes()
-        except OSError as exc:
-            raise EngineError(f"cannot read {path}: {exc.strerror or exc}") from exc
-        doc = _parse(data)
-        timeline, entries, clips = _check(doc)
-        for i, entry in enumerate(entries):
-            timeline.put_media(_read_media(folder, entry, timeline, f"media[{i}]"))
-    for i, clip in enumerate(clips):
-        refs = [(f"clips[{i}]", clip.media, clip.start, clip.stop)]
-        if clip.request and clip.request.source:
-            src = clip.request.source
-            refs.append((f"clips[{i}].request.source", src.media, src.start, src.stop))
-        for where, mid, start, stop in refs:
-            if mid not in timeline.media:
-                raise _damaged(f"{where}.media names {mid!r}, which is not in the media list")
-            if not 0 <= start < stop <= len(timeline.media[mid]):
-                n = len(timeline.media[mid])
-                raise _damaged(f"{where} range {start}:{stop} is outside its {n}-frame media")
-        timeline.clips.append(clip)
+    for _ in range(3):  # a writer that does not take turns may remove media meanwhile
+        with _turn(folder, exclusive=False):
+            data = _read_doc(folder / PROJECT_FILE)
+            doc = _parse(data)
+            timeline, entries, clips = _check(doc)
+            try:
+                _load_media(folder, entries, timeline)
+                break
+            except EngineError:
+                if stamp_of(folder) == Stamp.of(data):
+                    raise
+    else:
+        raise EngineError(f"{folder} kept changing while it was read: open it again")
+    _place_clips(timeline, clips)
     selected = doc.get("selected")
     timeline.selected = selected if timeline.clip(selected) else None
     timeline.playhead = max(0, min(doc.get("playhead", 0), max(timeline.duration - 1, 0)))
     return Loaded(timeline, doc, Stamp.of(data))
+
+
+def _read_doc(path: Path) -> bytes:
+    try:
+        size = path.stat().st_size
+        if size > MAX_PROJECT_BYTES:
+            raise _damaged(f"{PROJECT_FILE} is {size >> 20} MB")
+        return path.read_bytes()
+    except OSError as exc:
+        raise EngineError(f"cannot read {path}: {exc.strerror or exc}") from exc
+
+
+def _load_media(folder: Path, entries: list[dict[str, Any]], timeline: Timeline) -> None:
+    """Read every medium, once their headers say they fit in memory."""
+    shapes = [_media_shape(folder, e, timeline, f"media[{i}]") for i, e in enumerate(entries)]
+    need, have = sum(int(np.prod(s)) for s in shapes), _memory()
+    if have and need > have // 2:
+        raise EngineError(
+            f"the project's media need {_size(need)} of memory,"
+            f" more than half of this machine's {_size(have)}"
+        )
+    for entry in entries:
+        timeline.put_media(_read_media(folder, entry, timeline))
+
+
+def _place_clips(timeline: Timeline, clips: list[Clip]) -> None:
+    """Put the clips on the timeline once every medium and range they name is there."""
+    for i, clip in enumerate(clips):
+        for take in clip.all_takes():
+            refs = [(f"clips[{i}]", take.media, take.start, take.stop)]
+            if take.request and take.request.source:
+                src = take.request.source
+                refs.append((f"clips[{i}].request.source", src.media, src.start, src.stop))
+            for where, mid, start, stop in refs:
+                if mid not in timeline.media:
+                    raise _damaged(f"{where}.media names {mid!r}, which is not in the media list")
+                n = len(timeline.media[mid])
+                if not 0 <= start < stop <= n:
+                    raise _damaged(f"{where} range {start}:{stop} is outside its {n}-frame media")
+        timeline.clips.append(clip)
 
 
 # ---- checking project.json: every field's type and range, named when wrong ---------------------
@@ -309,52 +337,58 @@ def _check(doc: dict[str, Any]) -> tuple[Timeline, list[dict[str, Any]], list[Cl
         if _str(e, "kind", where, "video") not in KINDS:
             raise _damaged(f"{where}kind must be one of {', '.join(KINDS)}, got {_show(e['kind'])}")
         _str(e, "name", where, "")
-    clips: list[Clip] = []
     seen = set()
-    for i, c in enumerate(_list(doc, "clips", "")):
-        where = f"clips[{i}]."
-        c = _obj(c, f"clips[{i}]")
-        req = c.get("request")
-        clips.append(
-            Clip(
-                _id(c, "id", where, seen, "clip id"),
-                _str(c, "media", where),
-                _int(c, "start", where, 0, MAX_FRAMES),
-                _int(c, "stop", where, 1, MAX_FRAMES),
-                _str(c, "name", where, ""),
-                None if req is None else _request(_obj(req, f"{where}request"), f"{where}request."),
-            )
-        )
+    clips = [
+        _clip(_obj(c, f"clips[{i}]"), f"clips[{i}]", seen)
+        for i, c in enumerate(_list(doc, "clips", ""))
+    ]
     if doc.get("selected") is not None:
         _str(doc, "selected", "")
     _int(doc, "playhead", "", 0, 2**62, default=0)
     return Timeline(width, height, fps), entries, clips
 
 
-def _request(d: dict[str, Any], where: str) -> ClipRequest:
+def _clip(c: dict[str, Any], name: str, seen: set[str]) -> Clip:
+    """Check a clip's fields (its takes' too), then read it as the timeline does."""
+    where = f"{name}."
+    _id(c, "id", where, seen, "clip id")
+    _str(c, "name", where, "")
+    _part(c, where)
+    if c.get("takes") is not None:
+        for j, take in enumerate(_list(c, "takes", where)):
+            _part(_obj(take, f"{where}takes[{j}]"), f"{where}takes[{j}].")
+    try:
+        return Clip.from_dict(c)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise _damaged(f"{name}: {exc}") from None
+
+
+def _part(d: dict[str, Any], where: str) -> None:
+    """What a clip and each of its takes have: a media range, a request, a job number."""
+    _str(d, "media", where)
+    _int(d, "start", where, 0, MAX_FRAMES)
+    _int(d, "stop", where, 1, MAX_FRAMES)
+    _int(d, "job", where, 0, 2**62, default=0)
+    if d.get("request") is not None:
+        _request(_obj(d["request"], f"{where}request"), f"{where}request.")
+
+
+def _request(d: dict[str, Any], where: str) -> None:
     mode = _str(d, "mode", where)
     if mode not in MODES:
         raise _damaged(f"{where}mode must be one of {', '.join(MODES)}, got {_show(mode)}")
-    temperature = d.get("temperature")
-    source = d.get("source")
-    if source is not None:
-        w = f"{where}source."
-        source = _obj(source, f"{where}source")
-        source = SourceRef(
-            _str(source, "media", w),
-            _int(source, "start", w, 0, MAX_FRAMES),
-            _int(source, "stop", w, 1, MAX_FRAMES),
-        )
-    return ClipRequest(
-        mode=mode,
-        prompt=_str(d, "prompt", where),
-        seed=_int(d, "seed", where, 0, MAX_SEED),
-        guidance=_num(d, "guidance", where, 1000.0, zero=True),
-        frames=_int(d, "frames", where, 0, MAX_FRAMES),
-        source=source,
-        model=_str(d, "model", where, ""),
-        temperature=None if temperature is None else _num(d, "temperature", where, 100.0),
-    )
+    _str(d, "prompt", where)
+    _int(d, "seed", where, 0, MAX_SEED)
+    _num(d, "guidance", where, 1000.0, zero=True)
+    _int(d, "frames", where, 0, MAX_FRAMES)
+    _str(d, "model", where, "")
+    if d.get("temperature") is not None:
+        _num(d, "temperature", where, 100.0)
+    if d.get("source") is not None:
+        source, w = _obj(d["source"], f"{where}source"), f"{where}source."
+        _str(source, "media", w)
+        _int(source, "start", w, 0, MAX_FRAMES)
+        _int(source, "stop", w, 1, MAX_FRAMES)
 
 
 _MISSING: Any = object()
@@ -439,27 +473,58 @@ def _show(v: Any) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
-def _read_media(folder: Path, entry: dict[str, Any], timeline: Timeline, where: str) -> Media:
-    mid, rel = entry["id"], entry["file"]
+def _size(n: int) -> str:
+    for unit, scale in (("TB", 2**40), ("GB", 2**30), ("MB", 2**20)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{n / 2**10:.1f} KB"
+
+
+def _memory() -> int:
+    """Physical memory in bytes (0 when unknown)."""
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return 0
+
+
+def _media_shape(folder: Path, entry: dict[str, Any], timeline: Timeline, where: str) -> tuple:
+    """A media file's frame array shape, read from its header before any frame is decompressed
+    (a small file may claim terabytes): (T, H, W, 3) uint8 at the project's frame size."""
+    rel = entry["file"]
     path = folder / rel
     if not path.is_file():
         raise EngineError(f"project media file missing: {rel}")
     try:
-        with np.load(path, allow_pickle=False) as z:
+        with zipfile.ZipFile(path) as z, z.open("frames.npy") as f:
+            size = z.getinfo("frames.npy").file_size
+            version = np.lib.format.read_magic(f)
+            read = {(1, 0): np.lib.format.read_array_header_1_0}.get(
+                version, np.lib.format.read_array_header_2_0
+            )
+            shape, _fortran, dtype = read(f)
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
+        raise EngineError(f"project media file damaged: {rel} ({exc})") from exc
+    want = (timeline.height, timeline.width, 3)
+    if len(shape) != 4 or shape[1:] != want or dtype != np.uint8 or not 1 <= shape[0] <= MAX_FRAMES:
+        raise EngineError(f"project media file damaged: {rel} holds {shape} {dtype}")
+    if size < int(np.prod(shape)):
+        raise EngineError(f"project media file damaged: {rel} is cut short")
+    if entry.get("frames") is not None and entry["frames"] != shape[0]:
+        raise _damaged(f"{where}.frames is {entry['frames']}, its file {rel} has {shape[0]}")
+    return shape
+
+
+def _read_media(folder: Path, entry: dict[str, Any], timeline: Timeline) -> Media:
+    """Read a media file whose header _media_shape checked."""
+    mid, rel = entry["id"], entry["file"]
+    try:
+        with np.load(folder / rel, allow_pickle=False) as z:
             frames = z["frames"]
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
         raise EngineError(f"project media file damaged: {rel} ({exc})") from exc
-    if (
-        frames.ndim != 4
-        or frames.shape[1:] != (timeline.height, timeline.width, 3)
-        or frames.dtype != np.uint8
-        or len(frames) < 1
-    ):
-        raise EngineError(
-            f"project media file damaged: {rel} has shape {frames.shape} {frames.dtype}"
-        )
-    if entry.get("frames") is not None and entry["frames"] != len(frames):
-        raise _damaged(f"{where}.frames is {entry['frames']}, its file {rel} has {len(frames)}")
+    if frames.shape[1:] != (timeline.height, timeline.width, 3) or frames.dtype != np.uint8:
+        raise EngineError(f"project media file damaged: {rel} holds {frames.shape} {frames.dtype}")
     return Media(
         mid,
         frames,
