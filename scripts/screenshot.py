@@ -1,6 +1,7 @@
-"""The README's screenshot: the real main window during a generation, under Xvfb.
+"""The README's screenshot: the real main window during a generation, under Xvfb, on a 1280 x 720
+screen (a common laptop's; the window fills it as it does on first start there).
 
-xvfb-run -s "-screen 0 1600x1000x24" python scripts/screenshot.py docs/screenshot.png
+xvfb-run -s "-screen 0 1280x720x24" python scripts/screenshot.py docs/screenshot.png
 """
 
 from __future__ import annotations
@@ -28,7 +29,6 @@ def main(out: str) -> None:
     folder = Path(tempfile.mkdtemp())
     studio = Studio(isolated_settings(folder))
     window = MainWindow(studio)
-    window.resize(1500, 920)
     window.show()
     studio.start()
 
@@ -50,11 +50,14 @@ def main(out: str) -> None:
     start = folder / "start.png"
     cv2.imwrite(str(start), render(scene, 1)[0][:, :, ::-1])
     studio.draft.set(prompt=caption(scene), frames=64, seed=3)
-    studio.load_image(start)
+    studio.load_image(start, generate=False)  # the start image, then its job
+    pump(lambda: studio.draft.image is not None)
+    studio.generate()
     pump(lambda: studio.jobs.running() is not None and studio.jobs.running().received >= 30)
     app.processEvents()
     window.grab().save(out)
-    print(f"saved {out}")
+    size = window.grab().size()
+    print(f"saved {out} ({size.width()} x {size.height()})")
     studio.cancel()
     pump(lambda: not studio.busy)
     window.shutdown()
