@@ -11,7 +11,7 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
     QComboBox,
     QDialog,
@@ -52,9 +52,8 @@ def default_folder(studio: Studio) -> Path:
 
 
 class ExportDialog(QDialog):
-    """Options for one export; `export()` (OK) queues it and returns its path."""
-
-    exported = Signal(str)  # the path, once the file is written
+    """Options for one export; `export()` (OK) queues it and returns its path. The studio's
+    `export_done` tells when the file is written (the dialog may be gone by then)."""
 
     def __init__(self, studio: Studio, clip_id: str | None = None, parent=None) -> None:
         super().__init__(parent)
@@ -80,13 +79,14 @@ class ExportDialog(QDialog):
         self.quality.setToolTip("Higher: a larger file closer to the frames")
         self.quality_label = QLabel("80")
         self.start = QSpinBox(minimum=0, maximum=max(self.length - 1, 0), toolTip="First frame")
-        self.stop = QSpinBox(minimum=1, maximum=max(self.length, 1), toolTip="Frame after last")
-        self.stop.setValue(self.length)
-        mark_in = QPushButton("In at playhead", toolTip="Start the export at the playhead")
-        mark_out = QPushButton("Out at playhead", toolTip="End the export after the playhead")
-        mark_in.clicked.connect(lambda: self.start.setValue(self.playhead()))
-        mark_out.clicked.connect(lambda: self.stop.setValue(self.playhead() + 1))
+        self.last = QSpinBox(minimum=0, maximum=max(self.length - 1, 0), toolTip="Last frame")
+        self.last.setValue(self.length - 1)
+        self.mark_in = QPushButton("In at playhead", toolTip="Start the export at the playhead")
+        self.mark_out = QPushButton("Out at playhead", toolTip="End the export after the playhead")
+        self.mark_in.clicked.connect(lambda: self.start.setValue(self.playhead()))
+        self.mark_out.clicked.connect(lambda: self.last.setValue(self.playhead()))
         self.path = QLineEdit(toolTip="Where the file is written")
+        self.path.setMinimumWidth(360)
         browse = QPushButton("Browse…", toolTip="Choose the file")
         browse.clicked.connect(self._browse)
         name = self.clip.name if self.clip else (studio.project_path or Path("timeline")).name
@@ -104,11 +104,11 @@ class ExportDialog(QDialog):
         frames = QHBoxLayout()
         frames.addWidget(self.start)
         frames.addWidget(QLabel("to"))
-        frames.addWidget(self.stop)
+        frames.addWidget(self.last)
         form.addRow("Frames", frames)
         marks = QHBoxLayout()
-        marks.addWidget(mark_in)
-        marks.addWidget(mark_out)
+        marks.addWidget(self.mark_in)
+        marks.addWidget(self.mark_out)
         form.addRow("", marks)
         where = QHBoxLayout()
         where.addWidget(self.path, 1)
@@ -117,14 +117,15 @@ class ExportDialog(QDialog):
         buttons = QDialogButtonBox(
             QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel
         )
-        buttons.button(QDialogButtonBox.StandardButton.Ok).setText("Export")
+        self.ok_button = buttons.button(QDialogButtonBox.StandardButton.Ok)
+        self.ok_button.setText("Export")
         buttons.accepted.connect(self._accept)
         buttons.rejected.connect(self.reject)
         form.addRow(buttons)
         self.format.currentIndexChanged.connect(self._format_changed)
         self.scale.valueChanged.connect(self._show_size)
         self.quality.valueChanged.connect(lambda v: self.quality_label.setText(str(v)))
-        self.start.valueChanged.connect(lambda v: self.stop.setMinimum(v + 1))
+        self.start.valueChanged.connect(self.last.setMinimum)
         self._show_size()
 
     def playhead(self) -> int:
@@ -140,7 +141,7 @@ class ExportDialog(QDialog):
             smooth=SMOOTHING[self.smoothing.currentText()],
             quality=self.quality.value(),
             start=self.start.value(),
-            stop=self.stop.value(),
+            stop=self.last.value() + 1,
         )
 
     def _format_changed(self) -> None:
@@ -182,7 +183,7 @@ class ExportDialog(QDialog):
 
         def done(count: int) -> None:
             s.messages.info(f"Exported {count} frames to {path}")
-            self.exported.emit(str(path))
+            s.export_done.emit(str(path))
 
         s.tasks.submit(
             f"export {path.name}",

@@ -94,9 +94,6 @@ def test_time_left_is_shown_for_the_running_job(qtbot, window, monkeypatch):
     assert format_eta(185) == "3 min 05 s" and format_eta(3720) == "1 h 02 min"
 
 
-@pytest.mark.xfail(
-    strict=True, reason="app/state/project.py _check must call Clip.with_extras (notes_32c)"
-)
 def test_job_numbers_go_on_after_the_project_is_reopened(qtbot, tmp_path, monkeypatch):
     ed = open_editor(qtbot, tmp_path / "a")
     s = ed.studio

@@ -243,8 +243,12 @@ class TimelineCanvas(FileDropMixin, QWidget):
             colour = "#4a3a22"
         p.fillRect(label, QColor(colour))
         p.setPen(QColor(theme.TEXT))
+        takes = len(clip.takes)
+        take = f"take {clip.take_index + 1}/{takes}  ·  " if takes > 1 else ""
         text = p.fontMetrics().elidedText(
-            f"{clip.name}  ·  {clip.length}f", Qt.TextElideMode.ElideRight, int(label.width()) - 10
+            f"{take}{clip.name}  ·  {clip.length}f",
+            Qt.TextElideMode.ElideRight,
+            int(label.width()) - 10,
         )
         p.drawText(label.adjusted(6, 0, -4, 0), Qt.AlignmentFlag.AlignVCenter, text)
         p.restore()
@@ -509,6 +513,8 @@ class TimelineView(FileDropMixin, QFrame):
 
         def scroll() -> None:
             bar, c = self.scroll.horizontalScrollBar(), self.canvas
+            if c.width() < c.minimumWidth():  # its layout request is still pending
+                c.resize(c.minimumWidth(), c.height())
             right = c.x_of(last) + 24 - self.scroll.viewport().width()
             left = c.x_of(first) - PAD
             if bar.value() < right:
