@@ -273,6 +273,7 @@ def test_a_clips_start_image_is_named_after_its_file(qtbot, editor, tmp_path):
     s.timeline.select(clip_id)
     assert s.draft.mode == "i2v"
     assert ins.source_label.text() == "Start image: beach.png"
+    assert not ins.crop.isVisible()  # a clip's start image was cropped when it was made
 
 
 @pytest.mark.xfail(strict=True, reason="needs the studio.load_image change in notes_32a")

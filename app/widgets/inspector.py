@@ -598,7 +598,6 @@ class InspectorView(QWidget):
                 text = "Select a clip on the timeline"
         self.source_label.setText(text)
         self.source_note.setText(note)
-        self.source_note.setVisible(bool(note))
         if thumb is None:
             self.source_thumb.clear()
         else:
@@ -609,14 +608,14 @@ class InspectorView(QWidget):
                     Qt.TransformationMode.SmoothTransformation,
                 )
             )
+        self.form_layout.setRowVisible(self.source_row, d.mode != "t2v")  # first: it shows all
+        self.source_note.setVisible(bool(note))
         i2v = d.mode == "i2v"
         self.open_image.setVisible(i2v)
-        self.crop.setVisible(i2v and d.image is not None)
-        can_crop = d.image is not None and d.image.original is not None
-        self.crop.setEnabled(can_crop)
-        if d.image is not None:
+        can_crop = d.image is not None and d.image.original is not None  # a file's, not a clip's
+        self.crop.setVisible(i2v and can_crop)
+        if can_crop:
             self.crop.setCurrentIndex(self.crop.findData(d.image.crop))
-        self.form_layout.setRowVisible(self.source_row, d.mode != "t2v")
 
     def _image_name(self) -> str:
         """The start image's file name (a selected clip's comes from its source medium)."""
