@@ -217,7 +217,7 @@ class ProjectIO(QObject):
         lock = ProjectLock.acquire(folder)
         if lock.taken_over is not None:
             self.messages.warning(
-                f"{folder.name} was left locked by an editor that is no longer running"
+                f"{folder.name} was locked by an editor that no longer has it open"
                 f" ({lock.taken_over.describe()}): this editor has it now"
             )
         return lock

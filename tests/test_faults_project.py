@@ -8,6 +8,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import shutil
 import signal
 import socket
 import stat
@@ -257,11 +258,11 @@ def test_a_stale_lock_of_a_killed_editor_is_taken_over_with_a_notice(qtbot, tmp_
     a = editor(qtbot, tmp_path, folder)
     assert not a.io.dialogs.asked and a.io.project_path == folder and not a.io.read_only
     notice = said(a, "warning")
-    assert "no longer running" in notice and str(dead) in notice
+    assert "no longer has it open" in notice and str(dead) in notice
     assert json.loads((folder / LOCK).read_text())["pid"] == os.getpid()
     crash(a)  # a window of this process killed: its lock is stale too
     b = editor(qtbot, tmp_path, folder)
-    assert not b.io.dialogs.asked and "no longer running" in said(b, "warning")
+    assert not b.io.dialogs.asked and "no longer has it open" in said(b, "warning")
     close(b)
     (folder / LOCK).write_text(
         json.dumps({"pid": 1, "host": "elsewhere", "token": "x", "started": 0})
@@ -269,6 +270,13 @@ def test_a_stale_lock_of_a_killed_editor_is_taken_over_with_a_notice(qtbot, tmp_
     c = editor(qtbot, tmp_path, folder, ask=False)
     assert c.io.dialogs.asked[0] == "Project open in another editor" and not c.timeline.clips
     close(c)
+    (folder / LOCK).unlink()
+    d = editor(qtbot, tmp_path, folder)
+    shutil.copytree(folder, tmp_path / "copy")  # the lock file too, while d has the original
+    e = editor(qtbot, tmp_path, tmp_path / "copy")  # the copy is free
+    assert not e.io.dialogs.asked and e.io.project_path == tmp_path / "copy" and not e.io.read_only
+    for ed in (d, e):
+        close(ed)
 
 
 def test_recovery_never_deletes_an_autosave_the_user_was_not_asked_about(qtbot, tmp_path):

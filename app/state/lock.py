@@ -6,8 +6,8 @@
 
 A lock is stale when its owner is gone: the same host and no process with its pid, or a lock of
 this process whose owner was abandoned without release (what a killed window leaves behind when
-tests run two editors in one process). A lock from another host is never taken over: its owner
-cannot be checked from here.
+tests run two editors in one process); a lock made for another folder (copied along with it) is
+stale too. A lock from another host is never taken over: its owner cannot be checked from here.
 """
 
 from __future__ import annotations
@@ -52,6 +52,7 @@ class LockInfo:
     host: str
     token: str
     started: float
+    folder: str = ""  # the folder it was made in: a lock copied along with its folder is stale
 
     @property
     def stale(self) -> bool:
@@ -61,6 +62,10 @@ class LockInfo:
         if self.pid == os.getpid():
             return self.token not in _held
         return not pid_alive(self.pid)
+
+    def stale_in(self, folder: Path) -> bool:
+        """stale, or a lock made for another folder (this one is a copy of that)."""
+        return self.stale or bool(self.folder and self.folder != str(folder.resolve()))
 
     def describe(self) -> str:
         when = time.strftime("%Y-%m-%d %H:%M", time.localtime(self.started))
@@ -94,7 +99,11 @@ def _parse(data: bytes) -> LockInfo | None:
     try:
         info = json.loads(data)
         return LockInfo(
-            int(info["pid"]), str(info["host"]), str(info["token"]), float(info["started"])
+            int(info["pid"]),
+            str(info["host"]),
+            str(info["token"]),
+            float(info["started"]),
+            str(info.get("folder", "")),
         )
     except (ValueError, KeyError, TypeError):
         return None
@@ -109,9 +118,10 @@ class ProjectLock:
         """Lock an existing folder for this process. Raises ProjectLocked while a live editor
         holds it, EngineError when the lock file cannot be written."""
         folder = Path(folder)
-        info = LockInfo(os.getpid(), socket.gethostname(), uuid.uuid4().hex, time.time())
+        host, token, here = socket.gethostname(), uuid.uuid4().hex, str(folder.resolve())
+        info = LockInfo(os.getpid(), host, token, time.time(), here)
         data = json.dumps(
-            {"pid": info.pid, "host": info.host, "token": info.token, "started": info.started}
+            {"pid": info.pid, "host": host, "token": token, "started": info.started, "folder": here}
         ).encode()
         taken_over = None
         for _ in range(5):  # another editor may take a stale lock over at the same moment
@@ -126,7 +136,7 @@ class ProjectLock:
             if not holder.token and time.time() - holder.started < 2.0:
                 time.sleep(0.1)  # being written by an editor that just created it
                 continue
-            if not holder.stale:
+            if not holder.stale_in(folder):
                 raise ProjectLocked(folder, holder)
             if _remove_if(folder / LOCK_NAME, holder):
                 taken_over = holder
