@@ -100,9 +100,9 @@ def test_the_view_follows_the_clip_being_made(qtbot, editor):
     seen = []
 
     def look() -> None:
-        rect = tv.canvas.ghost_rect()
-        if rect is not None:  # (None: the job ended before this look)
-            seen.append(in_view(tv, rect.left(), rect.left() + 40))
+        if s.jobs.running() is not None:  # (not after the job ended)
+            x = tv.canvas.x_of(s.timeline.duration)  # the placeholder after the last clip
+            seen.append(in_view(tv, x, x + 40))
 
     s.live_frame.connect(lambda *_a: QTimer.singleShot(0, look))
     with qtbot.waitSignal(s.job_landed, timeout=60_000):
