@@ -221,6 +221,23 @@ def test_the_word_picker_builds_only_valid_prompts_and_lists_the_words(qtbot, ed
     assert s.draft.prompt == "make the red circle green"
 
 
+def test_ctrl_space_completes_with_the_words_that_may_come_next(qtbot, editor):
+    s, ins = editor.studio, editor.window.inspector
+    box, popup = ins.prompt, ins.prompt.completer.popup()
+    type_prompt(qtbot, editor, "a red circle mo")
+    qtbot.keyClick(box, Qt.Key.Key_Space, Qt.KeyboardModifier.ControlModifier)
+    assert popup.isVisible() and ins.prompt.completer.completionCount() == 1  # "moves"
+    qtbot.keyClick(popup, Qt.Key.Key_Return)
+    assert box.toPlainText() == "a red circle moves "
+    shown = [box.completer.model().index(i, 0).data() for i in range(4)]
+    assert popup.isVisible() and shown == ["left", "right", "up", "down"]  # offered next
+    qtbot.keyClick(popup, Qt.Key.Key_Escape)
+    s.draft.set(mode="v2v", prompt="")
+    qtbot.keyClick(box, Qt.Key.Key_Space, Qt.KeyboardModifier.ControlModifier)
+    verbs = [box.completer.model().index(i, 0).data() for i in range(4)]
+    assert verbs == ["add", "remove", "make", "change"]
+
+
 def test_the_7b_takes_free_text_and_shows_its_template(qtbot, editor):
     ins = editor.window.inspector
     info = ModelInfo("STARFlow-V 7B", 848, 480, 16, 81, "cpu", "bfloat16", 1, frame_step=4)

@@ -122,3 +122,13 @@ def test_a_start_image_can_be_cropped_from_either_side_or_shown_whole():
     assert fit[0].max() == 0 and fit[24, 0].max() == 255 and fit[24, -1].max() == 128
     tall = np.zeros((1_000_000, 1, 3), np.uint8)  # an extreme shape: only the kept part is resized
     assert fit_image(tall, 64, 48, "start").shape == (48, 64, 3)
+
+
+def test_completion_offers_only_words_that_keep_the_text_valid():
+    from app.state.prompt_grammar import next_words
+
+    assert next_words("t2v", "") == ["a"]
+    assert next_words("t2v", "a red circle moves") == ["left", "right", "up", "down"]
+    assert next_words("t2v", "a red circle moves left") == ["and", "on"]
+    assert next_words("t2v", "a red circle moves left on a navy background") == []
+    assert next_words("v2v", "make the red") == ["circle", "square", "triangle"]

@@ -83,6 +83,29 @@ def prompt_problem(mode: str, text: str, demo: bool) -> str | None:
     return None
 
 
+def next_words(mode: str, before: str) -> list[str]:
+    """The demo words that may come next after `before` (the text up to the cursor, whole words
+    only) so that the text can still become a valid caption (or, in Edit mode, instruction)."""
+    words = normalise(before)
+    candidates = [w for w in _grammar_words() if _valid_prefix(mode, f"{words} {w}".strip())]
+    return candidates
+
+
+def _grammar_words() -> tuple[str, ...]:
+    from engine.demo.text import BOS, PAD, TASK_WORDS, grammar_vocab
+
+    return tuple(w for w in grammar_vocab() if w not in (PAD, BOS, *TASK_WORDS))
+
+
+def _valid_prefix(mode: str, text: str) -> bool:
+    """Whether `text` is a whole prompt or the start of one (the parser stops at its end)."""
+    try:
+        (parse_instruction if is_instruction(mode) else parse_caption)(text)
+    except CaptionError as exc:
+        return "got the end" in str(exc)
+    return True
+
+
 def _short(message: str) -> str:
     """A parser message without the quoted text it already names ('... in 'a red ...'')."""
     head, sep, _tail = message.partition(" in '")

@@ -34,7 +34,13 @@ from engine.api import ModelInfo
 from ..images import crop_note, to_qimage
 from ..state.draft import FIELDS, MAX_TAKES, Draft
 from ..state.jobs import JobQueue, JobState
-from ..state.prompt_grammar import describe, prompt_problem, scene_caption, template_preview
+from ..state.prompt_grammar import (
+    describe,
+    next_words,
+    prompt_problem,
+    scene_caption,
+    template_preview,
+)
 from ..state.prompt_history import PromptHistory
 from ..state.timeline import Timeline
 from ..theme import DIM, ERROR, SUCCESS
@@ -163,8 +169,8 @@ class InspectorView(QWidget):
         self.prompt = PromptEdit()
         self.prompt.setFixedHeight(62)
         self.prompt.setToolTip(
-            "The prompt (a caption, or an edit instruction in Edit mode); Up / Down at the first"
-            " / last line recall earlier prompts"
+            "The prompt (a caption, or an edit instruction in Edit mode); Ctrl+Space: the words"
+            " that may come next (demo); Up / Down at the first / last line: earlier prompts"
         )
         self.verdict = ElidedLabel("")
         self.build = _tool("Words…", "Build a prompt from the words the demo model knows")
@@ -438,6 +444,9 @@ class InspectorView(QWidget):
             menu.addAction("No prompts yet in this project").setEnabled(False)
         menu.setToolTipsVisible(True)
 
+    def _next_words(self, before: str) -> list[str]:
+        return next_words(self.draft.mode, before)
+
     def _use_clip_seed(self) -> None:
         clip = self.timeline.clip(self.timeline.selected)
         if clip is not None and clip.request is not None:
@@ -548,6 +557,7 @@ class InspectorView(QWidget):
         self.temperature.setSpecialValueText(f"Model default{own}")
         demo = info is not None and not info.name.startswith("STARFlow-V")
         self.build.setVisible(demo)
+        self.prompt.complete_words = self._next_words if demo else None
         self.draft.set(demo_grammar=demo)
         self._length_steps()
         self._refresh_verdict()

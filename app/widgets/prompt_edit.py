@@ -1,12 +1,15 @@
 """The prompt box: plain text with a length cap applied as text arrives (a huge paste is cut
-before it reaches the document, so the window never stalls), and Up / Down at its first / last
-line to recall earlier prompts."""
+before it reaches the document, so the window never stalls), Up / Down at its first / last line
+to recall earlier prompts, and Ctrl+Space to complete the word at the cursor from the words that
+may come next (when a completion function is set)."""
 
 from __future__ import annotations
 
-from PySide6.QtCore import QMimeData, Qt, Signal
+from collections.abc import Callable
+
+from PySide6.QtCore import QMimeData, QStringListModel, Qt, Signal
 from PySide6.QtGui import QKeyEvent, QTextCursor
-from PySide6.QtWidgets import QPlainTextEdit, QWidget
+from PySide6.QtWidgets import QCompleter, QPlainTextEdit, QWidget
 
 from ..state.prompt_grammar import MAX_PROMPT_CHARS
 
@@ -19,6 +22,13 @@ class PromptEdit(QPlainTextEdit):
         super().__init__(parent)
         self.max_chars = max_chars
         self.setTabChangesFocus(True)
+        # the text before the cursor (whole words) -> the words that may come next
+        self.complete_words: Callable[[str], list[str]] | None = None
+        self.completer = QCompleter(self)
+        self.completer.setWidget(self)
+        self.completer.setCaseSensitivity(Qt.CaseSensitivity.CaseInsensitive)
+        self.completer.setModel(QStringListModel(self.completer))
+        self.completer.activated.connect(self._complete)
 
     def room(self) -> int:
         """Characters that may still be added (what is selected will be replaced)."""
@@ -43,7 +53,51 @@ class PromptEdit(QPlainTextEdit):
             f"a prompt has at most {self.max_chars:,}"
         )
 
+    def show_completions(self) -> bool:
+        """Pop up the words that may come next at the cursor; False when there are none."""
+        if self.complete_words is None:
+            return False
+        before = self.toPlainText()[: self.textCursor().position()]
+        head, _, partial = before.rpartition(" ")
+        words = [w for w in self.complete_words(head) if w.startswith(partial.lower())]
+        if not words:
+            return False
+        self.completer.model().setStringList(words)
+        self.completer.setCompletionPrefix(partial)
+        rect = self.cursorRect()
+        rect.setWidth(self.completer.popup().sizeHintForColumn(0) + 24)
+        self.completer.complete(rect)
+        popup = self.completer.popup()
+        popup.setCurrentIndex(self.completer.completionModel().index(0, 0))  # Enter takes it
+        return True
+
+    def _complete(self, word: str) -> None:
+        """Replace the partial word at the cursor with `word` and a space, then offer the next."""
+        cursor = self.textCursor()
+        partial = self.completer.completionPrefix()
+        cursor.movePosition(
+            QTextCursor.MoveOperation.Left, QTextCursor.MoveMode.KeepAnchor, len(partial)
+        )
+        cursor.insertText(word + " ")
+        self.setTextCursor(cursor)
+        self.show_completions()
+
     def keyPressEvent(self, event: QKeyEvent) -> None:  # noqa: N802 - Qt override
+        popup = self.completer.popup()
+        if popup.isVisible() and event.key() in (
+            Qt.Key.Key_Return,
+            Qt.Key.Key_Enter,
+            Qt.Key.Key_Escape,
+            Qt.Key.Key_Tab,
+        ):
+            event.ignore()  # the completer's popup takes these
+            return
+        if (
+            event.key() == Qt.Key.Key_Space
+            and event.modifiers() & Qt.KeyboardModifier.ControlModifier
+        ):
+            self.show_completions()
+            return
         cursor = self.textCursor()
         plain = event.modifiers() in (
             Qt.KeyboardModifier.NoModifier,
