@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import Qt, QTimer
 from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import QApplication
 
@@ -72,10 +73,36 @@ def main(argv: list[str] | None = None) -> int:
     studio = Studio(settings)
     window = MainWindow(studio)
     window.show()
+    _quit_on_signals(app, window)
     studio.start(args.project)
     code = app.exec()
     window.shutdown()
     return code
+
+
+def _quit_on_signals(app: QApplication, window) -> None:
+    """SIGTERM and SIGHUP (a logout, `kill`): unsaved work goes into the autosave, offered at the
+    next start, the project's lock is given up, and the editor quits with status 0."""
+
+    def stop(signum: int, _frame) -> None:
+        log.warning(
+            "%s: unsaved work goes into the autosave; quitting", signal.Signals(signum).name
+        )
+        QTimer.singleShot(0, app, lambda: quit_keeping_work(app, window))
+
+    for name in ("SIGTERM", "SIGHUP"):
+        if hasattr(signal, name):
+            signal.signal(getattr(signal, name), stop)
+    wake = QTimer(app)  # Python runs signal handlers only between Qt events: wake it up
+    wake.timeout.connect(lambda: None)
+    wake.start(250)
+
+
+def quit_keeping_work(app: QApplication, window) -> None:
+    kept = window.studio.project.keep_for_restart()
+    window.shutdown(clean=not kept)
+    window.close()  # shut down already: closes without a question, also inside a dialog's loop
+    app.quit()
 
 
 if __name__ == "__main__":

@@ -76,6 +76,7 @@ class ProjectIO(QObject):
         self.saved_at: float | None = None
         self.recovery: RecoverySession | None = None
         self.lock: ProjectLock | None = None  # of project_path, while this editor has it
+        self._locks: set[ProjectLock] = set()  # every lock held: self.lock, and an open's or save's
         self.stamp: Stamp | None = None  # of project_path's project.json as last read/written
         self.read_only = False  # another editor has project_path: Save asks for a new folder
         self._disk_changed = False  # project.json was written by someone else (said once)
@@ -116,9 +117,25 @@ class ProjectIO(QObject):
         if self.recovery is not None:
             self.recovery.close(clean)
             self.recovery = None
-        if self.lock is not None:
-            self.lock.release() if clean else self.lock.abandon()
-            self.lock = None
+        for lock in list(self._locks):
+            self._release(lock) if clean else lock.abandon()
+        self._locks.clear()
+        self.lock = None
+
+    def keep_for_restart(self) -> bool:
+        """A signal (logout, kill) ends the editor: unsaved work goes into the autosave now (the
+        next start offers it) and the project's lock is given up. True when work was kept: end
+        with close(clean=False) then."""
+        self.autosave_timer.stop()
+        for lock in list(self._locks):
+            self._release(lock)
+        self.lock = None
+        if not self.dirty:
+            return False
+        self._autosaved_edits = -1  # something to write, whatever was autosaved before
+        self.autosave()
+        self.tasks.wait()
+        return True
 
     @property
     def dirty(self) -> bool:
@@ -206,8 +223,12 @@ class ProjectIO(QObject):
     def _take_lock(self, lock: ProjectLock | None) -> None:
         """Hold `lock` (or none) from now on, giving up the one held before."""
         if self.lock is not None and self.lock is not lock:
-            self.lock.release()
+            self._release(self.lock)
         self.lock = lock
+
+    def _release(self, lock: ProjectLock) -> None:
+        self._locks.discard(lock)
+        lock.release()
 
     def _lock_for(self, folder: Path) -> ProjectLock | None:
         """This editor's lock on `folder`: the one held, or a new one (raises ProjectLocked
@@ -215,6 +236,7 @@ class ProjectIO(QObject):
         if self.lock is not None and _same(self.lock.folder, folder) and self.lock.held:
             return self.lock
         lock = ProjectLock.acquire(folder)
+        self._locks.add(lock)
         if lock.taken_over is not None:
             self.messages.warning(
                 f"{folder.name} was locked by an editor that no longer has it open"
@@ -263,7 +285,7 @@ class ProjectIO(QObject):
 
         def failed(message: str) -> None:
             if lock is not None and lock is not self.lock:
-                lock.release()
+                self._release(lock)
             if not is_project(folder):  # moved or deleted: no use offering it again
                 self.settings.forget_recent_project(folder)
             self.messages.error(f"Cannot open the project {folder.name}: {message}")
@@ -336,12 +358,12 @@ class ProjectIO(QObject):
 
         def failed(message: str) -> None:
             if lock is not self.lock:
-                lock.release()
+                self._release(lock)
             self.messages.error(f"Project not saved: {message}")
 
         def changed() -> None:  # project.json is not what this editor read or wrote last
             if lock is not self.lock:
-                lock.release()
+                self._release(lock)
             if self._ask_overwrite(folder, same):
                 self._save_to(folder, force=True)
             else:

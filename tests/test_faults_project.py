@@ -15,6 +15,7 @@ import stat
 import subprocess
 import sys
 import threading
+import time
 import zipfile
 from pathlib import Path
 from types import SimpleNamespace
@@ -365,6 +366,55 @@ def test_recovered_work_survives_the_project_given_on_the_command_line(qtbot, tm
     assert "confirm_close" not in c.io.dialogs.asked and values(c.timeline) == [10, 20]
     assert "other was not opened" in said(c, "warning")
     close(c)
+
+
+def test_a_signal_keeps_unsaved_work_in_the_autosave_and_gives_up_the_lock(qtbot, tmp_path):
+    folder = tmp_path / "film"
+    saved_project(qtbot, tmp_path, folder, 10)
+    a = editor(qtbot, tmp_path, folder)
+    add_clip(a, 20)  # not autosaved yet
+    assert a.io.keep_for_restart()  # what SIGTERM / SIGHUP do (app/__main__.py)
+    a.io.close(clean=False)
+    assert not (folder / LOCK).exists()
+    b = editor(qtbot, tmp_path, folder, ask=True)
+    assert b.io.dialogs.asked == ["Recover unsaved work?"] and values(b.timeline) == [10, 20]
+    assert not said(b, "warning")  # no stale lock to take over
+    close(b)
+
+
+def test_sigterm_ends_the_editor_with_status_0_and_no_lock_left(tmp_path):
+    """The real editor (`python -m app FOLDER`, offscreen) gets SIGTERM once it has the project."""
+    folder = tmp_path / "film"
+    t = Timeline()
+    t.insert(0, Clip("c1", t.add_media(np.zeros((2, 48, 64, 3), np.uint8), "video").id, 0, 2))
+    save_project(t.snapshot(), folder)
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(REPO),
+        "QT_QPA_PLATFORM": "offscreen",
+        "XDG_CONFIG_HOME": str(tmp_path / "config"),
+        "XDG_DATA_HOME": str(tmp_path / "data"),
+    }
+    run = subprocess.Popen(
+        [sys.executable, "-m", "app", str(folder)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        for _ in range(300):  # the lock appears once the editor has opened the project
+            if (folder / LOCK).exists() or run.poll() is not None:
+                break
+            time.sleep(0.1)
+        assert (folder / LOCK).exists()
+        run.send_signal(signal.SIGTERM)
+        output = run.communicate(timeout=60)[0]
+    finally:
+        run.kill()
+    assert run.returncode == 0, output
+    assert "SIGTERM" in output and "Traceback" not in output
+    assert not (folder / LOCK).exists()
 
 
 # ---- damaged project files ------------------------------------------------------------------------
