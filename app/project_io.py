@@ -455,9 +455,20 @@ class ProjectIO(QObject):
                 self.messages.info(
                     f"{rest} more autosave{'s' if rest > 1 else ''} of crashed editors"
                     f" {'are' if rest > 1 else 'is'} kept: offered at the next start"
+                    " (or File > Recover autosaves)"
                 )
             return orphan
         return None
+
+    def recover_kept(self) -> bool:
+        """Offer the autosaves of crashed editors kept for later (after the unsaved-changes
+        question): what a start offers, at any time. True when one was recovered."""
+        if not (self.may_stop_jobs("recovering") and self.may_replace_project("recovering")):
+            return False
+        if self._offer_recovery() is not None:
+            return True
+        self.messages.info("No autosave of a crashed editor is left to recover")
+        return False
 
     def _recovered_path(self, orphan: Orphan) -> tuple[Path | None, ProjectLock | None]:
         """The project recovered work belongs to, locked; None (untitled) when another editor

@@ -175,6 +175,7 @@ class Studio(QObject):
     recovery = _Via("project")
     read_only = _Via("project")
     check_disk = _Via("project")
+    recover_kept = _Via("project")
     dirty = _Via("project")
     autosave_timer = _Via("project")
     autosave = _Via("project")

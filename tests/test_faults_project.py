@@ -342,7 +342,11 @@ def test_two_crashed_projects_are_each_offered_in_turn(qtbot, tmp_path):
     assert c.io.dialogs.asked == ["Recover unsaved work?"]
     assert "more autosave" in said(c, "info")
     first = values(c.timeline)
-    close(c)
+    c.io.dialogs.answers["confirm_close"] = "discard"  # the first recovered work: dropped
+    assert c.io.recover_kept()  # File > Recover autosaves: the other one, now
+    assert sorted([first, values(c.timeline)]) == [[1, 11], [2, 12]]
+    assert not c.io.recover_kept() and "No autosave" in said(c, "info")
+    crash(c)  # leaves the second one recovered in c's autosave
     d = editor(qtbot, tmp_path, ask=True)  # the next start offers the one kept
     assert d.io.dialogs.asked == ["Recover unsaved work?"] and values(d.timeline) != first
     assert sorted([first, values(d.timeline)]) == [[1, 11], [2, 12]]
