@@ -31,6 +31,7 @@ class StartScreen(FileDropMixin, QWidget):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setAcceptDrops(True)
+        self.setFocusPolicy(Qt.FocusPolicy.ClickFocus)  # a click here leaves the prompt box
         title = QLabel("STARFlow Studio")
         title.setObjectName("heading")
         hint = QLabel(
