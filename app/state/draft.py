@@ -53,14 +53,43 @@ class ImageSource:
 
     def recropped(self, crop: str) -> ImageSource:
         """The same image fitted to the same frame size with another crop."""
-        from ..images import fit_image
-
         if crop not in CROPS:
             raise ValueError(f"unknown crop {crop!r}")
         if self.original is None or crop == self.crop:
             return self
         h, w = self.image.shape[:2]
         return replace(self, image=fit_image(self.original, w, h, crop), crop=crop)
+
+
+def fit_image(image: np.ndarray, width: int, height: int, crop: str = "centre") -> np.ndarray:
+    """(h, w, 3) uint8 RGB -> (height, width, 3). crop: "centre" as the pipeline does; "start" /
+    "end" keep the top / left or bottom / right of what does not fit; "fit" shows the whole image
+    with black bars. Only the part kept is resized."""
+    import cv2
+
+    from engine.frames import fit_frame
+
+    if crop not in CROPS:
+        raise ValueError(f"unknown crop {crop!r}; expected one of {CROPS}")
+    if crop == "centre" or image.shape[:2] == (height, width):
+        return fit_frame(image, width, height)
+    h, w = image.shape[:2]
+    if crop == "fit":
+        scale = min(width / w, height / h)
+        nw, nh = max(1, round(w * scale)), max(1, round(h * scale))
+        interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+        inner = cv2.resize(np.ascontiguousarray(image), (nw, nh), interpolation=interp)
+        out = np.zeros((height, width, 3), np.uint8)
+        top, left = (height - nh) // 2, (width - nw) // 2
+        out[top : top + nh, left : left + nw] = inner
+        return out
+    scale = max(width / w, height / h)
+    cw, ch = min(w, round(width / scale)), min(h, round(height / scale))  # kept, in source pixels
+    at = 0.0 if crop == "start" else 1.0
+    left, top = round((w - cw) * at), round((h - ch) * at)
+    part = np.ascontiguousarray(image[top : top + ch, left : left + cw])
+    interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+    return cv2.resize(part, (width, height), interpolation=interp)
 
 
 class Draft:
