@@ -9,7 +9,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import TYPE_CHECKING
 
-from PySide6.QtCore import QEvent, QObject, QRect, QSize, Qt, QTimer, Signal
+from PySide6.QtCore import QRect, QSize, Qt, QTimer, Signal
 from PySide6.QtGui import (
     QAction,
     QActionGroup,
@@ -19,27 +19,22 @@ from PySide6.QtGui import (
     QShowEvent,
 )
 from PySide6.QtWidgets import (
-    QAbstractSpinBox,
     QApplication,
-    QComboBox,
     QDockWidget,
-    QLineEdit,
     QMainWindow,
     QMenu,
-    QMenuBar,
-    QPlainTextEdit,
     QStackedWidget,
-    QTextEdit,
     QVBoxLayout,
     QWidget,
 )
 
 from .widgets.drops import FileDropMixin
+from .widgets.focus import ClickFocus
 from .widgets.inspector import InspectorView
 from .widgets.job_queue import JobQueueView
 from .widgets.messages import MessageArea
 from .widgets.preview import PreviewView
-from .widgets.shortcuts import ShortcutSheet
+from .widgets.shortcuts import EXTRA_KEYS, ShortcutSheet
 from .widgets.start_screen import StartScreen
 from .widgets.status import StatusPanel
 from .widgets.timeline_view import TimelineView
@@ -71,36 +66,6 @@ def window_geometry(area: QRect, minimum: QSize) -> tuple[QSize, bool]:
     if area.width() < minimum.width() or area.height() < minimum.height():
         return default, False
     return area.size(), True
-
-
-def is_text_field(widget: QWidget | None) -> bool:
-    """Widgets that keep Space, the arrows and letters for typing (no playback keys there)."""
-    if isinstance(widget, QComboBox):
-        return widget.isEditable()
-    return isinstance(widget, (QLineEdit, QPlainTextEdit, QTextEdit, QAbstractSpinBox))
-
-
-class ClickFocus(QObject):
-    """A click anywhere in the window that takes no keyboard focus itself (a label, a tool button,
-    a dock's title) takes it from a text field to `sink`, so the playback keys work again."""
-
-    def __init__(self, window: QWidget, sink: QWidget) -> None:
-        super().__init__(window)
-        self.window, self.sink = window, sink
-
-    def eventFilter(self, obj: QObject, event: QEvent) -> bool:
-        if event.type() == QEvent.Type.MouseButtonPress and isinstance(obj, QWidget):
-            focus = QApplication.focusWidget()
-            if (
-                is_text_field(focus)
-                and obj.window() is self.window
-                and obj is not focus
-                and not focus.isAncestorOf(obj)
-                and not is_text_field(obj)
-                and not isinstance(obj, QMenuBar)
-            ):
-                self.sink.setFocus(Qt.FocusReason.MouseFocusReason)
-        return False
 
 
 class MainWindow(FileDropMixin, QMainWindow):
@@ -490,21 +455,11 @@ class MainWindow(FileDropMixin, QMainWindow):
 
     def show_shortcuts(self) -> ShortcutSheet:
         """Help > Keyboard shortcuts (F1, ?): every menu's keys, read from the menus themselves."""
-        sheet = ShortcutSheet(self.menuBar(), self.extra_keys(), self)
+        sheet = ShortcutSheet(self.menuBar(), EXTRA_KEYS, self)
         sheet.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         sheet.show()
         self.shortcut_sheet = sheet
         return sheet
-
-    @staticmethod
-    def extra_keys() -> list[tuple[str, str, str]]:
-        """Keys that belong to no menu: (group, keys, what they do)."""
-        return [
-            ("Preview", "Double-click", "Fullscreen preview (Esc leaves)"),
-            ("Preview", "Right-click", "Playback, zoom, copy and export the frame"),
-            ("Prompt", "Ctrl+Enter", "Generate from the prompt being typed"),
-            ("Anywhere", "Click the preview", "Playback keys leave the text field you typed in"),
-        ]
 
     def reset_layout(self) -> None:
         for dock, area in (

@@ -18,6 +18,13 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+EXTRA_KEYS = [  # keys and gestures that belong to no menu: (where, keys, what they do)
+    ("Preview", "Double-click", "Fullscreen preview (Esc leaves)"),
+    ("Preview", "Right-click", "Playback, zoom, copy and export the frame"),
+    ("Prompt", "Ctrl+Enter", "Generate from the prompt being typed"),
+    ("Anywhere", "Click outside a text field", "The playback keys work again"),
+]
+
 
 def menu_keys(menubar: QMenuBar) -> list[tuple[str, str, str]]:
     """(menu, keys, action text) for every action with a shortcut, submenus included."""
