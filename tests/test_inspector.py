@@ -243,6 +243,7 @@ def test_the_7b_takes_free_text_and_shows_its_template(qtbot, editor):
     info = ModelInfo("STARFlow-V 7B", 848, 480, 16, 81, "cpu", "bfloat16", 1, frame_step=4)
     ins.show_model(info)
     assert not ins.build.isVisible()
+    assert "A video with 16 fps: {prompt} in a 16:9" in ins.verdict.text()  # before typing
     type_prompt(qtbot, editor, "A corgi runs on a beach at sunset")
     assert ins.generate_button.isEnabled()
     shown = ins.verdict.text()

@@ -527,7 +527,7 @@ class InspectorView(QWidget):
             colour = DIM
         else:
             colour = ERROR if bad else SUCCESS
-        if not d.demo_grammar and self.info is not None and not bad:
+        if not d.demo_grammar and self.info is not None and (not bad or not d.prompt.strip()):
             fps, w, h = self.info.fps, self.info.width, self.info.height
             text += " · the model reads: " + template_preview(d.prompt, fps, w, h, d.mode)
         self._set_verdict(text, colour)
