@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     window.show()
     _quit_on_signals(app, window)
     studio.start(args.project)
-    code = app.exec()
+    code = 0 if studio.project.ending else app.exec()  # a signal during a start-up question
     window.shutdown()
     return code
 

@@ -80,6 +80,7 @@ class ProjectIO(QObject):
         self.stamp: Stamp | None = None  # of project_path's project.json as last read/written
         self.read_only = False  # another editor has project_path: Save asks for a new folder
         self._disk_changed = False  # project.json was written by someone else (said once)
+        self.ending = False  # a signal ends the editor (keep_for_restart): no more questions
         self._edits = 0  # counts undo-stack changes, to skip autosaves with nothing new
         self._autosaved_edits = 0
         self.autosave_timer = QTimer(self)
@@ -96,6 +97,8 @@ class ProjectIO(QObject):
         except EngineError as exc:
             self.messages.warning(f"Autosave is off: {exc}")
         recovered = self._offer_recovery()
+        if self.ending:  # a signal came while a question was open
+            return
         if project is not None:
             project = Path(project)
             if recovered is not None:
@@ -126,6 +129,7 @@ class ProjectIO(QObject):
         """A signal (logout, kill) ends the editor: unsaved work goes into the autosave now (the
         next start offers it) and the project's lock is given up. True when work was kept: end
         with close(clean=False) then."""
+        self.ending = True
         self.autosave_timer.stop()
         for lock in list(self._locks):
             self._release(lock)
@@ -432,7 +436,10 @@ class ProjectIO(QObject):
             self.messages.warning(f"Cannot look for autosaves: {exc}")
             return None
         for i, orphan in enumerate(orphans):
-            if not self._ask_recover(orphan, i, len(orphans)):
+            answer = self._ask_recover(orphan, i, len(orphans))
+            if self.ending:  # the question was closed by a signal, not answered
+                return None
+            if not answer:
                 orphan.discard()
                 continue
             try:

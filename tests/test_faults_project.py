@@ -386,6 +386,21 @@ def test_a_signal_keeps_unsaved_work_in_the_autosave_and_gives_up_the_lock(qtbot
     close(b)
 
 
+def test_a_signal_during_the_recovery_question_deletes_nothing(qtbot, tmp_path):
+    """A logout while "Recover unsaved work?" is open closes the box: that is no answer."""
+    a = editor(qtbot, tmp_path)
+    add_clip(a, 20)
+    a.io.autosave()
+    crash(a)
+    b = editor(qtbot, tmp_path, start=False)
+    b.io.dialogs.ask = lambda title, text: b.io.keep_for_restart() and False  # the signal
+    b.io.start()
+    b.io.close(clean=False)
+    c = editor(qtbot, tmp_path, ask=True)
+    assert c.io.dialogs.asked == ["Recover unsaved work?"] and values(c.timeline) == [20]
+    close(c)
+
+
 def test_sigterm_ends_the_editor_with_status_0_and_no_lock_left(tmp_path):
     """The real editor (`python -m app FOLDER`, offscreen) gets SIGTERM once it has the project."""
     folder = tmp_path / "film"
