@@ -471,7 +471,7 @@ class MainWindow(FileDropMixin, QMainWindow):
             self.addDockWidget(area, dock)
             dock.show()
         self._default_dock_sizes()
-        QTimer.singleShot(0, self.fit_inspector)
+        QTimer.singleShot(0, self, self.fit_inspector)
 
     def _on_model(self, _info) -> None:
         s = self.studio.settings
@@ -499,7 +499,7 @@ class MainWindow(FileDropMixin, QMainWindow):
         super().showEvent(event)
         if self._fit_docks:
             self._fit_docks = False
-            QTimer.singleShot(0, self.fit_inspector)
+            QTimer.singleShot(0, self, self.fit_inspector)
         if self._first_show:  # after studio.start(PROJECT) has run (app.__main__ shows first)
             self._first_show = False
             QTimer.singleShot(0, self, self.reopen_last_project)
