@@ -417,6 +417,8 @@ class MainWindow(FileDropMixin, QMainWindow):
     def update_start_screen(self) -> None:
         """The start screen shows until a project is opened or anything is made, dropped or
         loaded; after that the preview stays."""
+        if self._closed:  # the studio's models outlive a closed window
+            return
         s = self.studio
         idle = not (s.timeline.clips or s.project_path or s.draft.image or len(s.jobs.jobs))
         if not idle:
