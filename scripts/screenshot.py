@@ -52,9 +52,14 @@ def main(out: str) -> None:
     studio.draft.set(prompt=caption(scene), frames=64, seed=3)
     studio.load_image(start, generate=False)  # the start image, then its job
     pump(lambda: studio.draft.image is not None)
+    shown = {"live": -1}
+    window.preview.frame_shown.connect(lambda kind, i: shown.__setitem__(kind, i))
     studio.generate()
-    pump(lambda: studio.jobs.running() is not None and studio.jobs.running().received >= 30)
-    app.processEvents()
+    pump(lambda: shown["live"] >= 19)  # the preview has painted the job's 20th frame
+    window.timeline_view.fit()  # the imported clip and the one being made, whole
+    window.statusBar().clearMessage()
+    for _ in range(5):
+        app.processEvents()
     window.grab().save(out)
     size = window.grab().size()
     print(f"saved {out} ({size.width()} x {size.height()})")
