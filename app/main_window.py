@@ -226,7 +226,7 @@ class MainWindow(FileDropMixin, QMainWindow):
             "Ctrl+Shift+E",
         )
         a.export_frame = self._action("Export &frame to PNG…", s.export_frame, "Ctrl+Alt+E")
-        a.quit = self._action("&Quit", self.close, K.Quit)
+        a.quit = self._action("&Quit", self.close, "Ctrl+Q")  # K.Quit is empty on some platforms
 
         a.undo = s.undo.createUndoAction(self, "&Undo")
         a.undo.setShortcuts(QKeySequence.keyBindings(K.Undo))

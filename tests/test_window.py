@@ -248,6 +248,14 @@ def test_model_manager_download_button_dims_and_errors_keep_the_form(qtbot, tmp_
         assert [f.height() for f in fields] == heights
         assert all(f.height() >= f.minimumSizeHint().height() for f in fields)
         assert "401" in dialog.status_text()
+        from PySide6.QtWidgets import QAbstractButton, QLineEdit
+
+        untipped = [
+            w.text() or type(w).__name__
+            for w in dialog.findChildren(QAbstractButton) + dialog.findChildren(QLineEdit)
+            if not w.toolTip()
+        ]
+        assert untipped == []
     finally:
         dialog.shutdown()
 
@@ -371,6 +379,9 @@ def test_shortcut_sheet_lists_every_menu_key(qtbot, ed):
     keys = {(row[1], row[2]) for row in sheet.rows}
     assert ("Space", "Play / pause") in keys and ("J", "Play backwards (J, again: faster)") in keys
     assert any(k.startswith("Ctrl+Return") and t == "Generate" for k, t in keys)
+    undo = next(k for k, t in keys if t == "Undo")
+    assert undo.startswith("Ctrl+Z") and "F14" not in undo  # not a keyboard's extra keys
+    assert ("Ctrl+Q", "Quit") in keys and all(k for k, _t in keys)
     sheet.filter.setText("loop")
     assert [r[2] for r in sheet.visible_rows()] == ["Loop playback"]
     sheet.close()

@@ -25,7 +25,9 @@ def is_text_field(widget: QWidget | None) -> bool:
 
 class ClickFocus(QObject):
     """A click anywhere in the window that takes no keyboard focus itself (a label, a tool button,
-    a dock's title) takes it from a text field to `sink`, so the playback keys work again."""
+    a dock's title) takes it from a text field to `sink`, so the playback keys work again.
+    Presses inside the text field (its scroll bars), on another text field or on the menu bar
+    leave the focus alone."""
 
     def __init__(self, window: QWidget, sink: QWidget) -> None:
         super().__init__(window)
@@ -42,5 +44,8 @@ class ClickFocus(QObject):
                 and not is_text_field(obj)
                 and not isinstance(obj, QMenuBar)
             ):
-                self.sink.setFocus(Qt.FocusReason.MouseFocusReason)
+                if self.sink.isVisible():
+                    self.sink.setFocus(Qt.FocusReason.MouseFocusReason)
+                else:  # the preview is hidden (start screen): the window keeps the keys
+                    focus.clearFocus()
         return False

@@ -26,6 +26,29 @@ EXTRA_KEYS = [  # keys and gestures that belong to no menu: (where, keys, what t
 ]
 
 
+NAMED_KEYS = {
+    "Space",
+    "Left",
+    "Right",
+    "Up",
+    "Down",
+    "Home",
+    "End",
+    "Del",
+    "Esc",
+    "Return",
+    "Enter",
+}
+
+
+def typed(key: str) -> bool:
+    """A binding a user types: with a modifier, one character, F1-F12 or a named key (not the
+    platform's extra keys that Qt's standard bindings list, such as F14 or a keyboard's Undo)."""
+    if "+" in key or len(key) == 1 or key in NAMED_KEYS:
+        return True
+    return key.startswith("F") and key[1:].isdigit() and int(key[1:]) <= 12
+
+
 def menu_keys(menubar: QMenuBar) -> list[tuple[str, str, str]]:
     """(menu, keys, action text) for every action with a shortcut, submenus included."""
     rows: list[tuple[str, str, str]] = []
@@ -35,9 +58,13 @@ def menu_keys(menubar: QMenuBar) -> list[tuple[str, str, str]]:
             if action.menu() is not None:
                 walk(action.menu(), group)
             elif action.shortcuts():
-                keys = ", ".join(
+                native = [
                     k.toString(QKeySequence.SequenceFormat.NativeText) for k in action.shortcuts()
-                )
+                ]
+                native = [k for k in native if k]  # a standard key this platform lacks
+                if not native:
+                    continue
+                keys = ", ".join(k for k in native if typed(k)) or native[0]
                 text = action.text().replace("&&", "\0").replace("&", "")
                 for stable in ("Undo", "Redo"):  # their text names the step they would undo
                     text = stable if text.startswith(stable) else text
