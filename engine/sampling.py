@@ -4,6 +4,8 @@ the learnable denoiser applied in the reference's chunk schedule as frames becom
 
 from __future__ import annotations
 
+import copy
+import weakref
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,7 +22,9 @@ from .offload import resident
 class SamplerOptions:
     """guidance: CFG weight (top block only; 0 = off). jacobi=False samples token by token.
     window: top-block attention window in latent frames (None: the model's, else unlimited);
-    context: frames re-encoded when the window slides (None: window - 1, as the reference)."""
+    context: frames re-encoded when the window slides (None: window - 1, as the reference).
+    draft: a float32 top block makes its early Jacobi sweeps with a bfloat16 copy where the
+    device multiplies bfloat16 fast; the stopping sweeps are always the model's own."""
 
     guidance: float = 0.0
     jacobi: bool = True
@@ -29,6 +33,15 @@ class SamplerOptions:
     threshold: float = 1e-3
     window: int | None = None
     context: int | None = None
+    draft: bool = True
+
+
+@dataclass(frozen=True)
+class Draft:
+    """A low-precision copy of a block and its rotary table, for the early Jacobi sweeps."""
+
+    block: FlowBlock
+    rope: tuple[torch.Tensor, torch.Tensor]
 
 
 def invert_frame(
@@ -42,34 +55,107 @@ def invert_frame(
     opts: SamplerOptions,
     guidance: float,
     check: Callable[[], None] | None = None,
-) -> torch.Tensor:
+    draft: Draft | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Invert `block` for one frame's tokens z (B, n, C) in block order, continuing after `last`.
 
-    Chunks of `chunk` tokens are solved by Jacobi iteration (a chunk of one token is exact in one
-    step: the sequential sampler); each chunk's keys/values are committed to the cache once it
-    has converged. `check` runs before each chunk (it raises to cancel). Returns x (B, n, C) float32.
+    Chunks of `chunk` tokens are solved by Jacobi iteration from `init` (a chunk of one token is
+    exact in one step: the sequential sampler). `check` runs before each chunk (it raises to
+    cancel). Returns x (B, n, C) float32 and the last scale and shift predicted for each token,
+    stacked (2, B, n, C).
     """
     x = init.float().clone()
+    affine = torch.empty(2, *z.shape, device=z.device)
     n = z.size(1)
     for s in range(0, n, chunk):
         if check is not None:
             check()
         e = min(s + chunk, n)
-        before = last if s == 0 else x[:, s - 1 : s]
+        jacobi = Jacobi(block, z, x, affine, cache, last, s, e, guidance)
+        if draft is not None and e - s > 1:
+            jacobi.draft(draft, opts)
+        jacobi.solve(rope, opts)
+    return x, affine
+
+
+class Jacobi:
+    """Jacobi iteration on tokens s..e-1 of x (B, n, C), updated in place with their scale and
+    shift (affine), keys and values written to the block's cache."""
+
+    def __init__(self, block, z, x, affine, cache, last, s, e, guidance) -> None:
+        self.block, self.z, self.x, self.affine, self.cache = block, z, x, affine, cache
+        self.last, self.s, self.e, self.guidance = last, s, e, guidance
+
+    def sweep(self, block: FlowBlock, rope, lo: int) -> torch.Tensor:
+        """x[lo:e] <- shift + scale * z from inputs x[lo-1:e-1]; returns the relative squared
+        change over the chunk (tokens before lo are final: they change 0)."""
+        x, s, e = self.x, self.s, self.e
+        before = self.last if lo == 0 else x[:, lo - 1 : lo]
+        scale, shift = block.step(torch.cat([before, x[:, lo : e - 1]], dim=1), self.cache, rope)
+        if self.guidance > 0:
+            scale, shift = guided(scale, shift, self.guidance)
+        new = shift + scale * self.z[:, lo:e]
+        change = (new - x[:, lo:e]).square().sum()
+        x[:, lo:e] = new
+        self.affine[0, :, lo:e], self.affine[1, :, lo:e] = scale, shift
+        return change / x[:, s:e].square().sum()
+
+    def draft(self, draft: Draft, opts: SamplerOptions) -> None:
+        """Sweeps of the low-precision copy (nothing committed) until the change is below the
+        threshold or stops falling (its rounding floor)."""
+        previous = float("inf")
+        for _ in range(opts.max_iter):
+            change = float(self.sweep(draft.block, draft.rope, self.s))
+            if change < opts.threshold or change > 0.5 * previous:
+                return
+            previous = change
+
+    def solve(self, rope, opts: SamplerOptions) -> None:
+        """Sweep k makes token s + k exact: its keys/values (from exact inputs) are committed and
+        later sweeps start after it. Stops as the reference: the relative squared change over the
+        chunk below `threshold`, or `max_iter` sweeps, or every token exact."""
+        lo = self.s
         for i in range(opts.max_iter):
-            scale, shift = block.step(torch.cat([before, x[:, s : e - 1]], dim=1), cache, rope)
-            if guidance > 0:
-                scale, shift = guided(scale, shift, guidance)
-            new = shift + scale * z[:, s:e]
-            exact = i + 1 >= e - s  # after k sweeps the first k tokens (and their inputs) are exact
-            done = exact or i == opts.max_iter - 1
-            if not done:
-                done = bool((((new - x[:, s:e]) ** 2).mean() / (new**2).mean()) < opts.threshold)
-            x[:, s:e] = new
-            if done:
-                cache.commit(e - s)
+            change = self.sweep(self.block, rope, lo)
+            if lo + 1 == self.e or i == opts.max_iter - 1 or bool(change < opts.threshold):
                 break
-    return x
+            self.cache.commit(1)
+            lo += 1
+        self.cache.commit(self.e - lo)
+
+
+def fast_bfloat16(device: torch.device) -> bool:
+    """Whether `device` multiplies bfloat16 matrices faster than float32 ones."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type == "cpu":
+        amx = getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+        avx = getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)
+        return bool(amx() or avx())
+    return False
+
+
+_DRAFTS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def make_draft(block: FlowBlock, rope, opts: SamplerOptions) -> Draft | None:
+    """A bfloat16 copy of a float32 `block` on a device with fast bfloat16, else None. The copy
+    is kept for later samplers while the block's weights are unchanged."""
+    weight = block.proj_in.weight
+    if not (opts.draft and opts.jacobi and weight.dtype == torch.float32):
+        return None
+    if not fast_bfloat16(weight.device):
+        return None
+    versions = tuple(p._version for p in block.parameters())
+    kept = _DRAFTS.get(block)
+    if kept is None or kept[0] != versions:
+        low = copy.deepcopy(block).to(torch.bfloat16)
+        for module in low.modules():  # weights only: no hooks of the original
+            module._forward_pre_hooks.clear()
+            module._forward_hooks.clear()
+        kept = versions, low
+        _DRAFTS[block] = kept
+    return Draft(kept[1], (rope[0].to(torch.bfloat16), rope[1].to(torch.bfloat16)))
 
 
 class TopSampler:
@@ -98,11 +184,16 @@ class TopSampler:
         dtype = self.block.proj_in.weight.dtype
         device = self.block.proj_in.weight.device
         self.rope = self.block.rope(*hw, frames, y.size(1), dtype, device)
+        self.draft = make_draft(self.block, self.rope, opts)
         self.cache = self.block.new_cache(
-            y.size(0), y.size(1) + frames * hw[0] * hw[1], device, dtype
+            y.size(0),
+            y.size(1) + frames * hw[0] * hw[1],
+            device,
+            dtype,
+            draft_dtype=torch.bfloat16 if self.draft else None,
         )
         self.history: deque[torch.Tensor] = deque(maxlen=max(self.context, 1))
-        self.prev: torch.Tensor | None = None
+        self.affine: torch.Tensor | None = None  # the last frame's scale and shift per token
         self.frames_done = 0
         self._start_window([])
 
@@ -115,7 +206,11 @@ class TopSampler:
             self._append(tokens)
 
     def _append(self, tokens: torch.Tensor) -> None:
-        self.block.step(torch.cat([self.last, tokens[:, :-1]], dim=1), self.cache, self.rope)
+        inputs = torch.cat([self.last, tokens[:, :-1]], dim=1)
+        scale, shift = self.block.step(inputs, self.cache, self.rope)
+        if self.guidance > 0:
+            scale, shift = guided(scale, shift, self.guidance)
+        self.affine = torch.stack([scale, shift])
         self.cache.commit(tokens.size(1))
         self.last = tokens[:, -1:]
         self.in_window += 1
@@ -133,7 +228,6 @@ class TopSampler:
 
     def _record(self, tokens: torch.Tensor) -> None:
         self.history.append(tokens)
-        self.prev = tokens
         self.frames_done += 1
 
     def prefill(self, frame: torch.Tensor) -> None:
@@ -149,8 +243,9 @@ class TopSampler:
         z = self._to_block(noise)
         opts = self.opts
         chunk = 1 if not opts.jacobi else opts.block_size * (1 if self.frames_done == 0 else 4)
-        init = self.prev if self.prev is not None else z
-        x = invert_frame(
+        # warm start: the last frame's scale and shift applied to this frame's noise
+        init = z if self.affine is None else self.affine[1] + self.affine[0] * z
+        x, self.affine = invert_frame(
             self.block,
             z,
             self.cache,
@@ -161,6 +256,7 @@ class TopSampler:
             opts,
             self.guidance,
             self.check,
+            self.draft,
         )
         self.last = x[:, -1:]
         self.in_window += 1
@@ -181,9 +277,8 @@ def shallow_reverse(model: StarFlow, frame: torch.Tensor, opts: SamplerOptions) 
             z = permute(x.to(device), block.order, 1)
             last = block.sos_embed.expand(b, -1, -1).float()
             chunk = opts.block_size if opts.jacobi else 1
-            x = permute(
-                invert_frame(block, z, cache, rope, last, z, chunk, opts, 0.0), block.order, 1
-            )
+            x, _ = invert_frame(block, z, cache, rope, last, z, chunk, opts, 0.0)
+            x = permute(x, block.order, 1)
     return x.reshape(b, h, w, c)
 
 

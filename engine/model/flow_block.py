@@ -27,6 +27,15 @@ def permute(tokens: torch.Tensor, kind: str, frames: int) -> torch.Tensor:
     return tokens.view(b, frames, n // frames, c).flip(2).reshape(b, n, c)  # flip_in_frame
 
 
+def step_mask(cached: int, n: int, dtype: torch.dtype, device) -> torch.Tensor | None:
+    """Additive mask (n, cached + n) for n causal queries after `cached` keys; None where the
+    causal pattern alone is right (nothing cached)."""
+    if cached == 0:
+        return None
+    allowed = torch.ones(n, cached + n, dtype=torch.bool, device=device).tril(cached)
+    return torch.zeros(allowed.shape, dtype=dtype, device=device).masked_fill_(~allowed, -torch.inf)
+
+
 def guided(scale: torch.Tensor, shift: torch.Tensor, w: float) -> tuple[torch.Tensor, torch.Tensor]:
     """Classifier-free guidance as a product of Gaussians, for a batch [conditional; unconditional].
 
@@ -82,10 +91,14 @@ class FlowBlock(nn.Module):
         pos = positions(h, w, frames, txt_len if self.txt_dim > 0 else 0, self.pt_seq_len)
         return self.rotary.cos_sin(pos, dtype, device)
 
-    def transform(self, hidden: torch.Tensor, rope, cache: KVCache | None = None) -> torch.Tensor:
-        """Causal transformer over hidden (B, S, C) at rope positions (S, D)."""
+    def transform(
+        self, hidden: torch.Tensor, rope, cache: KVCache | None = None, mask=None
+    ) -> torch.Tensor:
+        """Causal transformer over hidden (B, S, C) at rope positions (S, D); `mask` (S, S') where
+        the causal pattern alone does not say it (queries after cached keys)."""
+        causal = mask is None
         for i, block in enumerate(self.attn_blocks):
-            hidden = block(hidden, rope, causal=True, cache=cache, layer=i)
+            hidden = block(hidden, rope, causal=causal, mask=mask, cache=cache, layer=i)
         return hidden
 
     def head(self, hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -134,19 +147,26 @@ class FlowBlock(nn.Module):
         return z.to(x.dtype), -torch.log(scale)
 
     # ---- sampling ----------------------------------------------------------------------------------
-    def new_cache(self, batch: int, capacity: int, device, dtype) -> KVCache:
+    def new_cache(
+        self, batch: int, capacity: int, device, dtype, draft_dtype: torch.dtype | None = None
+    ) -> KVCache:
+        layers = len(self.attn_blocks)
         return KVCache(
-            len(self.attn_blocks), batch, self.heads, capacity, self.head_dim, device, dtype
+            layers, batch, self.heads, capacity, self.head_dim, device, dtype, draft_dtype
         )
 
     def step(
         self, inputs: torch.Tensor, cache: KVCache, rope_table
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Run `inputs` (B, n, C) at the next n cache positions (written, not committed)."""
-        start, end = cache.length, cache.length + inputs.size(1)
+        n = inputs.size(1)
+        start, end = cache.length, cache.length + n
         rope = (rope_table[0][start:end], rope_table[1][start:end])
-        hidden = self.proj_in(inputs.to(self.proj_in.weight.dtype))
-        return self.head(self.transform(hidden, rope, cache))
+        dtype = self.proj_in.weight.dtype
+        hidden = self.proj_in(inputs.to(dtype))
+        return self.head(
+            self.transform(hidden, rope, cache, step_mask(start, n, dtype, inputs.device))
+        )
 
     def prefill_text(self, y: torch.Tensor, cache: KVCache, rope_table) -> None:
         n = y.size(1)

@@ -28,7 +28,9 @@ class RMSNorm(nn.Module):
 class KVCache:
     """Keys (after rotation) and values of every layer of one flow block, preallocated.
 
-    Entries written past `length` are provisional (a Jacobi iterate) until `commit(n)`.
+    Entries written past `length` are provisional (a Jacobi iterate) until `commit(n)`. With a
+    `draft_dtype`, a second copy in that dtype serves a low-precision copy of the block: keys it
+    writes stay there, and committed entries are copied into it.
     """
 
     def __init__(
@@ -40,10 +42,14 @@ class KVCache:
         head_dim: int,
         device: torch.device | str,
         dtype: torch.dtype,
+        draft_dtype: torch.dtype | None = None,
     ) -> None:
         shape = (layers, batch, heads, capacity, head_dim)
         self.k = torch.zeros(shape, device=device, dtype=dtype)
         self.v = torch.zeros(shape, device=device, dtype=dtype)
+        self.draft: tuple[torch.Tensor, torch.Tensor] | None = None
+        if draft_dtype is not None:
+            self.draft = tuple(torch.zeros(shape, device=device, dtype=draft_dtype) for _ in "kv")
         self.length = 0
 
     @property
@@ -53,15 +59,23 @@ class KVCache:
     def write(
         self, layer: int, k: torch.Tensor, v: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Store k, v (B, H, n, D) after the committed entries; return all keys/values so far."""
+        """Store k, v (B, H, n, D) after the committed entries; return all keys/values so far
+        (from the draft copy when k has its dtype)."""
         end = self.length + k.size(2)
         if end > self.capacity:
             raise RuntimeError(f"KV cache overflow: {end} > {self.capacity}")
-        self.k[layer, :, :, self.length : end] = k
-        self.v[layer, :, :, self.length : end] = v
-        return self.k[layer, :, :, :end], self.v[layer, :, :, :end]
+        keys, values = self.k, self.v
+        if self.draft is not None and k.dtype == self.draft[0].dtype != keys.dtype:
+            keys, values = self.draft
+        keys[layer, :, :, self.length : end] = k
+        values[layer, :, :, self.length : end] = v
+        return keys[layer, :, :, :end], values[layer, :, :, :end]
 
     def commit(self, n: int) -> None:
+        if self.draft is not None and n > 0:
+            a, b = self.length, self.length + n
+            self.draft[0][:, :, :, a:b] = self.k[:, :, :, a:b]
+            self.draft[1][:, :, :, a:b] = self.v[:, :, :, a:b]
         self.length += n
 
     def reset(self) -> None:
@@ -106,13 +120,12 @@ class Attention(nn.Module):
         layer: int = 0,
     ) -> torch.Tensor:
         """x (B, S, C); rope cos/sin (S, D) for these S positions; with a cache, keys extend it;
-        `mask`: boolean (S, S') where True attends, or a FrameWindows pattern."""
+        `mask`: boolean (S, S') where True attends, additive float (S, S'), or FrameWindows."""
         b, s, _ = x.shape
-        q, k, v = (
-            self.qkv(self.norm(x)).view(b, s, 3, self.heads, self.head_dim).permute(2, 0, 3, 1, 4)
-        )
-        cos, sin = rope
-        q, k = rotate(q, cos, sin), rotate(k, cos, sin)  # (B, H, S, D)
+        qkv = self.qkv(self.norm(x)).view(b, s, 3, self.heads, self.head_dim)
+        qkv = qkv.permute(2, 0, 3, 1, 4)  # (3, B, H, S, D)
+        q, k = rotate(qkv[:2], *rope).unbind(0)  # queries and keys in one rotation
+        v = qkv[2]
         if cache is not None:
             k, v = cache.write(layer, k, v)
         if isinstance(mask, FrameWindows):

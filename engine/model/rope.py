@@ -50,12 +50,14 @@ class Rotary:
     def cos_sin(
         self, pos: torch.Tensor, dtype: torch.dtype, device
     ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Tables (S, head_dim) for `rotate`: cos, and sin negated at each pair's first entry."""
         a = self.angles(pos).to(device)
-        return a.cos().to(dtype), a.sin().to(dtype)
+        sign = torch.tensor([-1.0, 1.0], device=device).repeat(a.size(-1) // 2)
+        return a.cos().to(dtype), (a.sin() * sign).to(dtype)
 
 
-def rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Apply rotation to x (..., S, D) with pairs (x0, x1) -> (x0 cos - x1 sin, x1 cos + x0 sin)."""
-    x0, x1 = x.unflatten(-1, (-1, 2)).unbind(-1)
-    rot = torch.stack([-x1, x0], dim=-1).flatten(-2)
-    return x * cos + rot * sin
+def rotate(x: torch.Tensor, cos: torch.Tensor, signed_sin: torch.Tensor) -> torch.Tensor:
+    """Apply rotation to x (..., S, D) with pairs (x0, x1) -> (x0 cos - x1 sin, x1 cos + x0 sin),
+    given `Rotary.cos_sin`'s tables."""
+    swapped = x.unflatten(-1, (-1, 2)).flip(-1).flatten(-2)  # pairs (x1, x0)
+    return x * cos + swapped * signed_sin
