@@ -12,7 +12,7 @@ import sys
 
 from PySide6.QtCore import Qt, QTimer
 from PySide6.QtGui import QGuiApplication
-from PySide6.QtWidgets import QApplication
+from PySide6.QtWidgets import QApplication, QDialog
 
 from .settings import Settings, set_application_names
 from .theme import apply_dark_theme
@@ -99,6 +99,11 @@ def _quit_on_signals(app: QApplication, window) -> None:
 
 
 def quit_keeping_work(app: QApplication, window) -> None:
+    for _ in range(10):  # a question open now is closed unanswered (it would outlive quit())
+        box = QApplication.activeModalWidget()
+        if box is None:
+            break
+        box.reject() if isinstance(box, QDialog) else box.close()
     kept = window.studio.project.keep_for_restart()
     window.shutdown(clean=not kept)
     window.close()  # shut down already: closes without a question, also inside a dialog's loop

@@ -29,6 +29,7 @@ from app.commands import AddClip
 from app.project_io import ProjectIO
 from app.state.messages import MessageLog
 from app.state.project import PROJECT_FILE, load_project, save_project
+from app.state.recovery import RecoverySession
 from app.state.request import ClipRequest
 from app.state.timeline import Clip, Take, Timeline, new_id
 from app.tasks import TaskRunner
@@ -356,7 +357,7 @@ def test_two_crashed_projects_are_each_offered_in_turn(qtbot, tmp_path):
 def test_recovered_work_survives_the_project_given_on_the_command_line(qtbot, tmp_path):
     folder = tmp_path / "film"
     saved_project(qtbot, tmp_path, folder, 10)
-    saved_project(qtbot, tmp_path, tmp_path / "other", 5)
+    saved_project(qtbot, tmp_path / "o", tmp_path / "other", 5)
     a = editor(qtbot, tmp_path, folder)
     add_clip(a, 20)
     a.io.autosave()
@@ -375,11 +376,18 @@ def test_recovered_work_survives_the_project_given_on_the_command_line(qtbot, tm
 def test_a_signal_keeps_unsaved_work_in_the_autosave_and_gives_up_the_lock(qtbot, tmp_path):
     folder = tmp_path / "film"
     saved_project(qtbot, tmp_path, folder, 10)
+    saved_project(qtbot, tmp_path / "o", tmp_path / "other", 5)
     a = editor(qtbot, tmp_path, folder)
     add_clip(a, 20)  # not autosaved yet
     assert a.io.keep_for_restart()  # what SIGTERM / SIGHUP do (app/__main__.py)
     a.io.close(clean=False)
     assert not (folder / LOCK).exists()
+    o = editor(qtbot, tmp_path / "o")
+    o.io.open_project(tmp_path / "other")  # a lock taken for an open still in flight
+    assert (tmp_path / "other" / LOCK).exists()
+    assert not o.io.keep_for_restart()  # nothing unsaved
+    assert not (tmp_path / "other" / LOCK).exists()
+    close(o)
     b = editor(qtbot, tmp_path, folder, ask=True)
     assert b.io.dialogs.asked == ["Recover unsaved work?"] and values(b.timeline) == [10, 20]
     assert not said(b, "warning")  # no stale lock to take over
@@ -401,12 +409,24 @@ def test_a_signal_during_the_recovery_question_deletes_nothing(qtbot, tmp_path):
     close(c)
 
 
-def test_sigterm_ends_the_editor_with_status_0_and_no_lock_left(tmp_path):
-    """The real editor (`python -m app FOLDER`, offscreen) gets SIGTERM once it has the project."""
+def test_sigterm_during_the_recovery_question_ends_the_editor_with_status_0(tmp_path):
+    """The real editor (`python -m app FOLDER`, offscreen) gets SIGTERM while it asks whether to
+    recover a crashed editor's autosave: the box closes unanswered, the autosave stays."""
     folder = tmp_path / "film"
     t = Timeline()
     t.insert(0, Clip("c1", t.add_media(np.zeros((2, 48, 64, 3), np.uint8), "video").id, 0, 2))
     save_project(t.snapshot(), folder)
+    root = tmp_path / "data" / "STARFlow" / "STARFlow Studio" / "recovery"  # its AppData
+    crashed = RecoverySession(root)
+    crashed.autosave(t.snapshot(), folder, None)
+    crashed.close(clean=False)
+    gone = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    (crashed.folder / "lock.json").write_text(json.dumps({"pid": int(gone), "session": "x"}))
     env = {
         **os.environ,
         "PYTHONPATH": str(REPO),
@@ -422,18 +442,19 @@ def test_sigterm_ends_the_editor_with_status_0_and_no_lock_left(tmp_path):
         text=True,
     )
     try:
-        for _ in range(300):  # the lock appears once the editor has opened the project
-            if (folder / LOCK).exists() or run.poll() is not None:
+        for _ in range(300):  # its own recovery folder appears just before the question
+            if len(list(root.iterdir())) > 1 or run.poll() is not None:
                 break
             time.sleep(0.1)
-        assert (folder / LOCK).exists()
+        time.sleep(1.0)
         run.send_signal(signal.SIGTERM)
-        output = run.communicate(timeout=60)[0]
+        output = run.communicate(timeout=30)[0]
     finally:
         run.kill()
     assert run.returncode == 0, output
     assert "SIGTERM" in output and "Traceback" not in output
-    assert not (folder / LOCK).exists()
+    assert (crashed.folder / "state.json").is_file()  # still offered at the next start
+    assert not (folder / LOCK).exists() and list(root.iterdir()) == [crashed.folder]
 
 
 # ---- damaged project files ------------------------------------------------------------------------
