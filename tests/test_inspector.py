@@ -36,6 +36,7 @@ LONG_NAME = "Text: " + "a large red circle moves right and a small blue square b
 def editor(qtbot, tmp_path):
     ed = open_editor(qtbot, tmp_path)
     yield ed
+    qtbot.wait(20)  # deferred work of the views (a timeline scroll) runs while they exist
     close_editor(ed)
 
 
@@ -162,7 +163,9 @@ def test_extend_from_the_menu_after_an_edit_uses_the_scene_caption(qtbot, editor
     s.timeline.select(edited)
     w.inspector.frames.setValue(3)
     w.actions_.extend.trigger()  # Generate > Extend clip (Ctrl+Shift+X)
+    assert s.jobs.jobs, s.messages.latest("error").text  # before: the instruction was refused
     job = s.jobs.jobs[-1]
+    qtbot.waitUntil(lambda: job.state.finished, timeout=60_000)  # it ends before the views close
     assert job.record.prompt == "a small green square stays still on a gray background"
 
 
@@ -303,7 +306,10 @@ def test_a_dropped_image_waits_for_its_prompt(qtbot, editor, tmp_path):
     s.open_files([path])
     qtbot.waitUntil(lambda: s.draft.image is not None, timeout=10_000)
     qtbot.wait(100)
-    assert not s.jobs.jobs  # nothing started
+    started = list(s.jobs.jobs)
+    if started:  # the bug: let the job end here, not in closed views
+        qtbot.waitUntil(lambda: not s.busy, timeout=30_000)
+    assert not started  # nothing started
     assert s.draft.mode == "i2v" and ins.source_label.text() == "Start image: photo.png"
     assert ins.crop.isEnabled() and "cropped to 4:3" in ins.source_note.text()
 

@@ -373,12 +373,17 @@ class InspectorView(QWidget):
         self.extend_button.clicked.connect(self._extend)
         self.edit_button.clicked.connect(self.edit_requested)
         self.cancel_button.clicked.connect(self.cancel_requested)
-        # model -> view
-        d.events.changed.connect(self._on_draft)
-        self.timeline.events.selection.connect(lambda _id: self._refresh_buttons())
-        self.timeline.events.changed.connect(self._refresh_buttons)
-        self.jobs.events.updated.connect(lambda _job: self._refresh_buttons())
-        self.jobs.events.changed.connect(self._refresh_buttons)
+        # model -> view; the models outlive the view, so it disconnects when it is destroyed
+        links = [
+            (d.events.changed, self._on_draft),
+            (self.timeline.events.selection, lambda _id: self._refresh_buttons()),
+            (self.timeline.events.changed, self._refresh_buttons),
+            (self.jobs.events.updated, lambda _job: self._refresh_buttons()),
+            (self.jobs.events.changed, self._refresh_buttons),
+        ]
+        for event, callback in links:
+            event.connect(callback)
+        self.destroyed.connect(lambda: [event.disconnect(cb) for event, cb in links])
 
     # ---- view -> model ---------------------------------------------------------------------------
     def _write(self, **changes) -> None:
