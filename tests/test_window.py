@@ -314,7 +314,7 @@ def test_one_banner_at_a_time_with_a_count_and_a_real_icon(qtbot, ed):
     preview = w.preview.height()
     line = w.fontMetrics().lineSpacing()
     for i in range(5):
-        s.messages.warning(f"problem {i} " + "with a long explanation " * 10)
+        s.messages.warning(f"problem {i} " + "with a long explanation " * 40)
     qtbot.wait(50)
     assert area.height() <= one + 3 * line
     assert w.preview.height() >= preview - 3 * line

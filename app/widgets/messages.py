@@ -5,7 +5,15 @@ messages never squeezes the preview. Nothing blocks, so tests read the message l
 from __future__ import annotations
 
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QStyle, QToolButton, QWidget
+from PySide6.QtWidgets import (
+    QFrame,
+    QHBoxLayout,
+    QLabel,
+    QScrollArea,
+    QStyle,
+    QToolButton,
+    QWidget,
+)
 
 from ..state.messages import Message, MessageLog
 
@@ -14,7 +22,7 @@ ICONS = {
     "warning": QStyle.StandardPixmap.SP_MessageBoxWarning,
     "info": QStyle.StandardPixmap.SP_MessageBoxInformation,
 }
-MAX_LINES = 3  # a longer text scrolls inside the banner's label (its tooltip holds all of it)
+MAX_LINES = 3  # a longer text scrolls inside the banner
 
 
 class MessageArea(QWidget):
@@ -49,11 +57,19 @@ class MessageArea(QWidget):
         row = QHBoxLayout(self.banner)
         row.setContentsMargins(10, 6, 6, 6)
         row.addWidget(self.icon, 0, Qt.AlignmentFlag.AlignTop)
-        row.addWidget(self.label, 1)
+        self.text_box = QScrollArea()
+        self.text_box.setWidget(self.label)
+        self.text_box.setWidgetResizable(True)
+        self.text_box.setFrameShape(QFrame.Shape.NoFrame)
+        self.text_box.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.text_box.setStyleSheet(
+            "QScrollArea, QScrollArea > QWidget > QWidget { background: transparent; }"
+        )
+        row.addWidget(self.text_box, 1)
         for w in (self.count, self.older, self.newer, self.close_all, self.close_button):
             row.addWidget(w, 0, Qt.AlignmentFlag.AlignTop)
         line = self.label.fontMetrics().lineSpacing()
-        self.label.setMaximumHeight(MAX_LINES * line + 4)
+        self.max_text_height = MAX_LINES * line + 4
         log.events.added.connect(self._on_added)
         log.events.dismissed.connect(self._on_dismissed)
         self.setVisible(False)
@@ -119,13 +135,24 @@ class MessageArea(QWidget):
         self.icon.setPixmap(icon.pixmap(18, 18))
         self.icon.setToolTip(message.level)
         self.label.setText(message.text)
-        self.label.setToolTip(message.text)
+        self.text_box.verticalScrollBar().setValue(0)
+        self._fit_text()
         n = len(self.pending)
         self.count.setText(f"{self.index + 1} of {n}")
         for w in (self.count, self.older, self.newer, self.close_all):
             w.setVisible(n > 1)
         self.older.setEnabled(self.index > 0)
         self.newer.setEnabled(self.index < n - 1)
+
+    def _fit_text(self) -> None:
+        """The text box as tall as the text, up to MAX_LINES (then it scrolls)."""
+        width = max(self.text_box.width() - 14, 50)  # room for the scroll bar
+        self.text_box.setFixedHeight(min(self.label.heightForWidth(width), self.max_text_height))
+
+    def resizeEvent(self, event) -> None:
+        super().resizeEvent(event)
+        if self.current is not None:
+            self._fit_text()
 
     def texts(self) -> list[str]:
         """Every message waiting to be read, oldest first."""
