@@ -402,3 +402,23 @@ def test_the_seed_field_moves_only_as_its_mode_says(qtbot, editor):
     assert ins.seed.value() == seed  # Regenerate leaves the Seed field alone
     ins.takes.setValue(3)
     assert s.draft.takes == 3
+
+
+def test_a_closed_inspector_leaves_its_models(qtbot):
+    """The models outlive the view: once it is destroyed, their events no longer reach it."""
+    from PySide6.QtCore import QCoreApplication, QEvent
+
+    from app.state.draft import Draft
+    from app.state.jobs import JobQueue
+    from app.state.timeline import Timeline
+    from app.widgets.inspector import InspectorView
+
+    draft, timeline, jobs = Draft(), Timeline(), JobQueue()
+    before = len(draft.events.changed), len(jobs.events.updated)
+    view = InspectorView(draft, timeline, jobs)
+    assert len(draft.events.changed) > before[0]
+    view.deleteLater()
+    QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
+    assert (len(draft.events.changed), len(jobs.events.updated)) == before
+    draft.set(prompt="a red circle moves left on a black background")  # no deleted-object error
+    timeline.events.changed.emit()
