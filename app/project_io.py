@@ -256,7 +256,7 @@ class ProjectIO(QObject):
         if not folder or not (self.may_stop_jobs(doing) and self.may_replace_project(doing)):
             return
         folder = Path(folder)
-        mode, lock = "edit", None
+        mode, lock, why = "edit", None, "another editor has it"
         if is_project(folder):
             try:
                 lock = self._lock_for(folder)
@@ -264,9 +264,8 @@ class ProjectIO(QObject):
                 mode = self._ask_locked(exc)
                 if mode is None:
                     return
-            except EngineError as exc:  # a read-only folder, say: it opens read-only
-                self.messages.warning(f"{exc}: {folder.name} opens read-only")
-                mode = "read-only"
+            except EngineError as exc:  # a folder this user cannot write, say
+                mode, why = "read-only", str(exc)
 
         def done(loaded: Loaded) -> None:
             snap = loaded.timeline.snapshot()
@@ -281,8 +280,7 @@ class ProjectIO(QObject):
             self.settings.add_recent_project(folder)
             if mode == "read-only":
                 self.messages.info(
-                    f"Opened {folder.name} read-only: another editor has it;"
-                    " Save asks for a new folder"
+                    f"Opened {folder.name} read-only ({why}): Save asks for a new folder"
                 )
             else:
                 self.messages.info(f"Opened {folder.name}")

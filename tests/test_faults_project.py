@@ -170,6 +170,28 @@ def test_a_second_editor_gets_read_only_or_a_copy_and_never_drops_the_first_ones
     close(e)
 
 
+def test_a_project_whose_folder_cannot_be_locked_opens_read_only(qtbot, tmp_path, monkeypatch):
+    import app.project_io as project_io
+
+    folder = tmp_path / "film"
+    saved_project(qtbot, tmp_path, folder, 10)
+
+    def refuse(folder):
+        raise EngineError(f"cannot lock {folder}: Read-only file system")
+
+    monkeypatch.setattr(project_io.ProjectLock, "acquire", refuse)
+    a = editor(qtbot, tmp_path, folder)
+    assert (
+        a.io.read_only and values(a.timeline) == [10] and "Read-only file system" in said(a, "info")
+    )
+    close(a)
+    (folder / LOCK).mkdir()  # a folder where the lock file goes: taken as a damaged lock
+    monkeypatch.undo()
+    b = editor(qtbot, tmp_path, folder)
+    assert not b.io.read_only and json.loads((folder / LOCK).read_text())["pid"] == os.getpid()
+    close(b)
+
+
 def test_a_save_asks_before_overwriting_a_project_json_changed_on_disk(qtbot, tmp_path):
     """Another program (or an editor on another host, whose lock cannot be checked) writes
     project.json: the first editor no longer says saved, asks at close and before a save."""

@@ -12,6 +12,7 @@ stale too. A lock from another host is never taken over: its owner cannot be che
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -193,12 +194,10 @@ def _remove_if(path: Path, holder: LockInfo) -> bool:
         moved = _parse(aside.read_bytes())
     except OSError:
         moved = None
-    if moved is not None and moved.token != holder.token:  # a fresh lock: put it back
-        try:
+    fresh = moved is not None and moved.token != holder.token
+    if fresh:  # a lock made meanwhile: put it back
+        with contextlib.suppress(OSError):
             os.link(aside, path)
-        except OSError:
-            pass
+    with contextlib.suppress(OSError):  # (a folder of that name stays aside)
         aside.unlink(missing_ok=True)
-        return False
-    aside.unlink(missing_ok=True)
-    return True
+    return not fresh
