@@ -400,8 +400,14 @@ def test_the_seed_field_moves_only_as_its_mode_says(qtbot, editor):
     third = run_job(qtbot, editor, lambda: click(qtbot, ins.regenerate_button))
     assert s.timeline.clip(third).request.seed != seed
     assert ins.seed.value() == seed  # Regenerate leaves the Seed field alone
-    ins.takes.setValue(3)
-    assert s.draft.takes == 3
+    ins.takes.setValue(2)
+    assert s.draft.takes == 2
+    ins.seed_mode.setCurrentIndex(ins.seed_mode.findData("next"))
+    ins.seed.setValue(70)
+    click(qtbot, ins.generate_button)  # two takes: seeds 70 and 71, then the field shows 72
+    assert [j.record.seed for j in s.jobs.jobs[-2:]] == [70, 71]
+    assert ins.seed.value() == 72
+    qtbot.waitUntil(lambda: not s.busy, timeout=60_000)
 
 
 def test_a_closed_inspector_leaves_its_models(qtbot):
