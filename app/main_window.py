@@ -169,6 +169,8 @@ class MainWindow(FileDropMixin, QMainWindow):
         tv.trim_requested.connect(s.trim)
         tv.move_requested.connect(s.move_clip)
         preview.export_frame_requested.connect(s.export_frame)
+        preview.set_loop(s.settings.loop)
+        preview.actions.loop.toggled.connect(lambda on: setattr(s.settings, "loop", on))
         for view in (self, preview, tv, self.start_screen):
             view.files_dropped.connect(s.open_files)
         start = self.start_screen

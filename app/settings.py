@@ -164,6 +164,15 @@ class Settings:
         self._set("files/reopen_last", bool(on))
 
     @property
+    def loop(self) -> bool:
+        """Playback starts again at the end (the preview's loop toggle)."""
+        return self._get("playback/loop", True, _to_bool)
+
+    @loop.setter
+    def loop(self, on: bool) -> None:
+        self._set("playback/loop", bool(on))
+
+    @property
     def recovery_dir(self) -> Path:
         default = (
             Path(QStandardPaths.writableLocation(QStandardPaths.StandardLocation.AppDataLocation))

@@ -130,6 +130,7 @@ def test_jkl_shuttle_and_loop(qtbot, ed):
     p.play()
     qtbot.waitUntil(lambda: not p.playing, timeout=3000)  # stops at the last frame
     assert s.timeline.playhead == 8
+    assert not s.settings.loop  # kept for the next start
 
 
 def test_zoom_one_to_one_and_fullscreen(qtbot, ed):
