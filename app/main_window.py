@@ -181,7 +181,7 @@ class MainWindow(FileDropMixin, QMainWindow):
         s.project_changed.connect(self.update_start_screen)
         s.live_frame.connect(lambda *_: self.update_start_screen())
         s.timeline.events.changed.connect(self.update_start_screen)
-        s.draft.events.changed.connect(lambda _name: self.update_start_screen())
+        s.draft.events.changed.connect(lambda name: name == "image" and self.update_start_screen())
 
     def _dock(self, title: str, widget: QWidget, area: Qt.DockWidgetArea) -> QDockWidget:
         dock = QDockWidget(title, self)
@@ -426,7 +426,7 @@ class MainWindow(FileDropMixin, QMainWindow):
         if not idle:
             self.start_screen_done = True
         show = idle and not self.start_screen_done
-        if show:
+        if show and self.pages.currentWidget() is not self.start_screen:
             self.start_screen.set_recent(s.settings.recent_projects)
             self.start_screen.set_reopen(s.settings.reopen_last)
         self.pages.setCurrentWidget(self.start_screen if show else self.preview)
