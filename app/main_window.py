@@ -1,6 +1,8 @@
-"""The main window: preview (centre), timeline (bottom), inspector and job queue (right),
-menus with the keyboard shortcuts, status bar. Each view gets the models it shows; this window
-wires the views' requests and the studio's signals together. Every action calls a Studio method."""
+"""The main window: preview (centre; the start screen in its place until a project is open or
+anything is made), timeline (under the preview), inspector and job queue (right, the full height),
+menus with the keyboard shortcuts, Help > Keyboard shortcuts, status bar. Each view gets the models
+it shows; this window wires the views' requests and the studio's signals together. Every action
+calls a Studio method or a view's."""
 
 from __future__ import annotations
 
@@ -75,6 +77,7 @@ class MainWindow(FileDropMixin, QMainWindow):
         super().__init__(parent)
         self.studio = studio
         self._closed = False
+        self.start_screen_done = False  # once the user acts, the start screen does not return
         self.model_manager: ModelManagerDialog | None = None
         self.setWindowTitle("STARFlow Studio[*]")
         self.setMinimumSize(960, 640)
@@ -124,7 +127,6 @@ class MainWindow(FileDropMixin, QMainWindow):
         self._restore_state()
         self.click_focus = ClickFocus(self, self.preview.canvas)
         QApplication.instance().installEventFilter(self.click_focus)
-        self.start_screen_done = False  # once the user acts, the start screen does not return
         self.update_start_screen()
 
     def _fit_to_screen(self) -> None:
