@@ -121,8 +121,8 @@ def test_selecting_a_clip_keeps_the_typed_prompt_and_offers_the_clips(qtbot, edi
     assert ins.prompt.toPlainText() == other and s.draft.prompt == other
     qtbot.keyClick(ins.prompt, Qt.Key.Key_Down)
     assert ins.prompt.toPlainText() == PROMPT
-    ins._fill_history()
-    labels = [a.toolTip() for a in ins.history_menu.actions()]
+    ins.prompt_panel.fill_history_menu()
+    labels = [a.toolTip() for a in ins.prompt_panel.history_menu.actions()]
     assert labels[:2] == [other, PROMPT]  # newest first
     # a prompt that was generated is not "unsent": the next selection shows the clip's prompt
     type_prompt(qtbot, editor, other)
@@ -198,7 +198,7 @@ def test_off_grammar_text_is_refused_while_typing_with_the_reason(qtbot, editor)
 def test_the_word_picker_builds_only_valid_prompts_and_lists_the_words(qtbot, editor):
     s, ins = editor.studio, editor.window.inspector
     assert ins.build.isVisible()
-    builder = ins.open_builder()
+    builder = ins.prompt_panel.open_builder()
     qtbot.addWidget(builder)
     text = " ".join(label.text() for label in builder.findChildren(QLabel))
     for word in ("magenta", "triangle", "bounces around", "navy"):
@@ -216,7 +216,7 @@ def test_the_word_picker_builds_only_valid_prompts_and_lists_the_words(qtbot, ed
     assert ins.prompt.toPlainText() == expected == s.draft.prompt
     assert ins.generate_button.isEnabled()
     s.draft.set(mode="v2v")
-    builder = ins.open_builder()
+    builder = ins.prompt_panel.open_builder()
     qtbot.addWidget(builder)
     builder.verb.setCurrentIndex(builder.verb.findData("make"))
     builder.new_colour.setCurrentIndex(builder.new_colour.findData("green"))

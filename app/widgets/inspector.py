@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import random
 
-from PySide6.QtCore import QSize, Qt, Signal
-from PySide6.QtGui import QPainter, QPixmap, QTextCursor
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QPixmap
 from PySide6.QtWidgets import (
     QComboBox,
     QDoubleSpinBox,
@@ -19,12 +19,10 @@ from PySide6.QtWidgets import (
     QGridLayout,
     QHBoxLayout,
     QLabel,
-    QMenu,
     QPushButton,
     QScrollArea,
     QSizePolicy,
     QSpinBox,
-    QToolButton,
     QVBoxLayout,
     QWidget,
 )
@@ -34,18 +32,10 @@ from engine.api import ModelInfo
 from ..images import crop_note, to_qimage
 from ..state.draft import FIELDS, MAX_TAKES, Draft
 from ..state.jobs import JobQueue, JobState
-from ..state.prompt_grammar import (
-    describe,
-    next_words,
-    prompt_problem,
-    scene_caption,
-    template_preview,
-)
+from ..state.prompt_grammar import prompt_problem, scene_caption
 from ..state.prompt_history import PromptHistory
 from ..state.timeline import Timeline
-from ..theme import DIM, ERROR, SUCCESS
-from .prompt_builder import PromptBuilder
-from .prompt_edit import PromptEdit
+from .prompt_panel import ElidedLabel, PromptPanel, tool_button
 
 MODES = [
     ("t2v", "Text → video"),
@@ -53,12 +43,6 @@ MODES = [
     ("v2v", "Edit (v2v)"),
     ("extend", "Extend"),
 ]
-PLACEHOLDERS = {
-    "t2v": "a small red circle moves left on a black background",
-    "i2v": "describe the motion, e.g. a large blue square moves right on a white background",
-    "v2v": "an instruction, e.g. remove the red circle",
-    "extend": "what happens next (empty: the clip's scene)",
-}
 SEED_MODES = [
     ("fixed", "Lock", "Every job uses the seed shown"),
     ("next", "+1 per job", "The seed shown is used, then steps by one for the next job"),
@@ -75,47 +59,6 @@ CROP_LABELS = [
     ("fit", "Whole image (bars)"),
 ]
 GENERIC_IMAGE_NAME = "start image"  # the name a selected clip's start image is given
-
-
-class ElidedLabel(QLabel):
-    """One line of text, elided on the right to the width it is given (never wider than its
-    layout allows); the whole text is its tooltip."""
-
-    def __init__(self, text: str = "", parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self._full = ""
-        self.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
-        self.setText(text)
-
-    def setText(self, text: str) -> None:  # noqa: N802 - Qt override
-        self._full = text
-        self.setToolTip(text if text else "")
-        super().setText(text)
-        self.update()
-
-    def text(self) -> str:
-        return self._full
-
-    def minimumSizeHint(self) -> QSize:  # noqa: N802 - Qt override
-        return QSize(0, super().minimumSizeHint().height())
-
-    def sizeHint(self) -> QSize:  # noqa: N802 - Qt override
-        return QSize(min(super().sizeHint().width(), 200), super().sizeHint().height())
-
-    def paintEvent(self, _event) -> None:  # noqa: N802 - Qt override
-        painter = QPainter(self)
-        rect = self.contentsRect()
-        shown = self.fontMetrics().elidedText(self._full, Qt.TextElideMode.ElideRight, rect.width())
-        painter.setPen(self.palette().color(self.foregroundRole()))
-        painter.drawText(
-            rect, int(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter), shown
-        )
-
-
-def _tool(text: str, tip: str) -> QToolButton:
-    button = QToolButton(text=text, toolTip=tip)
-    button.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextOnly)
-    return button
 
 
 class InspectorView(QWidget):
@@ -142,7 +85,6 @@ class InspectorView(QWidget):
         self.history = history or PromptHistory(draft, timeline, jobs)
         self.info: ModelInfo | None = None
         self._updating = False
-        self._builder: PromptBuilder | None = None
         self.setMinimumWidth(280)
         self._make_widgets()
         self._make_layout()
@@ -166,23 +108,14 @@ class InspectorView(QWidget):
         )
         for key, label in MODES:
             self.mode.addItem(label, key)
-        self.prompt = PromptEdit()
-        self.prompt.setFixedHeight(62)
-        self.prompt.setToolTip(
-            "The prompt (a caption, or an edit instruction in Edit mode); Ctrl+Space: the words"
-            " that may come next (demo); Up / Down at the first / last line: earlier prompts"
-        )
-        self.verdict = ElidedLabel("")
-        self.build = _tool("Words…", "Build a prompt from the words the demo model knows")
-        self.history_button = _tool("History", "Earlier prompts of this project (also Up / Down)")
-        self.history_button.setPopupMode(QToolButton.ToolButtonPopupMode.InstantPopup)
-        self.history_menu = QMenu(self.history_button)
-        self.history_button.setMenu(self.history_menu)
-        self.use_offer = _tool("Clip's prompt", "")
+        self.prompt_panel = PromptPanel(self.draft, self.timeline, self.history)
+        panel = self.prompt_panel
+        self.prompt, self.verdict, self.use_offer = panel.prompt, panel.verdict, panel.use_offer
+        self.build, self.history_button = panel.build, panel.history_button
         self.seed = QSpinBox(toolTip="The seed of the next job")
         self.seed.setRange(0, 2**31 - 1)
-        self.dice = _tool("Random", "Pick a random seed")
-        self.clip_seed = _tool("Clip's", "Use the selected clip's seed")
+        self.dice = tool_button("Random", "Pick a random seed")
+        self.clip_seed = tool_button("Clip's", "Use the selected clip's seed")
         self.seed_mode = QComboBox(
             toolTip="How the Seed field moves after a job used it; selecting a clip or "
             "Regenerate never changes it"
@@ -261,14 +194,6 @@ class InspectorView(QWidget):
         mode_row.addWidget(self.mode, 1)
         mode_row.addWidget(self.build)
         mode_row.addWidget(self.history_button)
-        verdict_row = QHBoxLayout()
-        verdict_row.setSpacing(4)
-        verdict_row.addWidget(self.verdict, 1)
-        verdict_row.addWidget(self.use_offer)
-        prompt_col = QVBoxLayout()
-        prompt_col.setSpacing(2)
-        prompt_col.addWidget(self.prompt)
-        prompt_col.addLayout(verdict_row)
 
         seed_row = QHBoxLayout()
         seed_row.addWidget(self.seed, 2)
@@ -298,7 +223,7 @@ class InspectorView(QWidget):
         form.setRowWrapPolicy(QFormLayout.RowWrapPolicy.DontWrapRows)
         form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
         form.addRow("Mode", mode_row)
-        form.addRow("Prompt", prompt_col)
+        form.addRow("Prompt", self.prompt_panel)
         form.addRow("Seed", seed_row)
         sampling_row = QHBoxLayout()
         sampling_row.addWidget(self.guidance, 2)
@@ -349,9 +274,6 @@ class InspectorView(QWidget):
         d = self.draft
         # view -> model
         self.mode.currentIndexChanged.connect(lambda _i: self._write(mode=self.mode.currentData()))
-        self.prompt.textChanged.connect(self._on_typed)
-        self.prompt.recall_requested.connect(self.recall)
-        self.prompt.refused.connect(self._show_refusal)
         self.seed.valueChanged.connect(lambda v: self._write(seed=v))
         self.seed_mode.currentIndexChanged.connect(
             lambda _i: self._write(seed_mode=self.seed_mode.currentData())
@@ -364,9 +286,6 @@ class InspectorView(QWidget):
         self.crop.currentIndexChanged.connect(lambda _i: self._recrop())
         self.dice.clicked.connect(lambda: d.set(seed=random.randrange(2**31)))
         self.clip_seed.clicked.connect(self._use_clip_seed)
-        self.build.clicked.connect(self.open_builder)
-        self.history_menu.aboutToShow.connect(self._fill_history)
-        self.use_offer.clicked.connect(self.take_offer)
         self.open_image.clicked.connect(self.open_image_requested)
         self.generate_button.clicked.connect(self.generate_requested)
         self.regenerate_button.clicked.connect(self.regenerate_requested)
@@ -389,68 +308,6 @@ class InspectorView(QWidget):
     def _write(self, **changes) -> None:
         if not self._updating:
             self.draft.set(**changes)
-
-    def _on_typed(self) -> None:
-        if not self._updating:
-            self.history.reset()
-            self.draft.type_prompt(self.prompt.toPlainText())
-
-    def put_prompt(self, text: str) -> None:
-        """Replace the prompt as the user would (one undo step in the box); the text it held is
-        kept in the history."""
-        self.history.stash(self.draft.prompt)
-        self.prompt.replace_text(text)
-        self.prompt.setFocus()
-
-    def recall(self, step: int) -> None:
-        """Up / Down: an older (-1) or newer (+1) prompt of this project."""
-        text = self.history.recall(step)
-        if text is not None:
-            self._updating = True
-            try:
-                self.prompt.replace_text(text)
-            finally:
-                self._updating = False
-            self.draft.type_prompt(text)
-            self.prompt.moveCursor(QTextCursor.MoveOperation.End)
-
-    def take_offer(self) -> None:
-        """Use the selected clip's prompt (and mode); the typed one stays in the history."""
-        r = self._selected_request()
-        if r is not None:
-            self.history.stash(self.draft.prompt)
-            self.draft.set(mode=r.mode, prompt=r.prompt)
-
-    def _selected_request(self):
-        clip = self.timeline.clip(self.timeline.selected)
-        return clip.request if clip is not None else None
-
-    def open_builder(self) -> PromptBuilder:
-        """The demo's word picker for the current mode (a caption or an edit instruction)."""
-        if self._builder is not None:
-            self._builder.close()
-        self._builder = PromptBuilder(self.draft.mode, self)
-        self._builder.chosen.connect(self.put_prompt)
-        self._builder.finished.connect(self._builder.deleteLater)
-        self._builder.destroyed.connect(lambda: setattr(self, "_builder", None))
-        self._builder.show()
-        return self._builder
-
-    def _fill_history(self) -> None:
-        menu = self.history_menu
-        menu.clear()
-        entries = self.history.entries()[::-1]
-        for text in entries[:30]:
-            label = text if len(text) <= 60 else text[:57] + "…"
-            action = menu.addAction(label.replace("&", "&&"))
-            action.setToolTip(text)
-            action.triggered.connect(lambda _=False, t=text: self.put_prompt(t))
-        if not entries:
-            menu.addAction("No prompts yet in this project").setEnabled(False)
-        menu.setToolTipsVisible(True)
-
-    def _next_words(self, before: str) -> list[str]:
-        return next_words(self.draft.mode, before)
 
     def _use_clip_seed(self) -> None:
         clip = self.timeline.clip(self.timeline.selected)
@@ -479,15 +336,12 @@ class InspectorView(QWidget):
             d = self.draft
             if name == "mode":
                 self.mode.setCurrentIndex(self.mode.findData(d.mode))
-                self.prompt.setPlaceholderText(PLACEHOLDERS[d.mode])
                 self.frames.setEnabled(d.mode != "v2v")
                 self._length_steps()
                 self._refresh_source()
-                self._refresh_verdict()
+                self._refresh_prompt()
             elif name == "prompt":
-                if self.prompt.toPlainText() != d.prompt:
-                    self.prompt.replace_text(d.prompt)
-                self._refresh_verdict()
+                self._refresh_prompt()
             elif name == "seed":
                 self.seed.setValue(d.seed)
                 self._refresh_buttons()
@@ -502,7 +356,7 @@ class InspectorView(QWidget):
             elif name == "takes":
                 self.takes.setValue(d.takes)
             elif name == "demo_grammar":
-                self._refresh_verdict()
+                self._refresh_prompt()
             elif name in ("image", "clip"):
                 if name == "image" and d.image is not None and d.image.original is not None:
                     self.prompt.setFocus()  # a new start image: write its prompt next
@@ -511,36 +365,9 @@ class InspectorView(QWidget):
         finally:
             self._updating = was
 
-    def _refresh_offer(self) -> None:
-        """ "Use clip's prompt" shows while the selected clip's prompt is not the one in the box."""
-        r = self._selected_request()
-        offer = r is not None and (r.prompt != self.draft.prompt or r.mode != self.draft.mode)
-        self.use_offer.setVisible(offer)
-        if offer:
-            self.use_offer.setToolTip(
-                f"Put the selected clip's prompt in the box: {r.prompt!r} (yours stays in History)"
-            )
-
-    def _show_refusal(self, text: str) -> None:
-        self._set_verdict(text, ERROR)
-
-    def _refresh_verdict(self) -> None:
-        d = self.draft
-        text = describe(d.mode, d.prompt, d.demo_grammar)
-        bad = prompt_problem(d.mode, d.prompt, d.demo_grammar) is not None
-        if not d.prompt.strip():
-            colour = DIM
-        else:
-            colour = ERROR if bad else SUCCESS
-        if not d.demo_grammar and self.info is not None and (not bad or not d.prompt.strip()):
-            fps, w, h = self.info.fps, self.info.width, self.info.height
-            text += " · the model reads: " + template_preview(d.prompt, fps, w, h, d.mode)
-        self._set_verdict(text, colour)
+    def _refresh_prompt(self) -> None:
+        self.prompt_panel.show_prompt()
         self._refresh_buttons()
-
-    def _set_verdict(self, text: str, colour: str) -> None:
-        self.verdict.setText(text)
-        self.verdict.setStyleSheet(f"color: {colour};")
 
     def preferred_height(self) -> int:
         """The height that shows the whole form and the buttons without scrolling, in every mode
@@ -560,12 +387,9 @@ class InspectorView(QWidget):
         self.info = info
         own = f" ({info.temperature:g})" if info is not None else ""
         self.temperature.setSpecialValueText(f"Model default{own}")
-        demo = info is not None and not info.name.startswith("STARFlow-V")
-        self.build.setVisible(demo)
-        self.prompt.complete_words = self._next_words if demo else None
-        self.draft.set(demo_grammar=demo)
+        self.prompt_panel.show_model(info)
         self._length_steps()
-        self._refresh_verdict()
+        self._refresh_buttons()
 
     def _length_steps(self) -> None:
         """Length counts what the job makes: the clip's frames, or in Extend the new frames (a
@@ -677,7 +501,7 @@ class InspectorView(QWidget):
             else f"Not yet: {mode_problem}"
         )
         made = clip is not None and clip.request is not None
-        self._refresh_offer()
+        self.prompt_panel.refresh()
         self.regenerate_button.setEnabled(made)
         self.clip_seed.setVisible(made and clip.request.seed != d.seed)
         if made:
