@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import numbers
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
@@ -26,11 +27,19 @@ TASK_PREFIX = {"t2v": "", "i2v": "", "v2v": "(v2v) ", "extend": "(extend) "}
 
 _ids = itertools.count(1)
 MAX_SEED = 2**62  # seeds (plus per-segment offsets) stay within torch's 64-bit generator seeds
+MAX_GUIDANCE = 20.0  # guidance weights above this overflow the guided product to NaN long before
+MAX_TEMPERATURE = 10.0  # noise scales above this only give saturated frames
+MAX_PROMPT_CHARS = 2000  # the 7B reads at most 256 tokens, the demo 23 words
 
 
 def valid_temperature(t: float) -> bool:
-    """A usable sampling temperature: finite and positive."""
-    return math.isfinite(t) and t > 0
+    """A usable sampling temperature: finite, positive and at most MAX_TEMPERATURE."""
+    return math.isfinite(t) and 0 < t <= MAX_TEMPERATURE
+
+
+def valid_guidance(w: float) -> bool:
+    """A usable guidance weight: finite, from 0 (none) to MAX_GUIDANCE."""
+    return math.isfinite(w) and 0 <= w <= MAX_GUIDANCE
 
 
 class EngineError(RuntimeError):
@@ -73,10 +82,21 @@ class GenerateRequest:
             raise EngineError(f"{self.mode} needs a source clip")
         if self.frames < 0 or (self.frames == 0 and self.mode != "v2v"):
             raise EngineError(f"frames must be positive, got {self.frames}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, numbers.Integral):
+            raise EngineError(f"seed must be an integer, got {self.seed!r}")
         if not 0 <= self.seed <= MAX_SEED:
             raise EngineError(f"seed must be an integer from 0 to {MAX_SEED}, got {self.seed}")
         if self.temperature is not None and not valid_temperature(self.temperature):
-            raise EngineError(f"temperature must be a positive number, got {self.temperature}")
+            raise EngineError(
+                f"temperature must be a positive number up to {MAX_TEMPERATURE:g}, "
+                f"got {self.temperature}"
+            )
+        if not valid_guidance(self.guidance):
+            raise EngineError(f"guidance must be from 0 to {MAX_GUIDANCE:g}, got {self.guidance}")
+        if len(self.prompt) > MAX_PROMPT_CHARS:
+            raise EngineError(
+                f"prompt too long: {len(self.prompt):,} characters (at most {MAX_PROMPT_CHARS:,})"
+            )
 
     @property
     def text(self) -> str:

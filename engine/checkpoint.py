@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import re
+import struct
+import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -39,8 +43,63 @@ def expected_manifest(cfg: FlowConfig) -> dict[str, tuple[int, ...]]:
     return shapes
 
 
+MAX_HEADER = 100_000_000  # bytes of a safetensors JSON header (the format's own limit)
+
+
+def safetensors_header(path: str | Path) -> dict[str, dict]:
+    """A .safetensors file's header, checked: a JSON object of tensors, each with a dtype, a
+    shape of whole numbers and data_offsets inside the file. EngineError naming the file and the
+    first tensor or field that is wrong."""
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+        with path.open("rb") as f:
+            head = f.read(8)
+            n = struct.unpack("<Q", head)[0] if len(head) == 8 else -1
+            if not 2 <= n <= min(MAX_HEADER, size - 8):
+                raise EngineError(f"{path.name} is not a safetensors file or is truncated")
+            header = json.loads(f.read(n))
+    except OSError as exc:
+        raise EngineError(f"cannot read model file {path}: {exc.strerror or exc}") from exc
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise EngineError(f"{path.name}: the safetensors header is not valid JSON") from exc
+    if not isinstance(header, dict):
+        raise EngineError(
+            f"{path.name}: the safetensors header is a JSON {type(header).__name__}, not an object"
+        )
+    data = size - 8 - n
+    for name, entry in header.items():
+        if name == "__metadata__":
+            continue
+        if not isinstance(entry, dict):
+            raise EngineError(f"{path.name}: tensor {name!r} is not described by an object")
+        for field in ("dtype", "shape", "data_offsets"):
+            if field not in entry:
+                raise EngineError(f"{path.name}: tensor {name!r} has no {field}")
+        shape, offsets = entry["shape"], entry["data_offsets"]
+        if not isinstance(shape, list) or not all(_count(d) for d in shape):
+            raise EngineError(f"{path.name}: tensor {name!r} has a bad shape {shape!r}")
+        if (
+            not isinstance(offsets, list)
+            or len(offsets) != 2
+            or not all(_count(o) for o in offsets)
+            or not offsets[0] <= offsets[1] <= data
+        ):
+            raise EngineError(
+                f"{path.name} is truncated or corrupt: tensor {name!r} has data_offsets "
+                f"{offsets!r} outside the file's {data} bytes of data"
+            )
+    return header
+
+
+def _count(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
 def open_state_dict(path: str | Path) -> Mapping[str, torch.Tensor]:
-    """Lazily open a .safetensors file, or a .pth state dict with weights_only=True (memory-mapped)."""
+    """Lazily open a .safetensors file (its header checked first), or a .pth state dict with
+    weights_only=True (memory-mapped when it is in the zip format; an old-format file is read
+    whole)."""
     path = Path(path)
     if not path.is_file():
         raise EngineError(f"model file not found: {path}")
@@ -48,10 +107,12 @@ def open_state_dict(path: str | Path) -> Mapping[str, torch.Tensor]:
         if path.suffix == ".safetensors":
             from safetensors import safe_open
 
+            safetensors_header(path)
             handle = safe_open(str(path), framework="pt")
             return {k: handle.get_slice(k) for k in handle.keys()}  # noqa: SIM118
         if path.suffix in (".pth", ".pt", ".bin"):
-            state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+            mmap = zipfile.is_zipfile(path)  # torch's legacy format cannot be memory-mapped
+            state = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
             if not isinstance(state, Mapping):
                 raise EngineError(f"{path.name} is not a state dict (found {type(state).__name__})")
             return (
@@ -74,6 +135,23 @@ def _tensor(t) -> torch.Tensor:
     return t[:] if hasattr(t, "get_shape") else t
 
 
+def non_tensors(state: Mapping[str, object]) -> list[str]:
+    """The names in a state dict whose values are not tensors (a step count, optimizer state)."""
+    return sorted(
+        k for k, v in state.items() if not (hasattr(v, "get_shape") or isinstance(v, torch.Tensor))
+    )
+
+
+def check_finite(tensors: Mapping[str, torch.Tensor], source: str = "") -> None:
+    """EngineError naming the first tensors holding NaN or infinity (they give black frames)."""
+    bad = [k for k, t in tensors.items() if t.is_floating_point() and not torch.isfinite(t).all()]
+    if bad:
+        where = f"{source}: " if source else ""
+        raise EngineError(
+            f"{where}NaN or infinite values in {len(bad)} tensor(s): {', '.join(bad[:4])}"
+        )
+
+
 def load_into(model: StarFlow, state: Mapping[str, torch.Tensor], prefix: str = "") -> None:
     """Copy tensors named as the reference into `model`, one at a time, in the model's dtype.
 
@@ -82,6 +160,9 @@ def load_into(model: StarFlow, state: Mapping[str, torch.Tensor], prefix: str = 
     """
     own = model.state_dict()
     given = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+    odd = non_tensors(given)
+    if odd:
+        raise EngineError(f"not tensors ({len(odd)}): {', '.join(odd[:8])}")
     skipped = sorted(k for k in given if DEPRECATED.match(k))
     given = {k: v for k, v in given.items() if not DEPRECATED.match(k)}
     missing = sorted(set(own) - set(given))
@@ -107,6 +188,7 @@ def load_into(model: StarFlow, state: Mapping[str, torch.Tensor], prefix: str = 
     with torch.no_grad():
         for name, target in own.items():
             target.copy_(_tensor(given[name]).to(target.dtype))
+    check_finite(own)
 
 
 def build_model(
@@ -131,14 +213,38 @@ def build_model(
 
 
 def convert_to_safetensors(src: str | Path, dst: str | Path | None = None) -> Path:
-    """Write a .pth state dict as .safetensors (deprecated buffers dropped), atomically."""
+    """Write a .pth state dict as .safetensors (deprecated buffers dropped), atomically.
+
+    EngineError (nothing written, no temporary left) where the output is the input, the state
+    dict holds anything but tensors, or the folder is missing, read-only or full."""
     from safetensors.torch import save_file
+
+    from .media import disk_error, same_file, temp_beside, user_mode
 
     src = Path(src)
     dst = Path(dst) if dst else src.with_suffix(".safetensors")
+    if same_file(src, dst):
+        raise EngineError(f"--out {dst} is the checkpoint being converted; choose another name")
+    if not dst.parent.is_dir():
+        raise EngineError(f"folder not found: {dst.parent}")
     state = open_state_dict(src)
+    odd = non_tensors(state)
+    if odd:
+        raise EngineError(
+            f"{src.name} holds entries that are not tensors ({len(odd)}): {', '.join(odd[:8])}"
+        )
     tensors = {k: _tensor(v).contiguous() for k, v in state.items() if not DEPRECATED.match(k)}
-    tmp = dst.with_name(dst.name + ".part")
-    save_file(tensors, str(tmp))
-    tmp.replace(dst)
+    tmp = None
+    try:
+        tmp = temp_beside(dst)
+        save_file(tensors, str(tmp))
+        user_mode(tmp)  # safetensors writes its files 0600
+        os.replace(tmp, dst)
+    except OSError as exc:
+        raise disk_error(exc, dst) from exc
+    except Exception as exc:  # safetensors reports a failed write as its own error
+        raise EngineError(f"cannot write {dst}: {exc}") from exc
+    finally:
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)
     return dst

@@ -14,81 +14,174 @@ when complete. Bad input exits with status 2 and a one-line message.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import math
+import os
+import signal
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .api import TASK_PREFIX, Cancelled, EngineError, GenerateRequest
+from .api import (
+    MAX_GUIDANCE,
+    MAX_PROMPT_CHARS,
+    MAX_SEED,
+    MAX_TEMPERATURE,
+    TASK_PREFIX,
+    Cancelled,
+    EngineError,
+    GenerateRequest,
+    valid_guidance,
+    valid_temperature,
+)
+from .limits import MAX_FRAMES
 
 log = logging.getLogger("engine.cli")
 JOB_FIELDS = {"prompt", "image", "video", "frames", "seed", "cfg", "temperature", "out"}
+EXACT_FLOAT = 2**53  # from here floats skip integers: a float seed there is refused
 
 
 def _number(job: dict[str, Any], key: str, kind: type, default: Any) -> Any:
-    """job[key] as a finite int / float (`default` where absent or null); EngineError otherwise."""
+    """job[key] as a finite int (exact: JSON integers and digit strings as written) or float
+    (`default` where absent or null); EngineError naming the field otherwise."""
     value = job.get(key)
     if value is None:
         return default
-    try:
-        if isinstance(value, bool) or not isinstance(value, int | float | str):
-            raise ValueError
-        number = float(value)
-        if not math.isfinite(number) or (kind is int and not number.is_integer()):
-            raise ValueError
-    except ValueError:
-        wanted = "an integer" if kind is int else "a number"
-        raise EngineError(f"{key} must be {wanted}, got {value!r}") from None
-    return int(number) if kind is int else number
+    wanted = "an integer" if kind is int else "a number"
+    number: int | float | None = None
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        number = None
+    elif kind is float:
+        with contextlib.suppress(ValueError, OverflowError):
+            number = float(value)
+    elif isinstance(value, int):
+        number = value
+    elif isinstance(value, str):
+        with contextlib.suppress(ValueError):
+            number = int(value.strip())
+    elif value.is_integer():
+        if abs(value) >= EXACT_FLOAT:
+            raise EngineError(
+                f"{key} {value!r} is a float at or above 2^53, where floats skip integers: "
+                "write it as an integer or a string of digits"
+            )
+        number = int(value)
+    if number is None or (kind is float and not math.isfinite(number)):
+        raise EngineError(f"{key} must be {wanted}, got {value!r}")
+    return number
 
 
-def request_from(job: dict[str, Any], pipeline) -> GenerateRequest:
-    """A job (CLI flags or one JSONL line) -> GenerateRequest; the task follows the inputs/prefix."""
-    from . import media
+@dataclass(frozen=True)
+class Job:
+    """A job's fields, each of its type and in range (checked before any job runs)."""
 
+    prompt: str
+    image: str | None = None
+    video: str | None = None
+    frames: int = 0
+    seed: int = 0
+    cfg: float | None = None
+    temperature: float | None = None
+    out: str | None = None
+
+
+def _path_field(job: dict[str, Any], key: str) -> str | None:
+    value = job.get(key)
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise EngineError(f"{key} must be a file name, got {value!r}")
+    return value
+
+
+def parse_job(job: dict[str, Any]) -> Job:
+    """A job (CLI flags or one JSONL line) checked field by field: types, ranges, the prompt's
+    length, input files present. EngineError naming the first bad field."""
     unknown = set(job) - JOB_FIELDS
     if unknown:
         raise EngineError(f"unknown job field(s): {', '.join(sorted(unknown))}")
-    prompt = str(job.get("prompt") or "").strip()
+    prompt = job.get("prompt")
+    if prompt is not None and not isinstance(prompt, str):
+        raise EngineError(f"prompt must be text, got {prompt!r}")
+    prompt = (prompt or "").strip()
     if not prompt:
         raise EngineError("a prompt is required")
-    frames = _number(job, "frames", int, 0)
-    seed, cfg = _number(job, "seed", int, 0), _number(job, "cfg", float, pipeline.info.guidance)
-    temperature = _number(job, "temperature", float, None)
+    if len(prompt) > MAX_PROMPT_CHARS:
+        raise EngineError(
+            f"prompt too long: {len(prompt):,} characters (at most {MAX_PROMPT_CHARS:,})"
+        )
+    frames, seed = _number(job, "frames", int, 0), _number(job, "seed", int, 0)
+    cfg, temperature = _number(job, "cfg", float, None), _number(job, "temperature", float, None)
+    if not 0 <= frames <= MAX_FRAMES:
+        raise EngineError(
+            f"frames must be positive (0: the model's clip length) and at most {MAX_FRAMES}, "
+            f"got {frames}"
+        )
+    if not 0 <= seed <= MAX_SEED:
+        raise EngineError(f"seed must be an integer from 0 to {MAX_SEED}, got {seed}")
+    if cfg is not None and not valid_guidance(cfg):
+        raise EngineError(f"cfg must be from 0 to {MAX_GUIDANCE:g}, got {cfg}")
+    if temperature is not None and not valid_temperature(temperature):
+        raise EngineError(
+            f"temperature must be a positive number up to {MAX_TEMPERATURE:g}, got {temperature}"
+        )
+    image, video = _path_field(job, "image"), _path_field(job, "video")
+    for key, name in (("image", image), ("video", video)):
+        if name is not None and not Path(name).is_file():
+            raise EngineError(f"{key} not found: {name}")
+    out = job.get("out")
+    if out is not None and (not isinstance(out, str) or not out.strip()):
+        raise EngineError(f"out must be a file name, got {out!r}")
+    return Job(prompt, image, video, frames, seed, cfg, temperature, out)
+
+
+def request_from(job: dict[str, Any] | Job, pipeline) -> GenerateRequest:
+    """A job -> GenerateRequest; the task follows the inputs/prefix; limits checked before the
+    inputs are read or anything is generated."""
+    from . import media
+    from .limits import check_request
+
+    if not isinstance(job, Job):
+        job = parse_job(job)
+    prompt, frames, mode = job.prompt, job.frames, "t2v"
+    cfg = pipeline.info.guidance if job.cfg is None else job.cfg
     image = video = None
-    mode = "t2v"
     for name in ("v2v", "extend"):
         if prompt.startswith(TASK_PREFIX[name]):
             mode, prompt = name, prompt[len(TASK_PREFIX[name]) :]
-    if job.get("image"):
+    if job.image:
         if mode != "t2v":
             raise EngineError("--image goes with a plain caption (image to video)")
-        image, mode = media.read_image(job["image"]), "i2v"
-    if job.get("video"):
-        video, _ = media.read_video(job["video"])
-        if mode == "t2v":
-            mode = "extend"
-    elif mode in ("v2v", "extend"):
+        mode = "i2v"
+    if not job.video and mode in ("v2v", "extend"):
         raise EngineError(f"a {mode} prompt needs --video")
-    if frames < 0:
-        raise EngineError(f"frames must be positive (0: the model's clip length), got {frames}")
+    if frames:
+        check_request(pipeline, frames)
+    if job.image:
+        image = media.read_image(job.image)
+    if job.video:
+        video, _ = media.read_video(job.video)
+        mode = "extend" if mode == "t2v" else mode
     if frames == 0:
         frames = len(video) if mode == "v2v" else pipeline.info.train_frames
     snapped = pipeline.snap_frames(frames, mode)
     if snapped != frames:
         log.warning("%d frames asked: this model's video codec makes %d", frames, snapped)
         frames = snapped
+    check_request(pipeline, frames, 0 if video is None else len(video))
     return GenerateRequest(
         prompt=prompt,
         mode=mode,
         frames=frames,
-        seed=seed,
+        seed=job.seed,
         guidance=cfg,
-        temperature=temperature,
+        temperature=job.temperature,
         image=image,
         video=video,
     )
@@ -131,8 +224,64 @@ def render(
     return written
 
 
+# ---- outputs against inputs --------------------------------------------------------------------
+def _model_files(args: argparse.Namespace) -> list[tuple[str, Path]]:
+    """The files a model option reads: a bundle JSON and its weights, a checkpoint, parts."""
+    from .demo.bundle import DEMO_MODEL
+
+    model = Path(args.model) if args.model else DEMO_MODEL
+    files = [("--model", model)]
+    if model.suffix in (".json", ".safetensors", ".pth"):
+        files += [("--model", model.with_suffix(s)) for s in (".json", ".safetensors")]
+    for flag in ("config", "text_encoder", "vae"):
+        value = getattr(args, flag, None)
+        if value:
+            files.append((f"--{flag.replace('_', '-')}", Path(value)))
+    return files
+
+
+def check_output(out: Path, inputs: list[tuple[str, Path]], what: str = "--out") -> None:
+    """Refuse an output that is one of the inputs (by path, or by inode: a hard link)."""
+    from .media import same_file
+
+    for flag, path in inputs:
+        if same_file(out, path):
+            raise EngineError(f"{what} {out} is the {flag} input: it would be overwritten")
+
+
+def batch_outputs(
+    jobs: list[Job], out_dir: Path, inputs: list[tuple[str, Path]]
+) -> tuple[list[Path], list[str]]:
+    """Each job's output inside `out_dir`, and the problems: a path outside it (absolute, or
+    through ..), one of the inputs, or an output two jobs share."""
+    root, outs, problems, seen = out_dir.resolve(), [], [], {}
+    for n, job in enumerate(jobs, 1):
+        name = job.out or f"job_{n:04d}.mp4"
+        out = out_dir / name
+        outs.append(out)
+        try:
+            inside = out.resolve()
+            if Path(name).is_absolute() or inside == root or not inside.is_relative_to(root):
+                raise EngineError(f"out {name!r} is not a file inside --out-dir {out_dir}")
+            own = [(k, Path(v)) for k, v in (("image", job.image), ("video", job.video)) if v]
+            check_output(out, inputs + own, "out")
+            key = out.resolve()
+            if key in seen:
+                raise EngineError(f"out {name!r} is also job {seen[key]}'s output")
+            seen[key] = n
+        except EngineError as exc:
+            problems.append(f"job {n}: {exc}")
+    return outs, problems
+
+
+# ---- commands -------------------------------------------------------------------------------------
 def _load(args: argparse.Namespace):
+    from .checkpoint import safetensors_header
     from .registry import load_pipeline
+
+    model = Path(args.model) if args.model else None
+    if model is not None and model.suffix == ".safetensors" and model.is_file():
+        safetensors_header(model)  # a damaged header is named here, whichever family reads it
 
     return load_pipeline(
         args.model,
@@ -151,37 +300,86 @@ def _load(args: argparse.Namespace):
 
 
 def cmd_generate(args: argparse.Namespace) -> None:
+    job = parse_job(
+        {
+            "prompt": args.prompt,
+            "image": args.image,
+            "video": args.video,
+            "frames": args.frames,
+            "seed": args.seed,
+            "cfg": args.cfg,
+            "temperature": args.temperature,
+        }
+    )
+    out = Path(args.out)
+    inputs = [(f, Path(v)) for f, v in (("--image", args.image), ("--video", args.video)) if v]
+    check_output(out, inputs + _model_files(args))
+    if not out.parent.is_dir():
+        raise EngineError(f"folder not found: {out.parent}")
     pipeline = _load(args)
-    job = {
-        "prompt": args.prompt,
-        "image": args.image,
-        "video": args.video,
-        "frames": args.frames,
-        "seed": args.seed,
-        "cfg": args.cfg,
-        "temperature": args.temperature,
-    }
-    render(pipeline, request_from(job, pipeline), Path(args.out))
+    render(pipeline, request_from(job, pipeline), out)
+
+
+def read_batch(path: Path) -> tuple[list[Job], list[str]]:
+    """A JSONL batch file's jobs, and its problems (line by line, each naming the line)."""
+    try:
+        lines = path.read_text().splitlines()
+    except UnicodeDecodeError as exc:
+        raise EngineError(f"{path} is not a text file of JSON lines") from exc
+    jobs, problems = [], []
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            job = json.loads(line)
+        except json.JSONDecodeError as exc:
+            problems.append(f"{path.name}:{n}: not valid JSON ({exc.msg})")
+            continue
+        if not isinstance(job, dict):
+            problems.append(f"{path.name}:{n}: each line must be a JSON object")
+            continue
+        try:
+            jobs.append(parse_job(job))
+        except EngineError as exc:
+            problems.append(f"{path.name}:{n}: {exc}")
+    return jobs, problems
+
+
+def _refuse(problems: list[str]) -> None:
+    """Log every problem but the last, which is raised: nothing has run."""
+    for problem in problems[:-1]:
+        log.error("error: %s", problem)
+    more = f" ({len(problems)} problems)" if len(problems) > 1 else ""
+    raise EngineError(f"{problems[-1]}{more}; no job was run")
 
 
 def cmd_batch(args: argparse.Namespace) -> None:
-    lines = Path(args.jobs).read_text().splitlines()
-    jobs = []
-    for n, line in enumerate(lines, 1):
-        if line.strip():
-            try:
-                jobs.append(json.loads(line))
-            except json.JSONDecodeError as exc:
-                raise EngineError(f"{args.jobs}:{n}: not valid JSON ({exc.msg})") from exc
-            if not isinstance(jobs[-1], dict):
-                raise EngineError(f"{args.jobs}:{n}: each line must be a JSON object")
+    from .limits import check_request
+
+    batch = Path(args.jobs)
+    jobs, problems = read_batch(batch)
     out_dir = Path(args.out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    inputs = [("batch file", batch)] + _model_files(args)
+    outs, out_problems = batch_outputs(jobs, out_dir, inputs)
+    problems += out_problems
+    if problems:
+        _refuse(problems)
+    if not jobs:
+        raise EngineError(f"{batch} holds no jobs")
     pipeline = _load(args)
-    failures = 0
+    limits = []
     for n, job in enumerate(jobs, 1):
-        out = out_dir / (job.get("out") or f"job_{n:04d}.mp4")
         try:
+            check_request(pipeline, job.frames or pipeline.info.train_frames)
+        except EngineError as exc:
+            limits.append(f"job {n}: {exc}")
+    if limits:
+        _refuse(limits)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    failures = 0
+    for n, (job, out) in enumerate(zip(jobs, outs, strict=True), 1):
+        try:
+            out.parent.mkdir(parents=True, exist_ok=True)
             render(pipeline, request_from(job, pipeline), out)
         except EngineError as exc:
             failures += 1
@@ -274,6 +472,7 @@ def parser() -> argparse.ArgumentParser:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    ap.add_argument("--debug", action="store_true", help="show tracebacks of unexpected errors")
     sub = ap.add_subparsers(dest="command", required=True)
 
     def models_dir(p: argparse.ArgumentParser) -> None:
@@ -367,15 +566,67 @@ def parser() -> argparse.ArgumentParser:
     return ap
 
 
+class Terminated(BaseException):  # noqa: N818 - reads as an event, like KeyboardInterrupt
+    """SIGTERM or SIGHUP arrived: unwinds the run as Ctrl-C does (temporary files removed)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+@contextlib.contextmanager
+def ending_signals() -> Iterator[None]:
+    """SIGTERM and SIGHUP raise Terminated in the main thread while the block runs."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum, _frame) -> None:
+        raise Terminated(signum)
+
+    names = [s for s in ("SIGTERM", "SIGHUP") if hasattr(signal, s)]
+    old = {name: signal.signal(getattr(signal, name), stop) for name in names}
+    try:
+        yield
+    finally:
+        for name, handler in old.items():
+            signal.signal(getattr(signal, name), handler)
+
+
+def _one_line(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.strerror and exc.filename:
+        return f"{exc.filename}: {exc.strerror}"
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run a command; status 0 done, 2 bad input (one line on stderr), 130 / 143 / 129 stopped
+    by Ctrl-C / SIGTERM / SIGHUP, 1 an unexpected error (its traceback with --debug)."""
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     args = parser().parse_args(argv)
+    debug = args.debug or os.environ.get("STARFLOW_DEBUG") == "1"
     try:
-        args.func(args)
+        with ending_signals():
+            args.func(args)
     except (EngineError, OSError) as exc:
-        log.error("error: %s", exc)
+        log.error("error: %s", _one_line(exc))
+        return 2
+    except MemoryError:
+        log.error("error: out of memory: try fewer frames or a smaller model")
         return 2
     except (KeyboardInterrupt, Cancelled):
         log.error("cancelled")
         return 130
+    except Terminated as exc:
+        log.error("stopped by %s; nothing half-written was kept", exc)
+        return 128 + exc.signum
+    except Exception as exc:
+        if debug:
+            raise
+        log.error(
+            "error: unexpected %s: %s (run with --debug for the traceback)",
+            type(exc).__name__,
+            _one_line(exc),
+        )
+        return 1
     return 0

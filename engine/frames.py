@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-
 import cv2
 import numpy as np
 
@@ -22,10 +20,14 @@ def fit_frame(image: np.ndarray, width: int, height: int) -> np.ndarray:
     if img.shape[2] != 3:
         raise EngineError(f"expected 3 colour channels, got {img.shape[2]}")
     h, w = img.shape[:2]
+    # crop the source to the frame's aspect first, then resize the crop: the same picture as
+    # resizing to cover and cropping, without ever making an image larger than the frame (a
+    # 1 x 1,000,000 strip covering a 64 x 48 frame would be 64 x 64,000,000 before its crop)
     scale = max(width / w, height / h)
-    nw, nh = max(width, math.ceil(w * scale - 1e-6)), max(height, math.ceil(h * scale - 1e-6))
-    if (nw, nh) != (w, h):
+    cw, ch = min(w, max(1, round(width / scale))), min(h, max(1, round(height / scale)))
+    top, left = (h - ch) // 2, (w - cw) // 2
+    img = img[top : top + ch, left : left + cw]
+    if (cw, ch) != (width, height):
         interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
-        img = cv2.resize(img, (nw, nh), interpolation=interp)
-    top, left = (nh - height) // 2, (nw - width) // 2
-    return np.ascontiguousarray(img[top : top + height, left : left + width])
+        img = cv2.resize(np.ascontiguousarray(img), (width, height), interpolation=interp)
+    return np.ascontiguousarray(img)

@@ -16,9 +16,9 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import secrets
 import struct
-import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
@@ -82,21 +82,109 @@ def _webp_size(data: bytes) -> tuple[int, int]:
     raise EngineError("corrupt or truncated WebP header")
 
 
+def _png_has_end(data: bytes) -> bool:
+    """Whether the PNG's chunks reach an IEND chunk (bytes after it are ignored, as viewers do)."""
+    pos = 8
+    while pos + 8 <= len(data):
+        length = int.from_bytes(data[pos : pos + 4], "big")
+        if data[pos + 4 : pos + 8] == b"IEND":
+            return True
+        pos += 12 + length  # length, type, data, CRC
+    return False
+
+
+def _jpeg_markers(data: bytes) -> Iterator[tuple[int, int, int]]:
+    """(marker, segment start, segment length) of a JPEG's header segments, up to the first scan."""
+    i = 2
+    while i + 4 <= len(data):
+        if data[i] != 0xFF:
+            raise EngineError("corrupt JPEG header")
+        marker = data[i + 1]
+        if marker == 0xFF:  # fill byte
+            i += 1
+            continue
+        if 0xD0 <= marker <= 0xD9 or marker == 0x01:  # markers without a length
+            i += 2
+            continue
+        length = struct.unpack(">H", data[i + 2 : i + 4])[0]
+        yield marker, i + 4, length - 2
+        if marker == 0xDA:  # start of scan: entropy-coded data follows
+            return
+        i += 2 + length
+
+
+def _jpeg_has_end(data: bytes) -> bool:
+    """Whether an end-of-image marker follows the first scan (bytes after it are ignored). The
+    entropy-coded data cannot hold FF D9 (its FF bytes are stuffed), an EXIF thumbnail before the
+    scan can, so the search starts at the scan."""
+    scan = next((start for marker, start, _ in _jpeg_markers(data) if marker == 0xDA), None)
+    return scan is not None and data.find(b"\xff\xd9", scan) >= 0
+
+
+def jpeg_orientation(data: bytes) -> int:
+    """The EXIF orientation (1..8) of a JPEG, 1 where it has none or it cannot be read."""
+    try:
+        for marker, start, length in _jpeg_markers(data):
+            if marker == 0xE1 and data[start : start + 6] == b"Exif\x00\x00":
+                return _tiff_orientation(data[start + 6 : start + length])
+    except (EngineError, struct.error):
+        pass
+    return 1
+
+
+def _tiff_orientation(tiff: bytes) -> int:
+    order = {b"II": "<", b"MM": ">"}.get(tiff[:2])
+    if order is None or len(tiff) < 8:
+        return 1
+    ifd = struct.unpack(order + "I", tiff[4:8])[0]
+    count = struct.unpack(order + "H", tiff[ifd : ifd + 2])[0]
+    for k in range(count):
+        entry = tiff[ifd + 2 + 12 * k : ifd + 14 + 12 * k]
+        tag, kind = struct.unpack(order + "HH", entry[:4])
+        if tag == 0x0112 and kind == 3:  # Orientation, a SHORT held in the value field
+            value = struct.unpack(order + "H", entry[8:10])[0]
+            return value if 1 <= value <= 8 else 1
+    return 1
+
+
+def orient(img: np.ndarray, orientation: int) -> np.ndarray:
+    """An image as stored -> as shown, for an EXIF orientation 1..8 (6: the phone held upright)."""
+    if orientation in (5, 6, 7, 8):
+        img = img.transpose(1, 0, 2)  # 5 as is; 6, 7, 8 are 5 flipped
+        if orientation == 6:
+            img = img[:, ::-1]
+        elif orientation == 7:
+            img = img[::-1, ::-1]
+        elif orientation == 8:
+            img = img[::-1]
+    elif orientation == 2:
+        img = img[:, ::-1]
+    elif orientation == 3:
+        img = img[::-1, ::-1]
+    elif orientation == 4:
+        img = img[::-1]
+    return img
+
+
 def _looks_complete(kind: str, data: bytes) -> bool:
     """Cheap end-of-file checks: decoders silently grey-fill some truncated files."""
     if kind == "png":
-        return b"IEND" in data[-32:]
+        return _png_has_end(data)
     if kind == "jpeg":
-        return b"\xff\xd9" in data[-64:]
+        return _jpeg_has_end(data)
     return len(data) >= 8 + int.from_bytes(data[4:8], "little")  # webp: RIFF size
 
 
 def read_image(path: str | Path) -> np.ndarray:
-    """A PNG / JPEG / WebP file -> (H, W, 3) uint8 RGB (alpha dropped, 16-bit reduced to 8).
+    """A PNG / JPEG / WebP file -> (H, W, 3) uint8 RGB (alpha dropped, 16-bit reduced to 8), a
+    JPEG turned as its EXIF orientation says.
 
-    Raises EngineError for missing, unsupported, corrupt, truncated or huge (> MAX_PIXELS,
-    checked from the header before decoding) files."""
+    Raises EngineError for missing, unsupported, corrupt, truncated, huge (> MAX_PIXELS) or
+    extremely narrow (sides over MAX_ASPECT to 1) files, the size checked from the header before
+    decoding."""
     import cv2
+
+    from .limits import check_aspect
 
     path = Path(path)
     if path.suffix.lower() not in IMAGE_TYPES:
@@ -114,9 +202,13 @@ def read_image(path: str | Path) -> np.ndarray:
         )
     if w < 1 or h < 1 or not _looks_complete(kind, data):
         raise EngineError(f"{path.name} is not a readable image (corrupt or truncated)")
-    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    check_aspect(w, h, path.name)
+    flags = cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION  # turned here, the same everywhere
+    img = cv2.imdecode(np.frombuffer(data, np.uint8), flags)
     if img is None or img.shape[:2] != (h, w):
         raise EngineError(f"{path.name} is not a readable image (corrupt or truncated)")
+    if kind == "jpeg":
+        img = orient(img, jpeg_orientation(data))
     return np.ascontiguousarray(img[:, :, ::-1])
 
 
@@ -164,6 +256,18 @@ def read_video(path: str | Path, max_frames: int | None = None) -> tuple[np.ndar
     return np.stack(frames), fps
 
 
+def same_file(a: str | Path, b: str | Path) -> bool:
+    """Whether two paths name one file: the same path once resolved, or the same inode (a hard
+    link, another mount of it)."""
+    a, b = Path(a), Path(b)
+    try:
+        if a.resolve() == b.resolve():
+            return True
+        return os.path.samefile(a, b)
+    except (OSError, RuntimeError):
+        return False
+
+
 def disk_error(exc: OSError, path: str | Path) -> EngineError:
     """An OSError while writing `path` -> a one-line EngineError (full disk named as such)."""
     if getattr(exc, "errno", None) == errno.ENOSPC:
@@ -171,10 +275,35 @@ def disk_error(exc: OSError, path: str | Path) -> EngineError:
     return EngineError(f"cannot write {path}: {getattr(exc, 'strerror', None) or exc}")
 
 
-def _temp_beside(path: Path) -> Path:
-    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    os.close(fd)
-    return Path(name)
+def current_umask() -> int:
+    """The process's umask (read from /proc where it can be, so that it is never changed)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def user_mode(path: Path) -> None:
+    """Give a file written by a library that makes it 0600 the mode the umask gives new files."""
+    os.chmod(path, 0o666 & ~current_umask())
+
+
+def temp_beside(path: Path) -> Path:
+    """A new empty file `.<name>.<random>.part` beside `path`, created with the user's umask
+    (as the final file would be; mkstemp's would be 0600)."""
+    for _ in range(100):
+        tmp = path.parent / f".{path.name}.{secrets.token_hex(4)}.part"
+        try:
+            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+        except FileExistsError:
+            continue
+        return tmp
+    raise FileExistsError(errno.EEXIST, "no free temporary name", str(path.parent))
 
 
 def _fsync(path: Path) -> None:
@@ -208,7 +337,7 @@ class VideoWriter:
         if not self.path.parent.is_dir():
             raise EngineError(f"folder not found: {self.path.parent}")
         try:
-            self.tmp = _temp_beside(self.path)
+            self.tmp = temp_beside(self.path)
             self.container = av.open(
                 str(self.tmp), mode="w", format="mp4", options={"movflags": "use_metadata_tags"}
             )
@@ -225,6 +354,9 @@ class VideoWriter:
         except OSError as exc:
             self._cleanup()
             raise disk_error(exc, self.path) from exc
+        except BaseException:  # a signal or Ctrl-C while opening: no temporary is left
+            self._cleanup()
+            raise
 
     def write(self, frames: np.ndarray) -> None:
         """Append frames: (n, H, W, 3) or (H, W, 3) uint8 RGB at the writer's size."""
@@ -298,7 +430,7 @@ def atomic_write(path: str | Path, write: Callable[[BinaryIO], object]) -> None:
     path = Path(path)
     tmp: Path | None = None
     try:
-        tmp = _temp_beside(path)
+        tmp = temp_beside(path)
         with open(tmp, "wb") as f:
             write(f)
             f.flush()

@@ -109,7 +109,7 @@ def test_bad_inputs_exit_2_and_write_nothing(tmp_path, caplog):
     assert not out.exists()
     err = caplog.text
     assert "not a readable image" in err and "image not found" in err and "does not know" in err
-    assert "temperature must be a positive number, got 0.0" in err
+    assert "temperature must be a positive number up to 10, got 0.0" in err
     assert "seed must be an integer from 0 to" in err and "got -1" in err
     assert f"got {2**64}" in err and "frames must be positive" in err
 
@@ -137,11 +137,13 @@ def test_batch_loads_once_and_reports_failed_jobs(tmp_path):
 
 
 def test_batch_jobs_take_a_temperature_and_refuse_bad_numbers(tmp_path, caplog):
-    """A job's numbers must be numbers: a bad one fails that job with a message, never the batch
-    with a traceback; a job's temperature is used and recorded."""
+    """A job's numbers must be numbers: every bad one is named with its line and field before
+    any job runs (nothing is written), never a traceback; a job's temperature is used and
+    recorded."""
     ok = "a small blue square stays still on a white background"
+    good = {"prompt": ok, "frames": 2, "temperature": 0.3, "out": "cool.mp4"}
     jobs = [
-        {"prompt": ok, "frames": 2, "temperature": 0.3, "out": "cool.mp4"},
+        good,
         {"prompt": ok, "frames": 2, "seed": "abc", "out": "s.mp4"},
         {"prompt": ok, "frames": 2.5, "out": "f.mp4"},
         {"prompt": ok, "frames": 2, "temperature": "warm", "out": "t.mp4"},
@@ -150,18 +152,19 @@ def test_batch_jobs_take_a_temperature_and_refuse_bad_numbers(tmp_path, caplog):
     ]
     (tmp_path / "jobs.jsonl").write_text("\n".join(json.dumps(j) for j in jobs))
     assert main(["batch", str(tmp_path / "jobs.jsonl"), "--out-dir", str(tmp_path / "out")]) == 2
-    frames, meta = decode(tmp_path / "out" / "cool.mp4")
-    assert len(frames) == 2 and meta["temperature"] == "0.3"
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["cool.mp4"]
+    assert not (tmp_path / "out").exists()
     for message in (
-        "seed must be an integer, got 'abc'",
-        "frames must be an integer, got 2.5",
-        "temperature must be a number, got 'warm'",
-        "temperature must be a positive number, got -1.0",
-        "cfg must be a number, got True",
-        "5 of 6 jobs failed",
+        "jobs.jsonl:2: seed must be an integer, got 'abc'",
+        "jobs.jsonl:3: frames must be an integer, got 2.5",
+        "jobs.jsonl:4: temperature must be a number, got 'warm'",
+        "jobs.jsonl:5: temperature must be a positive number up to 10, got -1.0",
+        "jobs.jsonl:6: cfg must be a number, got True (5 problems); no job was run",
     ):
         assert message in caplog.text
+    (tmp_path / "jobs.jsonl").write_text(json.dumps(good))
+    assert main(["batch", str(tmp_path / "jobs.jsonl"), "--out-dir", str(tmp_path / "out")]) == 0
+    frames, meta = decode(tmp_path / "out" / "cool.mp4")
+    assert len(frames) == 2 and meta["temperature"] == "0.3"
 
 
 def test_batch_jobs_sample_with_their_own_seeds(tmp_path):

@@ -33,7 +33,15 @@ from typing import TextIO
 
 import numpy as np
 
-from engine.api import EngineError, GenerateRequest
+from engine.api import (
+    MAX_GUIDANCE,
+    MAX_SEED,
+    MAX_TEMPERATURE,
+    EngineError,
+    GenerateRequest,
+    valid_guidance,
+    valid_temperature,
+)
 
 from .captions import parse_instruction, random_edit
 from .pipeline import V2V_NULLS, through_chain
@@ -458,6 +466,48 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return ap.parse_args(argv)
 
 
+def check_args(args: argparse.Namespace) -> None:
+    """EngineError naming the option where a number is out of range or --json cannot be
+    written (checked before anything is evaluated)."""
+    from engine.media import temp_beside
+
+    for flag, value, low in (
+        ("--n", args.n, 1),
+        ("--long", args.long, 1),
+        ("--long-frames", args.long_frames, TRAIN_FRAMES),
+        ("--threads", args.threads, 0),
+        ("--seed", args.seed, 0),
+    ):
+        if value < low:
+            raise EngineError(f"{flag} must be at least {low}, got {value}")
+    if args.seed > MAX_SEED:
+        raise EngineError(f"--seed must be at most {MAX_SEED}, got {args.seed}")
+    if not valid_guidance(args.guidance):
+        raise EngineError(f"--guidance must be from 0 to {MAX_GUIDANCE:g}, got {args.guidance}")
+    if args.temperature is not None and not valid_temperature(args.temperature):
+        raise EngineError(
+            f"--temperature must be a positive number up to {MAX_TEMPERATURE:g}, "
+            f"got {args.temperature}"
+        )
+    if args.json is not None:
+        if not args.json.parent.is_dir():
+            raise EngineError(f"--json: folder not found: {args.json.parent}")
+        try:
+            temp_beside(args.json).unlink()
+        except OSError as exc:
+            raise EngineError(
+                f"--json: cannot write in {args.json.parent}: {exc.strerror}"
+            ) from exc
+
+
+def write_json(path: Path, results: dict[str, TaskResult]) -> None:
+    """Every case, atomically (an EngineError leaves any earlier file as it was)."""
+    from engine.media import atomic_write
+
+    text = json.dumps({k: asdict(v) for k, v in results.items()}, indent=1) + "\n"
+    atomic_write(path, lambda f: f.write(text.encode()))
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(
@@ -467,6 +517,11 @@ def main(argv: list[str] | None = None) -> int:
     unknown = set(tasks) - set(TASKS)
     if unknown:
         sys.stderr.write(f"unknown task(s): {', '.join(sorted(unknown))}\n")
+        return 2
+    try:
+        check_args(args)
+    except EngineError as exc:
+        sys.stderr.write(f"error: {exc}\n")
         return 2
     import torch
 
@@ -492,17 +547,21 @@ def main(argv: list[str] | None = None) -> int:
         except ValueError as exc:
             sys.stderr.write(f"--{key.replace('_', '-')}: {exc}\n")
             return 2
-    results = evaluate(
-        pipeline,
-        args.n,
-        args.long,
-        args.long_frames,
-        args.guidance,
-        args.seed,
-        tasks,
-        args.truth_only,
-        None if args.quiet else Progress(sys.stderr),
-    )
+    try:
+        results = evaluate(
+            pipeline,
+            args.n,
+            args.long,
+            args.long_frames,
+            args.guidance,
+            args.seed,
+            tasks,
+            args.truth_only,
+            None if args.quiet else Progress(sys.stderr),
+        )
+    except EngineError as exc:
+        sys.stderr.write(f"error: {exc}\n")
+        return 2
     name = "ground truth only" if pipeline is None else pipeline.info.name
     sys.stdout.write(f"Shapes world evaluation: {name}\n\n{table(results, args.long_frames)}\n")
     sys.stdout.write(f"\nWhere clips fail (model / ground truth):\n\n{breakdown(results)}\n")
@@ -517,9 +576,11 @@ def main(argv: list[str] | None = None) -> int:
             f"\nFrames showing the caption, % of clips, by frame (model):\n\n{frames}\n"
         )
     if args.json is not None:
-        args.json.write_text(
-            json.dumps({k: asdict(v) for k, v in results.items()}, indent=1) + "\n"
-        )
+        try:
+            write_json(args.json, results)
+        except EngineError as exc:
+            sys.stderr.write(f"error: --json: {exc}\n")
+            return 2
     return 0
 
 
