@@ -115,6 +115,12 @@ def test_jkl_shuttle_and_loop(qtbot, ed):
     assert p.playing and p.rate == 1
     key_to_focus(qtbot, Qt.Key.Key_L)
     assert p.rate == 2 and p.play_timer.interval() < round(1000 / s.timeline.fps)
+    key_to_focus(qtbot, Qt.Key.Key_L)
+    key_to_focus(qtbot, Qt.Key.Key_L)
+    assert (
+        p.rate == 8 and p.frames_per_tick == 2
+    )  # 8 x 16 fps: 60 paints a second, every other frame
+    assert p.play_timer.interval() >= 1000 // 60
     key_to_focus(qtbot, Qt.Key.Key_K)
     assert not p.playing
     s.timeline.set_playhead(5)

@@ -23,6 +23,7 @@ from .canvas import FIT, FullscreenPreview, PreviewCanvas
 log = logging.getLogger(__name__)
 
 SHUTTLE_SPEEDS = (1, 2, 4, 8)  # J / L pressed again: faster, as editors do
+MAX_TICKS = 60  # playback repaints per second at most
 
 
 class PreviewView(QWidget):
@@ -45,7 +46,8 @@ class PreviewView(QWidget):
         self.timeline, self.jobs, self.draft = timeline, jobs, draft
         self.live_job: int | None = None
         self.showing_start = False  # the draft's start image, until the user seeks or plays
-        self.rate = 1  # frames per tick and direction (J/L shuttle)
+        self.rate = 1  # speed and direction (J/L shuttle): 1 = forwards at the timeline's fps
+        self.frames_per_tick = 1
         self.loop = True
         self.fullscreen: FullscreenPreview | None = None
         self.canvas = PreviewCanvas(self)
@@ -225,8 +227,10 @@ class PreviewView(QWidget):
             t.set_playhead(0)
         elif rate < 0 and t.playhead <= 0:
             t.set_playhead(t.duration - 1)
-        interval = round(1000 / max(t.fps, 1) / abs(rate))
-        self.play_timer.start(max(1, interval))
+        frames_per_s = max(t.fps, 1) * abs(rate)
+        ticks_per_s = min(frames_per_s, MAX_TICKS)  # faster: frames are skipped, not painted
+        self.frames_per_tick = max(1, round(frames_per_s / ticks_per_s))
+        self.play_timer.start(max(1, round(1000 / ticks_per_s)))
         self.play_button.setIcon(self._icon("SP_MediaPause"))
         self._show_timeline_frame()
 
@@ -259,7 +263,7 @@ class PreviewView(QWidget):
     def _tick(self) -> None:
         t = self.timeline
         last = t.duration - 1
-        frame = t.playhead + (1 if self.rate > 0 else -1)
+        frame = t.playhead + (self.frames_per_tick if self.rate > 0 else -self.frames_per_tick)
         if 0 <= frame <= last:
             t.set_playhead(frame)
         elif self.loop:
