@@ -25,6 +25,7 @@ from app.images import load_start_image
 from app.state.prompt_grammar import MAX_PROMPT_CHARS
 from app.state.request import ClipRequest, SourceRef
 from app.state.timeline import Clip, new_id
+from app.theme import DIM, ERROR
 from app_utils import close_editor, open_editor
 from engine.api import ModelInfo
 
@@ -178,8 +179,10 @@ def test_off_grammar_text_is_refused_while_typing_with_the_reason(qtbot, editor)
     assert "\n" not in ins.verdict.text()
     assert s.generate() is None and not s.jobs.jobs  # Ctrl+Enter / the menu: refused too
     assert "not a caption" in s.messages.latest("error").text
+    assert ERROR in ins.verdict.styleSheet()  # wrong: red
     type_prompt(qtbot, editor, "a red circle moves left")  # no background
     assert not ins.generate_button.isEnabled() and "got the end" in ins.verdict.text()
+    assert DIM in ins.verdict.styleSheet()  # unfinished: said quietly while typing goes on
     type_prompt(qtbot, editor, "A red circle moves left on a navy background.")
     assert ins.generate_button.isEnabled() and ins.verdict.text() == "A valid caption"
     # an edit's error suggests an instruction

@@ -132,3 +132,12 @@ def test_completion_offers_only_words_that_keep_the_text_valid():
     assert next_words("t2v", "a red circle moves left") == ["and", "on"]
     assert next_words("t2v", "a red circle moves left on a navy background") == []
     assert next_words("v2v", "make the red") == ["circle", "square", "triangle"]
+
+
+def test_an_unfinished_caption_is_told_apart_from_a_wrong_one():
+    from app.state.prompt_grammar import unfinished
+
+    assert unfinished("t2v", "a red circle moves left on a")
+    assert not unfinished("t2v", "background red circle a on moves")
+    assert not unfinished("t2v", "a red circle moves left on a navy background")  # whole
+    assert unfinished("v2v", "make the red")

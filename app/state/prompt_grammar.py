@@ -91,6 +91,16 @@ def next_words(mode: str, before: str) -> list[str]:
     return candidates
 
 
+def unfinished(mode: str, text: str) -> bool:
+    """Whether `text` is not yet a whole demo prompt but could still become one (typing goes on)."""
+    words = normalise(text)
+    return (
+        bool(words)
+        and prompt_problem(mode, text, demo=True) is not None
+        and _valid_prefix(mode, words)
+    )
+
+
 def _grammar_words() -> tuple[str, ...]:
     from engine.demo.text import BOS, PAD, TASK_WORDS, grammar_vocab
 

@@ -19,7 +19,13 @@ from PySide6.QtWidgets import (
 from engine.api import ModelInfo
 
 from ..state.draft import Draft
-from ..state.prompt_grammar import describe, next_words, prompt_problem, template_preview
+from ..state.prompt_grammar import (
+    describe,
+    next_words,
+    prompt_problem,
+    template_preview,
+    unfinished,
+)
 from ..state.prompt_history import PromptHistory
 from ..state.request import ClipRequest
 from ..state.timeline import Timeline
@@ -208,7 +214,10 @@ class PromptPanel(QWidget):
         d = self.draft
         text = describe(d.mode, d.prompt, d.demo_grammar)
         bad = prompt_problem(d.mode, d.prompt, d.demo_grammar) is not None
-        colour = DIM if not d.prompt.strip() else ERROR if bad else SUCCESS
+        if not d.prompt.strip() or (d.demo_grammar and unfinished(d.mode, d.prompt)):
+            colour = DIM  # nothing yet, or a prompt still being written
+        else:
+            colour = ERROR if bad else SUCCESS
         if not d.demo_grammar and self.info is not None and (not bad or not d.prompt.strip()):
             fps, w, h = self.info.fps, self.info.width, self.info.height
             text += " · the model reads: " + template_preview(d.prompt, fps, w, h, d.mode)
