@@ -186,6 +186,7 @@ class ProjectIO(QObject):
         if now == self.stamp:
             return True
         self._disk_changed = True
+        self._autosaved_edits = -1  # this version is in no file now: the autosave keeps it
         self.messages.warning(
             f"{path.name} was changed on disk by another editor or program since it was"
             " opened or saved here: your version is kept as unsaved changes"

@@ -205,6 +205,9 @@ def test_a_save_asks_before_overwriting_a_project_json_changed_on_disk(qtbot, tm
 
     assert not a.io.dirty
     assert not a.io.check_disk() and a.io.dirty  # noticed (the autosave timer checks too)
+    a.io.autosave()  # the editor's version is in no file any more: the autosave keeps it
+    wait(qtbot, a)
+    assert (a.io.recovery.folder / "state.json").is_file()
     assert "changed on disk" in said(a, "warning")
     assert not a.io.may_replace_project("closing") or "confirm_close" in a.io.dialogs.asked
     assert a.io.dialogs.asked.count("confirm_close") == 1
