@@ -48,7 +48,7 @@ from engine.starflow_v.parts import PARTS, manager_for
 
 from .dialogs import Dialogs
 from .settings import Settings
-from .state.engine_presets import PRESETS, gpu_memory
+from .state.engine_presets import gpu_memory, preset_for
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +68,7 @@ LOCAL_HINTS = {
 
 # peak GPU memory (GiB) of 81 frames at 480p with guidance, by memory preset (card GB): measured
 # by benchmarks/memory_7b.py (the README's table); the CUDA context comes on top
-PEAK_GIB = {80: 42.9, 48: 39.1, 24: 21.6, 16: 19.3}
+PEAK_GIB = {80: 42.9, 48: 39.1, 24: 21.6, 16: 19.3}  # keep in step with the README's table
 CONTEXT_GIB = 1.0  # CUDA context and allocator slack, kept free on the card
 
 
@@ -79,7 +79,8 @@ def flow_download_bytes(manifest_path: Path = MANIFEST_PATH) -> int:
 
 
 def requirements_text(gpu_bytes: int | None, gpu_name: str, flow_bytes: int | None = None) -> str:
-    """What the 7B needs (download, disk, GPU memory) and whether this machine's GPU runs it."""
+    """What the 7B needs (download, disk, GPU memory) and whether this machine's GPU runs it: the
+    preset the editor picks for the card (engine_presets.preset_for) and that preset's peak."""
     flow = (flow_bytes if flow_bytes is not None else flow_download_bytes()) / 2**30
     smallest = min((g for g, peak in PEAK_GIB.items() if peak + CONTEXT_GIB <= g), default=24)
     needs = (
@@ -89,18 +90,22 @@ def requirements_text(gpu_bytes: int | None, gpu_name: str, flow_bytes: int | No
         f"GPU: one CUDA card of {smallest} GB or more (peak {PEAK_GIB[smallest]} GiB with the"
         f" {smallest} GB preset, {PEAK_GIB[80]} GiB without offload)."
     )
-    if not gpu_bytes:
+    preset = preset_for(gpu_bytes)
+    if preset is None:
         machine = (
             "This machine has no CUDA GPU: the 7B cannot run here (the demo model runs on the CPU)."
         )
+        return f"{needs}\n{machine}"
+    gib = gpu_bytes / 2**30
+    card = f"{gpu_name or 'GPU'} with {gib:.0f} GiB"
+    peak = PEAK_GIB.get(preset.gigabytes)
+    if peak is None or peak + CONTEXT_GIB <= gib:
+        peak_text = f", peak {peak} GiB" if peak is not None else ""
+        machine = f"This machine's {card} runs it with the {preset.name} preset{peak_text}."
     else:
-        gib = gpu_bytes / 2**30
-        fits = [p for p in PRESETS if PEAK_GIB[p.gigabytes] + CONTEXT_GIB <= gib]
-        card = f"{gpu_name or 'GPU'} with {gib:.0f} GiB"
         machine = (
-            f"This machine's {card} runs it (the {fits[0].name} preset)."
-            if fits
-            else f"This machine's {card} is too small for the 7B (it needs {smallest} GB)."
+            f"This machine's {card} is too small for the 7B: its {preset.name} preset peaks at"
+            f" {peak} GiB (a {smallest} GB card runs it)."
         )
     return f"{needs}\n{machine}"
 
