@@ -291,6 +291,20 @@ def test_a_stale_lock_of_a_killed_editor_is_taken_over_with_a_notice(qtbot, tmp_
     b = editor(qtbot, tmp_path, folder)
     assert not b.io.dialogs.asked and "no longer has it open" in said(b, "warning")
     close(b)
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:  # a live process that started after the lock was made: its pid was reused
+        lock = {"pid": sleeper.pid, "host": socket.gethostname(), "token": "x"}
+        (folder / LOCK).write_text(json.dumps({**lock, "started": time.time() - 3600}))
+        r = editor(qtbot, tmp_path, folder)
+        assert not r.io.dialogs.asked and "no longer has it open" in said(r, "warning")
+        close(r)
+        (folder / LOCK).write_text(json.dumps({**lock, "started": time.time()}))  # its owner
+        s = editor(qtbot, tmp_path, folder, ask=False)
+        assert s.io.dialogs.asked[0] == "Project open in another editor"
+        close(s)
+    finally:
+        sleeper.kill()
+        sleeper.wait()
     (folder / LOCK).write_text(
         json.dumps({"pid": 1, "host": "elsewhere", "token": "x", "started": 0})
     )  # another host's editor cannot be checked from here: never taken over

@@ -4,7 +4,8 @@
     lock.taken_over                      # the stale holder replaced (a crashed editor), or None
     lock.release()                       # on close / when another project replaces it
 
-A lock is stale when its owner is gone: the same host and no process with its pid, or a lock of
+A lock is stale when its owner is gone: the same host and no process with its pid (or one that
+started after the lock was made: the pid was reused, after a reboot say), or a lock of
 this process whose owner was abandoned without release (what a killed window leaves behind when
 tests run two editors in one process); a lock made for another folder (copied along with it) is
 stale too. A lock from another host is never taken over: its owner cannot be checked from here.
@@ -45,6 +46,21 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
+def process_started(pid: int) -> float | None:
+    """When a process started (epoch s), from /proc on Linux; None where unknown."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        ticks = int(stat.rsplit(")", 1)[1].split()[19])  # field 22: start time since boot
+        boot = next(
+            float(line.split()[1])
+            for line in Path("/proc/stat").read_text().splitlines()
+            if line.startswith("btime ")
+        )
+        return boot + ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError, StopIteration):
+        return None
+
+
 @dataclass(frozen=True)
 class LockInfo:
     """Who holds a project folder."""
@@ -62,7 +78,10 @@ class LockInfo:
             return False
         if self.pid == os.getpid():
             return self.token not in _held
-        return not pid_alive(self.pid)
+        if not pid_alive(self.pid):
+            return True
+        started = process_started(self.pid)  # a process started after the lock is not its owner
+        return started is not None and started > self.started + 5.0  # (the pid was reused)
 
     def stale_in(self, folder: Path) -> bool:
         """stale, or a lock made for another folder (this one is a copy of that)."""
