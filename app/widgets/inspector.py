@@ -1,9 +1,9 @@
 """The inspector: the selected clip's request (mode, prompt, seed, guidance, temperature, frames,
 source), editable as the next request, with Generate / Regenerate / Extend / Edit / Cancel.
 
-The prompt is checked as it is typed (the demo's grammar, the length cap) and the verdict shown
-under it; a prompt the user typed survives selecting clips (the clip's prompt is offered); the
-History menu and Up / Down recall the project's earlier prompts."""
+The prompt and its help live in `PromptPanel` (prompt_panel.py). The form fits any dock width
+(long names elide), Length counts what the job makes (Extend: the new frames), the Seed field moves
+only as its mode says, and a start image's crop is a choice made before generating."""
 
 from __future__ import annotations
 
