@@ -348,6 +348,11 @@ def test_an_opened_start_image_shows_in_the_preview(qtbot, ed):
     w.preview.step(1)  # the user moves the playhead: the timeline again
     assert "start image" not in w.preview.counter.text()
     assert psnr(shown_frame(w.preview.canvas), s.timeline.frame(1)) > 30
+    s.draft.set(mode="t2v")
+    s.draft.set(mode="i2v")  # back to Image to video: its start image again
+    assert "start image" in w.preview.counter.text()
+    s.draft.set(mode="t2v")  # another mode: the start image is not what it makes
+    assert "start image" not in w.preview.counter.text()
 
 
 # ---- defect 14: counting from 0, the preview's context menu ---------------------------------------

@@ -324,14 +324,15 @@ class PreviewView(QWidget):
     def _on_draft(self, name: str) -> None:
         if name not in ("image", "mode") or self.draft is None:
             return
-        if name == "image":
-            self.showing_start = self.draft.image is not None
-        if self.live_job is None and not self.playing:
-            if self.showing_start and self.draft.image is not None:
-                self._show_start_image()
-            else:
-                self.showing_start = False
-                self._show_timeline_frame()
+        was = self.showing_start
+        # a new start image, or back to Image to video with one: show it; another mode: hide it
+        self.showing_start = self.draft.image is not None and self.draft.mode == "i2v"
+        if self.live_job is not None or self.playing:
+            return
+        if self.showing_start:
+            self._show_start_image()
+        elif was:
+            self._show_timeline_frame()
 
     def _show_start_image(self) -> None:
         source = self.draft.image
