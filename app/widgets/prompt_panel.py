@@ -108,6 +108,7 @@ class PromptPanel(QWidget):
         self.history_menu = QMenu(self.history_button)
         self.history_button.setMenu(self.history_menu)
         self.use_offer = tool_button("Clip's prompt", "")
+        self.verdict.setMinimumHeight(self.use_offer.sizeHint().height())  # no jump when shown
 
         row = QHBoxLayout()
         row.setSpacing(4)
