@@ -448,6 +448,24 @@ def test_a_signal_during_the_recovery_question_deletes_nothing(qtbot, tmp_path):
     close(c)
 
 
+def test_an_autosave_whose_editor_pid_was_reused_is_still_offered(qtbot, tmp_path):
+    a = editor(qtbot, tmp_path)
+    add_clip(a, 20)
+    a.io.autosave()
+    crash(a)
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:  # the crashed editor's pid now belongs to a process started after it
+        [folder] = (tmp_path / "recovery").iterdir()
+        info = {"pid": sleeper.pid, "session": "gone", "started": time.time() - 3600}
+        (folder / "lock.json").write_text(json.dumps(info))
+        d = editor(qtbot, tmp_path, ask=True)
+        assert d.io.dialogs.asked == ["Recover unsaved work?"] and values(d.timeline) == [20]
+        close(d)
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+
+
 def test_sigterm_during_the_recovery_question_ends_the_editor_with_status_0(tmp_path):
     """The real editor (`python -m app FOLDER`, offscreen) gets SIGTERM while it asks whether to
     recover a crashed editor's autosave: the box closes unanswered, the autosave stays."""

@@ -61,6 +61,15 @@ def process_started(pid: int) -> float | None:
         return None
 
 
+def owner_alive(pid: int, since: float) -> bool:
+    """Whether the process that made something at `since` (epoch s) may still run: its pid is
+    alive and did not start later (a later one reuses the pid)."""
+    if not pid_alive(pid):
+        return False
+    started = process_started(pid)
+    return started is None or started <= since + 5.0
+
+
 @dataclass(frozen=True)
 class LockInfo:
     """Who holds a project folder."""
@@ -78,10 +87,7 @@ class LockInfo:
             return False
         if self.pid == os.getpid():
             return self.token not in _held
-        if not pid_alive(self.pid):
-            return True
-        started = process_started(self.pid)  # a process started after the lock is not its owner
-        return started is not None and started > self.started + 5.0  # (the pid was reused)
+        return not owner_alive(self.pid, self.started)
 
     def stale_in(self, folder: Path) -> bool:
         """stale, or a lock made for another folder (this one is a copy of that)."""

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from engine.api import EngineError
 
-from .lock import pid_alive
+from .lock import owner_alive
 from .project import MEDIA_DIR, PROJECT_FILE, Stamp, save_project, write_file
 from .timeline import Snapshot
 
@@ -128,9 +128,10 @@ def find_orphans(root: str | Path) -> list[Orphan]:
         try:
             info = json.loads((folder / LOCK_FILE).read_text())
             pid, session = int(info["pid"]), str(info["session"])
-        except (OSError, ValueError, KeyError, TypeError):
-            pid, session = 0, ""  # damaged: no editor can be using it
-        if session in _live or (pid != os.getpid() and pid_alive(pid)):
+            started = float(info.get("started", "inf"))  # unknown: no reuse check
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            pid, session, started = 0, "", 0.0  # damaged: no editor can be using it
+        if session in _live or (pid != os.getpid() and owner_alive(pid, started)):
             continue  # an editor that is still running
         orphan = _read_orphan(folder)
         if orphan is None:
