@@ -5,9 +5,12 @@ editor's project layer (ProjectIO over a real timeline, undo stack and file task
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
+import math
 import os
+import random
 import shutil
 import signal
 import socket
@@ -30,7 +33,7 @@ from app.project_io import ProjectIO
 from app.state.messages import MessageLog
 from app.state.project import PROJECT_FILE, load_project, save_project
 from app.state.recovery import RecoverySession
-from app.state.request import ClipRequest
+from app.state.request import ClipRequest, SourceRef
 from app.state.timeline import Clip, Take, Timeline, new_id
 from app.tasks import TaskRunner
 from app_utils import ScriptedDialogs, isolated_settings
@@ -609,6 +612,57 @@ def test_damaged_project_files_are_refused_at_open_naming_the_field(qtbot, tmp_p
         assert "damaged project: " in shown and "unexpected" not in shown, (case, shown)
         assert values(ed.timeline) == [7] and ed.io.project_path == tmp_path / "current"
     close(ed)
+
+
+WEIRD = [None, "", "x", -1, 0, 2**70, 1e308, float("inf"), float("nan"), [], {}, True, [1], 3.5]
+
+
+def _leaves(d, path=()):
+    """(path, value) of every value in a JSON document."""
+    yield path, d
+    items = d.items() if isinstance(d, dict) else enumerate(d) if isinstance(d, list) else ()
+    for k, v in items:
+        yield from _leaves(v, (*path, k))
+
+
+def test_random_damage_to_project_json_loads_or_is_refused_in_one_line(tmp_path):
+    """300 project.json files with one or two values replaced by odd ones (or removed): each
+    loads into a usable timeline or is refused as a damaged project, never anything else."""
+    t = Timeline()
+    m1 = t.add_media(np.zeros((4, 48, 64, 3), np.uint8), "generated")
+    m2 = t.add_media(np.zeros((3, 48, 64, 3), np.uint8), "video")
+    r = ClipRequest("extend", "p", 3, frames=4, source=SourceRef(m2.id, 0, 2), temperature=0.5)
+    t.insert(0, Clip("c1", m1.id, 0, 4, "a", r, job=2).with_new_take(Take(m2.id, 0, 3, None, 1)))
+    t.insert(1, Clip("c2", m2.id, 1, 3, "b"))
+    folder = tmp_path / "film"
+    save_project(t.snapshot(), folder)
+    good = json.loads((folder / PROJECT_FILE).read_text())
+    paths = [p for p, _ in _leaves(good) if p]
+    rng, loaded = random.Random(31), 0
+    for _ in range(300):
+        doc = json.loads(json.dumps(good))
+        for path in rng.sample(paths, rng.choice([1, 1, 2])):
+            parent = doc
+            with contextlib.suppress(KeyError, IndexError, TypeError):
+                for k in path[:-1]:
+                    parent = parent[k]
+                if isinstance(parent, dict) and rng.random() < 0.15:
+                    del parent[path[-1]]
+                else:
+                    parent[path[-1]] = rng.choice(WEIRD)
+        (folder / PROJECT_FILE).write_text(json.dumps(doc))
+        try:
+            timeline = load_project(folder)[0]
+        except EngineError as exc:
+            assert str(exc).startswith(("damaged project: ", "project media file")), str(exc)
+            assert "\n" not in str(exc)
+            continue
+        loaded += 1
+        assert math.isfinite(timeline.fps) and timeline.fps > 0
+        for clip in timeline.clips:
+            assert len(timeline.clip_frames(clip.id)) == clip.length > 0
+            assert all(take.media in timeline.media for take in clip.all_takes())
+    assert 0 < loaded < 300  # some changes are harmless (a name), most are refused
 
 
 def test_media_claiming_more_frames_than_memory_holds_are_refused_before_reading(
