@@ -440,31 +440,36 @@ class ProjectIO(QObject):
                 return None
             if not answer:
                 orphan.discard()
-                continue
-            try:
-                snap = load_project(orphan.folder)[0].snapshot()
-            except EngineError as exc:
-                self.messages.error(f"The autosave cannot be recovered (it is kept): {exc}")
-                continue
-            path, lock = self._recovered_path(orphan)
-            if self.recovery is not None:
-                try:
-                    self.recovery.autosave(snap, path, orphan.saved, orphan.stamp)
-                    orphan.discard()
-                except EngineError as exc:
-                    self.messages.warning(f"The autosave is kept where it is: {exc}")
-            self._set_project(snap, path, dirty=True, lock=lock, stamp=orphan.stamp)
-            self.saved_at = orphan.saved
-            self.messages.info("Recovered unsaved work: save the project to keep it")
-            rest = len(orphans) - i - 1
-            if rest:
-                self.messages.info(
-                    f"{rest} more autosave{'s' if rest > 1 else ''} of crashed editors"
-                    f" {'are' if rest > 1 else 'is'} kept: offered at the next start"
-                    " (or File > Recover autosaves)"
-                )
-            return orphan
+            elif self._recover(orphan):
+                rest = len(orphans) - i - 1
+                if rest:
+                    self.messages.info(
+                        f"{rest} more autosave{'s' if rest > 1 else ''} of crashed editors"
+                        f" {'are' if rest > 1 else 'is'} kept: offered at the next start"
+                        " (or File > Recover autosaves)"
+                    )
+                return orphan
         return None
+
+    def _recover(self, orphan: Orphan) -> bool:
+        """Make an autosave this editor's unsaved work; it moves into this session's autosave
+        (kept where it is when it cannot be read or copied)."""
+        try:
+            snap = load_project(orphan.folder)[0].snapshot()
+        except EngineError as exc:
+            self.messages.error(f"The autosave cannot be recovered (it is kept): {exc}")
+            return False
+        path, lock = self._recovered_path(orphan)
+        if self.recovery is not None:
+            try:
+                self.recovery.autosave(snap, path, orphan.saved, orphan.stamp)
+                orphan.discard()
+            except EngineError as exc:
+                self.messages.warning(f"The autosave is kept where it is: {exc}")
+        self._set_project(snap, path, dirty=True, lock=lock, stamp=orphan.stamp)
+        self.saved_at = orphan.saved
+        self.messages.info("Recovered unsaved work: save the project to keep it")
+        return True
 
     def recover_kept(self) -> bool:
         """Offer the autosaves of crashed editors kept for later (after the unsaved-changes
