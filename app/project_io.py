@@ -1,4 +1,5 @@
-"""Project I/O: new, open, save, autosave and crash recovery, import and export.
+"""Project I/O: new, open, save (one editor per project folder), import and export; autosave and
+crash recovery in project_recovery.py.
 
 File work runs off the GUI thread on the TaskRunner; results and errors come back on the GUI
 thread, errors as messages. Questions (save first? recover?) go through the injected Dialogs.
@@ -7,7 +8,6 @@ thread, errors as messages. Questions (save first? recover?) go through the inje
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -22,6 +22,7 @@ from engine.media import VideoWriter, read_image, read_video, write_png
 from .commands import AddClip
 from .dialogs import Dialogs
 from .images import fit_frames
+from .project_recovery import RecoveryMixin
 from .settings import Settings
 from .state.lock import ProjectLock, ProjectLocked
 from .state.messages import MessageLog
@@ -32,12 +33,11 @@ from .state.project import (
     Stamp,
     is_new_folder,
     is_project,
-    load_project,
     read_project,
     save_project,
     stamp_of,
 )
-from .state.recovery import Orphan, RecoverySession, find_orphans
+from .state.recovery import RecoverySession
 from .state.timeline import Clip, Snapshot, Timeline, new_id
 from .tasks import TaskRunner
 
@@ -50,7 +50,7 @@ def _same(a: Path, b: Path) -> bool:
     return Path(a).absolute().resolve() == Path(b).absolute().resolve()
 
 
-class ProjectIO(QObject):
+class ProjectIO(RecoveryMixin, QObject):
     project_changed = Signal()  # path or unsaved state
     export_done = Signal(str)  # path
 
@@ -124,22 +124,6 @@ class ProjectIO(QObject):
             self._release(lock) if clean else lock.abandon()
         self._locks.clear()
         self.lock = None
-
-    def keep_for_restart(self) -> bool:
-        """A signal (logout, kill) ends the editor: unsaved work goes into the autosave now (the
-        next start offers it) and the project's lock is given up. True when work was kept: end
-        with close(clean=False) then."""
-        self.ending = True
-        self.autosave_timer.stop()
-        for lock in list(self._locks):
-            self._release(lock)
-        self.lock = None
-        if not self.dirty:
-            return False
-        self._autosaved_edits = -1  # something to write, whatever was autosaved before
-        self.autosave()
-        self.tasks.wait()
-        return True
 
     @property
     def dirty(self) -> bool:
@@ -395,121 +379,8 @@ class ProjectIO(QObject):
             text = f"{folder} already holds a project. Replace it with this one?"
         return self.dialogs.ask("Replace the project on disk?", text)
 
-    # ---- autosave and recovery -------------------------------------------------------------------
-    def _on_edit(self, _index: int) -> None:
-        self._edits += 1
-
     def _on_clean_changed(self, _clean: bool) -> None:
         self.project_changed.emit()
-
-    def autosave(self) -> None:
-        """Write a recovery copy when something changed since the last one (off the GUI thread);
-        also notices a project.json changed on disk by someone else."""
-        self.check_disk()
-        if self.recovery is None or self._edits == self._autosaved_edits:
-            return
-        if not self.dirty and (self.project_path is not None or not self.timeline.clips):
-            return
-        snap, edits, recovery = self.timeline.snapshot(), self._edits, self.recovery
-        path = None if self.read_only else self.project_path
-        saved_at, stamp = self.saved_at, self.stamp
-
-        def done(_t: float) -> None:
-            self._autosaved_edits = edits
-
-        self.tasks.submit(
-            "autosave",
-            lambda: recovery.autosave(snap, path, saved_at, stamp),
-            done,
-            lambda m: self.messages.warning(f"Autosave failed: {m}"),
-        )
-
-    def _offer_recovery(self) -> Orphan | None:
-        """Offer each autosave left by a crashed editor, newest first, until one is recovered
-        (returned); an autosave is removed only when the user said No to it, or once its work
-        is copied into this session's autosave. Those not asked about yet stay for the next
-        start. Recovered work is unsaved changes of its project (when no other editor has it)."""
-        try:
-            orphans = find_orphans(self.settings.recovery_dir)
-        except OSError as exc:
-            self.messages.warning(f"Cannot look for autosaves: {exc}")
-            return None
-        for i, orphan in enumerate(orphans):
-            answer = self._ask_recover(orphan, i, len(orphans))
-            if self.ending:  # the question was closed by a signal, not answered
-                return None
-            if not answer:
-                orphan.discard()
-            elif self._recover(orphan):
-                rest = len(orphans) - i - 1
-                if rest:
-                    self.messages.info(
-                        f"{rest} more autosave{'s' if rest > 1 else ''} of crashed editors"
-                        f" {'are' if rest > 1 else 'is'} kept: offered at the next start"
-                        " (or File > Recover autosaves)"
-                    )
-                return orphan
-        return None
-
-    def _recover(self, orphan: Orphan) -> bool:
-        """Make an autosave this editor's unsaved work; it moves into this session's autosave
-        (kept where it is when it cannot be read or copied)."""
-        try:
-            snap = load_project(orphan.folder)[0].snapshot()
-        except EngineError as exc:
-            self.messages.error(f"The autosave cannot be recovered (it is kept): {exc}")
-            return False
-        path, lock = self._recovered_path(orphan)
-        if self.recovery is not None:
-            try:
-                self.recovery.autosave(snap, path, orphan.saved, orphan.stamp)
-                orphan.discard()
-            except EngineError as exc:
-                self.messages.warning(f"The autosave is kept where it is: {exc}")
-        self._set_project(snap, path, dirty=True, lock=lock, stamp=orphan.stamp)
-        self.saved_at = orphan.saved
-        self.messages.info("Recovered unsaved work: save the project to keep it")
-        return True
-
-    def recover_kept(self) -> bool:
-        """Offer the autosaves of crashed editors kept for later (after the unsaved-changes
-        question): what a start offers, at any time. True when one was recovered."""
-        if not (self.may_stop_jobs("recovering") and self.may_replace_project("recovering")):
-            return False
-        if self._offer_recovery() is not None:
-            return True
-        self.messages.info("No autosave of a crashed editor is left to recover")
-        return False
-
-    def _recovered_path(self, orphan: Orphan) -> tuple[Path | None, ProjectLock | None]:
-        """The project recovered work belongs to, locked; None (untitled) when another editor
-        has it open or it is gone."""
-        if orphan.project is None:
-            return None, None
-        if orphan.project.exists() and not is_project(orphan.project):
-            return None, None
-        try:
-            orphan.project.mkdir(parents=True, exist_ok=True)
-            return orphan.project, self._lock_for(orphan.project)
-        except (OSError, EngineError) as exc:
-            self.messages.warning(
-                f"The recovered work is untitled: {exc}; Save asks for a folder to keep it in"
-            )
-            return None, None
-
-    def _ask_recover(self, orphan: Orphan, i: int, n: int) -> bool:
-        def at(t: float) -> str:
-            return time.strftime("%Y-%m-%d %H:%M", time.localtime(t))
-
-        of = f" of {orphan.project.name}" if orphan.project else ""
-        text = f"STARFlow Studio did not exit cleanly. Recover the autosave{of} from"
-        text += f" {at(orphan.autosaved)}?"
-        if n > 1:
-            text += f" ({i + 1} of {n} autosaves)"
-        later = orphan.project_saved
-        if later is not None and later > orphan.autosaved:
-            text += f" {orphan.project.name} was saved after it, at {at(later)} (another editor?)."
-        return self.dialogs.ask("Recover unsaved work?", text + " No deletes the autosave.")
 
     # ---- files in --------------------------------------------------------------------------------
     def read_image(self, path: Path, done: Callable[[np.ndarray], None]) -> None:
