@@ -8,137 +8,29 @@
     python -m engine models list | download flow|text-encoder|vae|all --accept-license | verify
 
 Frames are written to the file as they are produced; the file appears under its final name only
-when complete. Bad input exits with status 2 and a one-line message.
+when complete. Bad input exits with status 2 and one line naming the file or field; SIGTERM and
+SIGHUP stop a run as Ctrl-C does (status 143 / 129, no half-written file); an unexpected error is
+one line too (`python -m engine --debug ...` shows its traceback).
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import logging
-import math
 import os
 import signal
 import sys
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .api import (
-    MAX_GUIDANCE,
-    MAX_PROMPT_CHARS,
-    MAX_SEED,
-    MAX_TEMPERATURE,
-    TASK_PREFIX,
-    Cancelled,
-    EngineError,
-    GenerateRequest,
-    valid_guidance,
-    valid_temperature,
-)
-from .limits import MAX_FRAMES
+from .api import TASK_PREFIX, Cancelled, EngineError, GenerateRequest
+from .jobs import Job, batch_outputs, check_output, parse_job, read_batch
 
 log = logging.getLogger("engine.cli")
-JOB_FIELDS = {"prompt", "image", "video", "frames", "seed", "cfg", "temperature", "out"}
-EXACT_FLOAT = 2**53  # from here floats skip integers: a float seed there is refused
-
-
-def _number(job: dict[str, Any], key: str, kind: type, default: Any) -> Any:
-    """job[key] as a finite int (exact: JSON integers and digit strings as written) or float
-    (`default` where absent or null); EngineError naming the field otherwise."""
-    value = job.get(key)
-    if value is None:
-        return default
-    wanted = "an integer" if kind is int else "a number"
-    number: int | float | None = None
-    if isinstance(value, bool) or not isinstance(value, str | int | float):
-        number = None
-    elif kind is float:
-        with contextlib.suppress(ValueError, OverflowError):
-            number = float(value)
-    elif isinstance(value, int):
-        number = value
-    elif isinstance(value, str):
-        with contextlib.suppress(ValueError):
-            number = int(value.strip())
-    elif value.is_integer():
-        if abs(value) >= EXACT_FLOAT:
-            raise EngineError(
-                f"{key} {value!r} is a float at or above 2^53, where floats skip integers: "
-                "write it as an integer or a string of digits"
-            )
-        number = int(value)
-    if number is None or (kind is float and not math.isfinite(number)):
-        raise EngineError(f"{key} must be {wanted}, got {value!r}")
-    return number
-
-
-@dataclass(frozen=True)
-class Job:
-    """A job's fields, each of its type and in range (checked before any job runs)."""
-
-    prompt: str
-    image: str | None = None
-    video: str | None = None
-    frames: int = 0
-    seed: int = 0
-    cfg: float | None = None
-    temperature: float | None = None
-    out: str | None = None
-
-
-def _path_field(job: dict[str, Any], key: str) -> str | None:
-    value = job.get(key)
-    if value is None or value == "":
-        return None
-    if not isinstance(value, str):
-        raise EngineError(f"{key} must be a file name, got {value!r}")
-    return value
-
-
-def parse_job(job: dict[str, Any]) -> Job:
-    """A job (CLI flags or one JSONL line) checked field by field: types, ranges, the prompt's
-    length, input files present. EngineError naming the first bad field."""
-    unknown = set(job) - JOB_FIELDS
-    if unknown:
-        raise EngineError(f"unknown job field(s): {', '.join(sorted(unknown))}")
-    prompt = job.get("prompt")
-    if prompt is not None and not isinstance(prompt, str):
-        raise EngineError(f"prompt must be text, got {prompt!r}")
-    prompt = (prompt or "").strip()
-    if not prompt:
-        raise EngineError("a prompt is required")
-    if len(prompt) > MAX_PROMPT_CHARS:
-        raise EngineError(
-            f"prompt too long: {len(prompt):,} characters (at most {MAX_PROMPT_CHARS:,})"
-        )
-    frames, seed = _number(job, "frames", int, 0), _number(job, "seed", int, 0)
-    cfg, temperature = _number(job, "cfg", float, None), _number(job, "temperature", float, None)
-    if not 0 <= frames <= MAX_FRAMES:
-        raise EngineError(
-            f"frames must be positive (0: the model's clip length) and at most {MAX_FRAMES}, "
-            f"got {frames}"
-        )
-    if not 0 <= seed <= MAX_SEED:
-        raise EngineError(f"seed must be an integer from 0 to {MAX_SEED}, got {seed}")
-    if cfg is not None and not valid_guidance(cfg):
-        raise EngineError(f"cfg must be from 0 to {MAX_GUIDANCE:g}, got {cfg}")
-    if temperature is not None and not valid_temperature(temperature):
-        raise EngineError(
-            f"temperature must be a positive number up to {MAX_TEMPERATURE:g}, got {temperature}"
-        )
-    image, video = _path_field(job, "image"), _path_field(job, "video")
-    for key, name in (("image", image), ("video", video)):
-        if name is not None and not Path(name).is_file():
-            raise EngineError(f"{key} not found: {name}")
-    out = job.get("out")
-    if out is not None and (not isinstance(out, str) or not out.strip()):
-        raise EngineError(f"out must be a file name, got {out!r}")
-    return Job(prompt, image, video, frames, seed, cfg, temperature, out)
 
 
 def request_from(job: dict[str, Any] | Job, pipeline) -> GenerateRequest:
@@ -224,7 +116,7 @@ def render(
     return written
 
 
-# ---- outputs against inputs --------------------------------------------------------------------
+# ---- the files a model option names --------------------------------------------------------------------
 def _model_files(args: argparse.Namespace) -> list[tuple[str, Path]]:
     """The files a model option reads: a bundle JSON and its weights, a checkpoint, parts."""
     from .demo.bundle import DEMO_MODEL
@@ -240,63 +132,33 @@ def _model_files(args: argparse.Namespace) -> list[tuple[str, Path]]:
     return files
 
 
-def check_output(out: Path, inputs: list[tuple[str, Path]], what: str = "--out") -> None:
-    """Refuse an output that is one of the inputs (by path, or by inode: a hard link)."""
-    from .media import same_file
-
-    for flag, path in inputs:
-        if same_file(out, path):
-            raise EngineError(f"{what} {out} is the {flag} input: it would be overwritten")
-
-
-def batch_outputs(
-    jobs: list[Job], out_dir: Path, inputs: list[tuple[str, Path]]
-) -> tuple[list[Path], list[str]]:
-    """Each job's output inside `out_dir`, and the problems: a path outside it (absolute, or
-    through ..), one of the inputs, or an output two jobs share."""
-    root, outs, problems, seen = out_dir.resolve(), [], [], {}
-    for n, job in enumerate(jobs, 1):
-        name = job.out or f"job_{n:04d}.mp4"
-        out = out_dir / name
-        outs.append(out)
-        try:
-            inside = out.resolve()
-            if Path(name).is_absolute() or inside == root or not inside.is_relative_to(root):
-                raise EngineError(f"out {name!r} is not a file inside --out-dir {out_dir}")
-            own = [(k, Path(v)) for k, v in (("image", job.image), ("video", job.video)) if v]
-            check_output(out, inputs + own, "out")
-            key = out.resolve()
-            if key in seen:
-                raise EngineError(f"out {name!r} is also job {seen[key]}'s output")
-            seen[key] = n
-        except EngineError as exc:
-            problems.append(f"job {n}: {exc}")
-    return outs, problems
-
-
 # ---- commands -------------------------------------------------------------------------------------
 def _load(args: argparse.Namespace):
     from .checkpoint import safetensors_header
     from .registry import load_pipeline
 
-    model = Path(args.model) if args.model else None
-    if model is not None and model.suffix == ".safetensors" and model.is_file():
-        safetensors_header(model)  # a damaged header is named here, whichever family reads it
-
-    return load_pipeline(
-        args.model,
-        args.device,
-        args.dtype,
-        accept_license=args.accept_license,
-        offload=args.offload,
-        window=args.window,
-        context=args.context,
-        aspect_ratio=args.aspect,
-        config=args.config,
-        text_encoder=args.text_encoder,
-        vae=args.vae,
-        models_dir=args.models_dir,
-    )
+    try:
+        return load_pipeline(
+            args.model,
+            args.device,
+            args.dtype,
+            accept_license=args.accept_license,
+            offload=args.offload,
+            window=args.window,
+            context=args.context,
+            aspect_ratio=args.aspect,
+            config=args.config,
+            text_encoder=args.text_encoder,
+            vae=args.vae,
+            models_dir=args.models_dir,
+        )
+    except EngineError:
+        raise
+    except Exception:
+        model = Path(args.model) if args.model else None
+        if model is not None and model.suffix == ".safetensors" and model.is_file():
+            safetensors_header(model)  # a damaged header is named, whichever loader tripped on it
+        raise
 
 
 def cmd_generate(args: argparse.Namespace) -> None:
@@ -320,31 +182,6 @@ def cmd_generate(args: argparse.Namespace) -> None:
     render(pipeline, request_from(job, pipeline), out)
 
 
-def read_batch(path: Path) -> tuple[list[Job], list[str]]:
-    """A JSONL batch file's jobs, and its problems (line by line, each naming the line)."""
-    try:
-        lines = path.read_text().splitlines()
-    except UnicodeDecodeError as exc:
-        raise EngineError(f"{path} is not a text file of JSON lines") from exc
-    jobs, problems = [], []
-    for n, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            job = json.loads(line)
-        except json.JSONDecodeError as exc:
-            problems.append(f"{path.name}:{n}: not valid JSON ({exc.msg})")
-            continue
-        if not isinstance(job, dict):
-            problems.append(f"{path.name}:{n}: each line must be a JSON object")
-            continue
-        try:
-            jobs.append(parse_job(job))
-        except EngineError as exc:
-            problems.append(f"{path.name}:{n}: {exc}")
-    return jobs, problems
-
-
 def _refuse(problems: list[str]) -> None:
     """Log every problem but the last, which is raised: nothing has run."""
     for problem in problems[:-1]:
@@ -360,7 +197,7 @@ def cmd_batch(args: argparse.Namespace) -> None:
     jobs, problems = read_batch(batch)
     out_dir = Path(args.out_dir)
     inputs = [("batch file", batch)] + _model_files(args)
-    outs, out_problems = batch_outputs(jobs, out_dir, inputs)
+    outs, out_problems = batch_outputs(jobs, out_dir, inputs, batch.name)
     problems += out_problems
     if problems:
         _refuse(problems)
@@ -368,11 +205,11 @@ def cmd_batch(args: argparse.Namespace) -> None:
         raise EngineError(f"{batch} holds no jobs")
     pipeline = _load(args)
     limits = []
-    for n, job in enumerate(jobs, 1):
+    for job in jobs:
         try:
             check_request(pipeline, job.frames or pipeline.info.train_frames)
         except EngineError as exc:
-            limits.append(f"job {n}: {exc}")
+            limits.append(f"{batch.name}:{job.line}: {exc}")
     if limits:
         _refuse(limits)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -160,7 +160,7 @@ def test_batch_outputs_stay_in_the_folder_are_distinct_and_typed_before_any_job(
         "absolute": ("not a file inside --out-dir", {"out": str(tmp_path / "abs.mp4")}),
         "batch file": ("is the batch file input", {"out": "jobs.jsonl"}),
         "image": ("is the image input", {"image": str(image), "out": "start.png"}),
-        "duplicate": ("also job 1's output", {"out": "fine.mp4"}),
+        "duplicate": ("also line 1's output", {"out": "fine.mp4"}),
         "number": ("out must be a file name, got 123", {"out": 123}),
         "prompt": ("prompt must be text", {"prompt": ["a", "list"]}),
         "image type": ("image must be a file name, got 5", {"image": 5}),
@@ -168,7 +168,7 @@ def test_batch_outputs_stay_in_the_folder_are_distinct_and_typed_before_any_job(
     for name, (needle, change) in cases.items():
         jobs.write_text(json.dumps(good) + "\n" + json.dumps({**good, **change}) + "\n")
         line = refused(caplog, ["batch", str(jobs), "--out-dir", str(work)], needle)
-        assert line.endswith("; no job was run") and ("job 2" in line or ":2:" in line), line
+        assert line.startswith("error: jobs.jsonl:2: ") and line.endswith("; no job was run")
         assert sorted(p.name for p in work.iterdir()) == ["jobs.jsonl", "start.png"], name
         assert not (tmp_path / "x.mp4").exists() and not (tmp_path / "abs.mp4").exists()
 
@@ -265,7 +265,9 @@ def test_convert_to_missing_read_only_or_full_places_is_one_line(tmp_path, caplo
     assert not (tmp_path / "m.safetensors").exists() and not leftovers(tmp_path)
 
 
-def test_damaged_bundles_and_safetensors_headers_are_named(tmp_path, caplog):
+def test_damaged_bundles_and_safetensors_headers_are_named(tmp_path, caplog, monkeypatch):
+    # the 7B's text encoder and VAE "found", so that its loader reaches the checkpoint's header
+    monkeypatch.setattr("engine.starflow_v.parts.locate", lambda key, *a, **k: f"/local/{key}")
     out = tmp_path / "x.mp4"
     gen = ["generate", "--prompt", OK, "--frames", "2", "--out", str(out)]
     changes = {
@@ -283,7 +285,7 @@ def test_damaged_bundles_and_safetensors_headers_are_named(tmp_path, caplog):
         "a list": ([1, 2], "header is a JSON list"),
         "offsets past the end": (
             {"a": {"dtype": "F32", "shape": [4], "data_offsets": [0, 999]}},
-            "outside the file's 16 bytes",
+            "is truncated",
         ),
     }
     for header, needle in headers.values():
