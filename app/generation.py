@@ -32,6 +32,7 @@ from .state.draft import Draft, ImageSource
 from .state.engine_presets import EngineOptions, gpu_memory
 from .state.jobs import Job, JobQueue, JobState
 from .state.messages import MessageLog
+from .state.prompt_grammar import scene_caption
 from .state.request import ClipRequest, SourceRef
 from .state.timeline import Clip, Take, Timeline, new_id
 
@@ -231,10 +232,14 @@ class GenerationController(QObject):
         self, clip_id: str | None = None, prompt: str | None = None, frames: int | None = None
     ) -> Job | None:
         """Continue a clip from its last frames; the new frames land after it. The draft's Mode
-        becomes Extend (what this job is)."""
+        becomes Extend (what this job is); unless a prompt was typed for it, the prompt is the
+        clip's scene caption (an edit's: its source's caption with the edit applied)."""
         clip = self.timeline.clip(clip_id or self.timeline.selected)
         if clip is None:
             return self._refuse("Select a clip to extend")
+        d = self.draft
+        if prompt is None and not (d.typed and d.prompt.strip()):
+            d.set(mode="extend", prompt=scene_caption(self.timeline, clip.id))
         self.draft.set(mode="extend")
         text = (prompt if prompt is not None else self.draft.prompt).strip()
         if not text and clip.request is not None:

@@ -13,6 +13,7 @@ attributes read through to them.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from PySide6.QtCore import QObject, Signal
@@ -24,6 +25,7 @@ from .dialogs import Dialogs
 from .editing import TimelineEditor
 from .engine_thread import Loader
 from .generation import GenerationController
+from .images import fit_image, load_start_image
 from .project_io import ProjectIO
 from .settings import Settings
 from .state.draft import ImageSource
@@ -126,17 +128,23 @@ class Studio(QObject):
                     f"{p.name}: unsupported file (use PNG, JPEG, WebP, MP4, MOV, WebM or GIF)"
                 )
 
-    def load_image(self, path: str | Path | None = None, generate: bool = True) -> None:
-        """Read and fit a start image off the GUI thread; it becomes the draft's i2v source, and
-        with a prompt already typed, an image-to-video job starts at once."""
+    def load_image(self, path: str | Path | None = None, generate: bool = False) -> None:
+        """Read and fit a start image off the GUI thread; it becomes the draft's i2v source (its
+        crop can be changed in the inspector) and waits for its prompt. generate=True starts an
+        image-to-video job at once when a prompt is typed."""
         path = path or self.dialogs.open_image(self.settings.last_dir("image"))
         if not path:
             return
         path = Path(path)
         self.settings.set_last_dir("image", path)
+        w, h = self.timeline.width, self.timeline.height
 
-        def done(image) -> None:
-            self.draft.set(mode="i2v", image=ImageSource(path.name, image))
+        def done(source: ImageSource) -> None:
+            t = self.timeline
+            if (w, h) != (t.width, t.height):  # the model (and frame size) changed meanwhile
+                image = fit_image(source.original, t.width, t.height, source.crop)
+                source = replace(source, image=image)
+            self.draft.set(mode="i2v", image=source)
             if generate and self.draft.prompt.strip():
                 self.generate()
             else:
@@ -144,7 +152,12 @@ class Studio(QObject):
                     f"{path.name} is the start image: describe the motion and press Ctrl+Enter"
                 )
 
-        self.project.read_image(path, done)
+        self.tasks.submit(
+            f"open {path.name}",
+            lambda: load_start_image(path, w, h),
+            done,
+            lambda m: self.messages.error(f"Cannot open image: {m}"),
+        )
 
     # ---- the facade: what menus, buttons, scripts and tests call ---------------------------------
     model_loading = _Via("generation")

@@ -158,7 +158,7 @@ def test_live_frames_fill_the_clip_strip_and_show_fps(qtbot, editor):
 
     assert lightness(x0 + 4 * ppf) > 200  # a thumbnail of a frame already made: white
     assert lightness(x0 + 50 * ppf) < 100  # frames to come: the dark placeholder
-    assert "fps" in seen["bar"] and "/64" in seen["bar"]
+    assert " s" in seen["bar"] and "/64" in seen["bar"]  # frames done, time left
     assert "generating: frame 13 / 64" in seen["counter"] and "fps" in seen["counter"]
 
 
@@ -263,7 +263,9 @@ def test_inspector_fits_its_dock_and_scrolls_on_a_short_window(qtbot, editor):
     w.fit_inspector()  # what the first start does: the inspector takes what it needs
     qtbot.waitUntil(lambda: bar.maximum() == 0)
     assert buttons_in_view()
-    w.resize(960, 640)  # the smallest window: the form scrolls, the buttons stay
+    w.resize(960, 640)  # the smallest window: the form still fits (the column runs full height)
+    qtbot.waitUntil(lambda: bar.maximum() == 0)
+    w.resizeDocks(docks, [200, 400], Qt.Orientation.Vertical)  # the user gives Jobs the room
     qtbot.waitUntil(lambda: bar.maximum() > 0)
     assert buttons_in_view()
 
@@ -280,7 +282,11 @@ def test_dropped_image_becomes_the_first_frame(qtbot, editor, tmp_path):
     write_png(path, big)
     type_prompt(qtbot, editor, PROMPT)
     w.inspector.frames.setValue(5)
-    clip_id = run_job(qtbot, editor, lambda: drop_files(qtbot, w.timeline_view, [path]))
+    drop_files(qtbot, w.timeline_view, [path])  # the drop sets the start image; nothing runs
+    qtbot.waitUntil(lambda: s.draft.image is not None and s.draft.mode == "i2v")
+    assert not s.jobs.running()
+    button = w.inspector.generate_button
+    clip_id = run_job(qtbot, editor, lambda: qtbot.mouseClick(button, Qt.MouseButton.LeftButton))
     clip = s.timeline.clip(clip_id)
     assert clip.request.mode == "i2v" and clip.length == 5
     first = s.timeline.clip_frames(clip_id)[0]
@@ -446,7 +452,7 @@ def test_playback_keys(qtbot, editor):
     assert s.timeline.playhead == 2
     qtbot.keyClick(w, Qt.Key.Key_Left)
     assert s.timeline.playhead == 1
-    assert "frame 2 / 9" in w.preview.counter.text()
+    assert "frame 1 of 0–8" in w.preview.counter.text()
     qtbot.keyClick(w, Qt.Key.Key_Space)
     assert w.preview.playing
     qtbot.waitUntil(lambda: s.timeline.playhead >= 4, timeout=5_000)

@@ -152,9 +152,6 @@ def test_extend_after_an_edit_uses_the_scene_caption(qtbot, editor):
     assert ins.prompt.toPlainText() == record.prompt  # what Extend used is shown
 
 
-@pytest.mark.xfail(
-    strict=True, reason="needs the generation.extend change in notes_32a (menu / Ctrl+Shift+X)"
-)
 def test_extend_from_the_menu_after_an_edit_uses_the_scene_caption(qtbot, editor):
     s, w = editor.studio, editor.window
     two = "a large red circle moves right and a small green square stays still on a gray background"
@@ -300,7 +297,6 @@ def test_a_clips_start_image_is_named_after_its_file(qtbot, editor, tmp_path):
     assert not ins.crop.isVisible()  # a clip's start image was cropped when it was made
 
 
-@pytest.mark.xfail(strict=True, reason="needs the studio.load_image change in notes_32a")
 def test_a_dropped_image_waits_for_its_prompt(qtbot, editor, tmp_path):
     s, ins = editor.studio, editor.window.inspector
     path = tmp_path / "photo.png"

@@ -161,7 +161,7 @@ class JobQueueView(QWidget):
             self._fill(row, job)
         if job.state.finished and job.seconds >= self.long_job_s and job.id not in self._told:
             self._told.add(job.id)
-            QTimer.singleShot(0, lambda: self._notify(job))  # after the job's own messages
+            QTimer.singleShot(0, self, lambda: self._notify(job))  # after the job's own messages
 
     def _fill(self, row: int, job: Job) -> None:
         self._states[job.id] = job.state

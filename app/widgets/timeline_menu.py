@@ -11,12 +11,9 @@ are used.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from PySide6.QtWidgets import QMenu, QWidget
 
-from PySide6.QtWidgets import QMenu
-
-if TYPE_CHECKING:
-    from .timeline_view import TimelineView
+TimelineView = QWidget  # the timeline view (timeline_view imports this module, not the reverse)
 
 CLIP_ACTIONS = ("regenerate", "extend", "edit", None, "duplicate", "delete")
 EMPTY_ACTIONS = ("import_video", "open_image")

@@ -522,7 +522,7 @@ class TimelineView(FileDropMixin, QFrame):
             elif bar.value() > left:
                 bar.setValue(int(left))
 
-        QTimer.singleShot(0, scroll)
+        QTimer.singleShot(0, self, scroll)
 
     def fit(self) -> None:
         """Zoom so that the whole timeline (and the running job) fits, scrolled to the start."""
