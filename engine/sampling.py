@@ -265,15 +265,25 @@ class TopSampler:
         return permute(x[:b], self.block.order, 1).reshape(noise.shape)
 
 
-def shallow_reverse(model: StarFlow, frame: torch.Tensor, opts: SamplerOptions) -> torch.Tensor:
-    """Invert the shallow blocks (top-1 down to 0) for one frame (B, h, w, C) of each sample."""
+def shallow_reverse(
+    model: StarFlow, frame: torch.Tensor, opts: SamplerOptions, kept: dict | None = None
+) -> torch.Tensor:
+    """Invert the shallow blocks (top-1 down to 0) for one frame (B, h, w, C) of each sample.
+    `kept` holds each block's rotary table and KV cache from frame to frame."""
     b, h, w, c = frame.shape
     x = frame.reshape(b, h * w, c).float()
+    kept = {} if kept is None else kept
     for block in reversed(model.shallow):
         with resident(model, block):
             dtype, device = block.proj_in.weight.dtype, block.proj_in.weight.device
-            rope = block.rope(h, w, 1, 0, dtype, device)
-            cache = block.new_cache(b, h * w, device, dtype)
+            key = (block, b, h, w, device)
+            if key not in kept:
+                kept[key] = (
+                    block.rope(h, w, 1, 0, dtype, device),
+                    block.new_cache(b, h * w, device, dtype),
+                )
+            rope, cache = kept[key]
+            cache.reset()
             z = permute(x.to(device), block.order, 1)
             last = block.sos_embed.expand(b, -1, -1).float()
             chunk = opts.block_size if opts.jacobi else 1
@@ -305,6 +315,7 @@ class FlowSampler:
         self.hw = (latent_hw[0] // p, latent_hw[1] // p)
         y_top = torch.cat([y, y_null]) if opts.guidance > 0 else y
         self.top = TopSampler(model, y_top, self.hw, opts, max_frames, check)
+        self.shallow_kept: dict = {}
 
     @torch.no_grad()
     def prefill(self, latents: torch.Tensor) -> None:
@@ -318,7 +329,7 @@ class FlowSampler:
     def next_frame(self, noise: torch.Tensor) -> torch.Tensor:
         """Noise (B, C, H, W) -> the next latent frame (B, C, H, W), float32."""
         z = self.model.patchify(noise[:, None].float())[:, 0]
-        x = shallow_reverse(self.model, self.top.next(z), self.opts)
+        x = shallow_reverse(self.model, self.top.next(z), self.opts, self.shallow_kept)
         return self.model.unpatchify(x[:, None])[:, 0]
 
 
