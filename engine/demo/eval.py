@@ -473,7 +473,7 @@ def check_args(args: argparse.Namespace) -> None:
 
     for flag, value, low in (
         ("--n", args.n, 1),
-        ("--long", args.long, 1),
+        ("--long", args.long, 0),
         ("--long-frames", args.long_frames, TRAIN_FRAMES),
         ("--threads", args.threads, 0),
         ("--seed", args.seed, 0),
