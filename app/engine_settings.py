@@ -48,6 +48,7 @@ class EngineSettingsDialog(QDialog):
             self.preset.addItem(p.name, p.name)
         self.preset.addItem("Custom", CUSTOM)
         self.offload = QCheckBox("Keep shallow blocks and the denoiser in CPU memory")
+        self.vae_on_cpu = QCheckBox("Encode and decode video on the CPU (slower, less GPU memory)")
         self.window = QSpinBox()
         self.window.setRange(0, 256)
         self.window.setSpecialValueText("whole clip")
@@ -74,6 +75,7 @@ class EngineSettingsDialog(QDialog):
         form.addRow("GPU memory preset", self.preset)
         form.addRow("Offload", self.offload)
         form.addRow("Attention window", self.window)
+        form.addRow("Video VAE", self.vae_on_cpu)
         form.addRow("Aspect ratio", self.aspect)
         form.addRow("Model config", config_row)
         form.addRow("Text encoder", self.text_encoder)
@@ -99,6 +101,7 @@ class EngineSettingsDialog(QDialog):
         self.preset.currentIndexChanged.connect(self._on_preset)
         self.offload.toggled.connect(self._on_memory_edited)
         self.window.valueChanged.connect(self._on_memory_edited)
+        self.vae_on_cpu.toggled.connect(self._on_memory_edited)
 
     def _show(self, o: EngineOptions) -> None:
         self._filling = True
@@ -112,10 +115,11 @@ class EngineSettingsDialog(QDialog):
         self._filling = False
 
     def _fill_memory(self, o: EngineOptions) -> None:
-        """Offload and window as the chosen preset sets them on this card."""
-        offload, window = o.memory(self.gpu_bytes)
-        self.offload.setChecked(offload)
-        self.window.setValue(window or 0)
+        """Offload, window and the VAE's place as the chosen preset sets them on this card."""
+        memory = o.memory(self.gpu_bytes)
+        self.offload.setChecked(bool(memory and memory.offload))
+        self.window.setValue((memory and memory.window) or 0)
+        self.vae_on_cpu.setChecked(bool(memory and memory.vae_on_cpu))
 
     def _on_preset(self) -> None:
         if self._filling:
@@ -144,6 +148,7 @@ class EngineSettingsDialog(QDialog):
             preset=self.preset.currentData(),
             offload=self.offload.isChecked(),
             window=self.window.value(),
+            vae_on_cpu=self.vae_on_cpu.isChecked(),
             aspect_ratio=self.aspect.currentText(),
             config=self.config.text().strip(),
             text_encoder=self.text_encoder.text().strip(),

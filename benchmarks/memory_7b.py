@@ -20,12 +20,12 @@ import torch  # noqa: E402
 from engine.starflow_v.loader import LargeOptions  # noqa: E402
 from engine.starflow_v.memory import GIB, measure  # noqa: E402
 
-ROWS = (  # name, offload, window, dtype
-    ("reference settings (fp32)", False, None, torch.float32),
-    ("80 GB preset (bf16)", False, None, torch.bfloat16),
-    ("48 GB preset: offload", True, None, torch.bfloat16),
-    ("24 GB preset: offload, window 6", True, 6, torch.bfloat16),
-    ("16 GB preset: offload, window 4", True, 4, torch.bfloat16),
+ROWS = (  # name, offload, window, VAE on the CPU, dtype
+    ("reference settings (fp32)", False, None, False, torch.float32),
+    ("80 GB preset (bf16)", False, None, False, torch.bfloat16),
+    ("48 GB preset: offload", True, None, False, torch.bfloat16),
+    ("24 GB preset: offload, window 6", True, 6, False, torch.bfloat16),
+    ("16 GB preset: offload, window 3, VAE on the CPU", True, 3, True, torch.bfloat16),
 )
 PARTS = ("flow weights", "vae weights", "kv cache", "sampling", "denoiser", "vae", "text encoder")
 
@@ -38,8 +38,10 @@ def main() -> None:
     args = ap.parse_args()
     print(f"| setting | peak GiB | {' | '.join(PARTS)} (GiB at the peak) |")
     print("|---|---|" + "---|" * len(PARTS))
-    for name, offload, window, dtype in ROWS:
-        options = LargeOptions(offload=offload, window=window, aspect_ratio=args.aspect)
+    for name, offload, window, vae_on_cpu, dtype in ROWS:
+        options = LargeOptions(
+            offload=offload, window=window, vae_on_cpu=vae_on_cpu, aspect_ratio=args.aspect
+        )
         r = measure(options, frames=args.frames, guidance=args.guidance, dtype=dtype)
         parts = " | ".join(f"{r.at_peak.get(p, 0) / GIB:.1f}" for p in PARTS)
         print(f"| {name} | {r.peak / GIB:.1f} | {parts} |", flush=True)

@@ -154,7 +154,8 @@ class Pipeline:
 
     @torch.no_grad()
     def encode(self, frames: np.ndarray, noise_seed: int) -> torch.Tensor:
-        latents = self.codec.encode(to_tensor(frames, self.device)).float()
+        # a codec may live on another device (the 7B's VAE on the CPU): the flow's device after
+        latents = self.codec.encode(to_tensor(frames, self.device)).float().to(self.device)
         std = self.settings.context_noise
         if std > 0:
             g = torch.Generator().manual_seed(noise_seed + 7919)

@@ -14,7 +14,7 @@ import pytest
 from test_app import drop_files, run_job, type_prompt, write_png
 
 from app.engine_thread import _in_editor_words
-from app.state.engine_presets import CUSTOM, EngineOptions, preset_for
+from app.state.engine_presets import CUSTOM, EngineOptions, preset_for, preset_named
 from app_utils import close_editor, demo_loader, open_editor
 from engine.api import EngineError
 
@@ -69,9 +69,12 @@ def test_the_card_picks_the_memory_preset():
     assert {gib: preset_for(int(gib * GIB)).name for gib in sizes} == sizes
     assert preset_for(None) is None
     auto = EngineOptions()
-    assert auto.memory(int(23.6 * GIB)) == (True, 6) and auto.memory(None) == (False, None)
-    assert EngineOptions(preset="80 GB").memory(int(23.6 * GIB)) == (False, None)
-    assert EngineOptions(preset=CUSTOM, offload=True, window=0).memory(None) == (True, None)
+    assert auto.memory(int(23.6 * GIB)) == preset_named("24 GB") and auto.memory(None) is None
+    assert auto.loader_options(int(15.7 * GIB))["vae_on_cpu"] is True
+    assert not auto.loader_options(None)["offload"] and auto.loader_options(None)["window"] is None
+    assert EngineOptions(preset="80 GB").memory(int(23.6 * GIB)) == preset_named("80 GB")
+    custom = EngineOptions(preset=CUSTOM, offload=True, window=0, vae_on_cpu=True).memory(None)
+    assert (custom.offload, custom.window, custom.vae_on_cpu) == (True, None, True)
 
 
 def test_out_of_memory_advice_names_the_editors_settings():
@@ -103,7 +106,13 @@ def test_engine_settings_reach_the_loader_and_the_7b_takes_its_guidance(
         with qtbot.waitSignal(s.model_loaded, timeout=60_000):
             s.load_model(str(tmp_path / "starflow.safetensors"))
         parts = {"config": None, "text_encoder": None, "vae": None}
-        assert calls[-1][1] == {"offload": True, "window": 6, "aspect_ratio": "16:9", **parts}
+        assert calls[-1][1] == {
+            "offload": True,
+            "window": 6,
+            "vae_on_cpu": False,
+            "aspect_ratio": "16:9",
+            **parts,
+        }
         assert s.draft.guidance == 3.5 and w.inspector.guidance.value() == 3.5
 
         dialog = w.open_engine_settings()
@@ -115,7 +124,13 @@ def test_engine_settings_reach_the_loader_and_the_7b_takes_its_guidance(
         dialog.guidance.setValue(4.0)
         with qtbot.waitSignal(s.model_loaded, timeout=60_000):
             dialog.buttons.button(dialog.buttons.StandardButton.Ok).click()
-        assert calls[-1][1] == {"offload": True, "window": 8, "aspect_ratio": "9:16", **parts}
+        assert calls[-1][1] == {
+            "offload": True,
+            "window": 8,
+            "vae_on_cpu": False,
+            "aspect_ratio": "9:16",
+            **parts,
+        }
         chosen = EngineOptions(CUSTOM, True, 8, "9:16", guidance=4.0)
         assert s.settings.engine_options == chosen and s.draft.guidance == 4.0
         s.settings.q.setValue("parts/vae", "/models/wan")  # checked in the model manager

@@ -48,6 +48,7 @@ def test_generate_names_missing_parts_offline_before_loading(tmp_path, monkeypat
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     monkeypatch.setattr(parts, "_in_hf_cache", lambda *a: False)
     loaded = []
+    monkeypatch.setattr(loader, "_check_header", lambda *a: None)  # the file stands for one
     monkeypatch.setattr(loader, "_local_checkpoint", lambda *a: loaded.append(a))
     ckpt = tmp_path / "flow.safetensors"
     ckpt.write_bytes(b"")
@@ -72,6 +73,7 @@ def test_generate_passes_local_parts_into_the_loader(tmp_path, monkeypatch):
         return f"/local/{key}/{value}"
 
     monkeypatch.setattr(parts, "locate", locate)
+    monkeypatch.setattr(loader, "_check_header", lambda *a: None)
     monkeypatch.setattr(loader, "_local_checkpoint", lambda *a: sys.exit(0))
     ckpt = tmp_path / "flow.safetensors"
     ckpt.write_bytes(b"")
@@ -101,6 +103,7 @@ def test_without_flags_the_parts_are_the_checkpoint_configs(tmp_path, monkeypatc
         lambda model, given: SimpleNamespace(flow=None, text_encoder="their/t5", vae="their/vae"),
     )
     monkeypatch.setattr(parts, "locate", lambda key, value, *a, **k: asked.append(value) or value)
+    monkeypatch.setattr(loader, "_check_header", lambda *a: None)
     monkeypatch.setattr(loader, "_local_checkpoint", lambda *a: sys.exit(0))
     ckpt = tmp_path / "flow.safetensors"
     ckpt.write_bytes(b"")

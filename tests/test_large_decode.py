@@ -55,7 +55,7 @@ def test_frame_counts_snap_to_the_lengths_the_causal_vae_makes(pipeline):
     assert [snap(n) for n in (1, 2, 3, 4, 5, 8, 77, 80, 81)] == [1, 1, 5, 5, 5, 9, 77, 81, 81]
     assert [snap(n, "i2v") for n in (1, 6, 7)] == [1, 5, 9]
     assert [snap(n, "extend") for n in (1, 4, 6, 9)] == [4, 4, 8, 8]
-    assert snap(10, "v2v") == 10
+    assert [snap(n, "v2v") for n in (1, 8, 9, 10, 12, 13)] == [1, 5, 9, 9, 9, 13]
     for mode, asked, made in (("t2v", 8, 9), ("extend", 6, 8)):
         clip = np.zeros((5, 32, 48, 3), np.uint8)
         request = GenerateRequest(prompt="a red circle", mode=mode, video=clip, frames=asked)

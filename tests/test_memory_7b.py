@@ -42,11 +42,20 @@ def test_the_reference_settings_give_its_fp32_kv_cache():
     assert math.isclose(expected / GIB, 49.3, abs_tol=0.05)
 
 
-@pytest.mark.parametrize("offload, window, limit", [(True, 6, 22.0), (True, None, 44.0)])
-def test_the_memory_presets_make_a_five_second_clip_within_their_card(offload, window, limit):
+@pytest.mark.parametrize(
+    "offload, window, vae_on_cpu, limit",
+    [(True, 6, False, 22.0), (True, None, False, 44.0), (True, 3, True, 14.5)],
+)
+def test_the_memory_presets_make_a_five_second_clip_within_their_card(
+    offload, window, vae_on_cpu, limit
+):
     """The 24 GB preset (offload, window 6) at or under 22 GiB, the 48 GB one (offload) at or
-    under 44 GiB: 81 frames at 480p with guidance 3.5, bf16, every part of the path counted."""
-    report = measure(LargeOptions(offload=offload, window=window), frames=81, guidance=3.5)
+    under 44 GiB, the 16 GB one (offload, window 3, the VAE in CPU memory) at or under 14.5 GiB:
+    81 frames at 480p with guidance 3.5, bf16, every part of the path counted (the VAE's decode
+    too, where it runs on the GPU)."""
+    options = LargeOptions(offload=offload, window=window, vae_on_cpu=vae_on_cpu)
+    report = measure(options, frames=81, guidance=3.5)
     assert report.frames == 81
     assert report.at_peak["kv cache"] > 0 and report.at_peak["flow weights"] > 0
+    assert (report.at_peak.get("vae", 0) > 0) != vae_on_cpu and "host" not in report.at_peak
     assert report.peak / GIB <= limit, report.at_peak

@@ -23,6 +23,7 @@ class MemoryPreset:
     gigabytes: int  # the card's size as sold
     offload: bool  # shallow blocks and denoiser in CPU memory between uses
     window: int | None  # deep-block attention window in latent frames (None: the whole clip)
+    vae_on_cpu: bool = False  # the VAE encodes and decodes in CPU memory
 
     @property
     def name(self) -> str:
@@ -33,7 +34,7 @@ PRESETS = (
     MemoryPreset(80, offload=False, window=None),
     MemoryPreset(48, offload=True, window=None),
     MemoryPreset(24, offload=True, window=6),
-    MemoryPreset(16, offload=True, window=4),
+    MemoryPreset(16, offload=True, window=3, vae_on_cpu=True),
 )
 
 
@@ -73,20 +74,22 @@ class EngineOptions:
     text_encoder: str = ""  # folder or Hub repo; "": the config's
     vae: str = ""  # folder or Hub repo; "": the config's
     guidance: float = LARGE_GUIDANCE  # new requests' guidance once a STARFlow-V model is loaded
+    vae_on_cpu: bool = False  # used with CUSTOM
 
-    def memory(self, gpu_bytes: int | None) -> tuple[bool, int | None]:
-        """(offload, window) this load uses on a card of `gpu_bytes` (None: no GPU)."""
+    def memory(self, gpu_bytes: int | None) -> MemoryPreset | None:
+        """The memory settings this load uses on a card of `gpu_bytes` (None: no GPU); None:
+        everything on the device, whole-clip attention."""
         if self.preset == CUSTOM:
-            return self.offload, self.window or None
-        preset = preset_for(gpu_bytes) if self.preset == AUTO else preset_named(self.preset)
-        return (preset.offload, preset.window) if preset else (False, None)
+            return MemoryPreset(0, self.offload, self.window or None, self.vae_on_cpu)
+        return preset_for(gpu_bytes) if self.preset == AUTO else preset_named(self.preset)
 
     def loader_options(self, gpu_bytes: int | None) -> dict[str, Any]:
         """Keyword options for engine.registry.load_pipeline (LargeOptions' fields)."""
-        offload, window = self.memory(gpu_bytes)
+        memory = self.memory(gpu_bytes) or MemoryPreset(0, False, None)
         return {
-            "offload": offload,
-            "window": window,
+            "offload": memory.offload,
+            "window": memory.window,
+            "vae_on_cpu": memory.vae_on_cpu,
             "aspect_ratio": self.aspect_ratio,
             "config": self.config or None,
             "text_encoder": self.text_encoder or None,

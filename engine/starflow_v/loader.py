@@ -5,7 +5,8 @@
 Memory plan (no torch.distributed): the flow and its KV cache in bf16; the text encoder visits
 the GPU only while encoding; the VAE decodes one latent frame at a time (streaming); `offload`
 keeps the shallow blocks and the denoiser in CPU memory between uses; `window` shortens the
-deep block's attention window (latent frames) for 24 GB cards.
+deep block's attention window (latent frames) for 24 GB cards; `vae_on_cpu` runs the VAE in
+CPU memory (16 GB cards).
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, replace
 from pathlib import Path
+
+import torch
 
 from ..api import EngineError
 from ..checkpoint import build_model, expected_manifest
@@ -49,6 +52,7 @@ class LargeOptions:
     # sample.py's context_length, 16 of 21 (a re-encode every 5 new frames)
     context: int | None = 16
     models_dir: Path = DEFAULT_MODELS_DIR  # where the checkpoint, text encoder and VAE download to
+    vae_on_cpu: bool = False  # the VAE encodes and decodes in CPU memory (fp32): a smaller GPU peak
 
     def __post_init__(self) -> None:
         if self.window is not None and self.window < 1:
@@ -130,8 +134,11 @@ def load_large_pipeline(
     require_large()  # a missing package says so before anything heavy loads
     spec = config_for(model, options.config)
     cfg = spec.flow
-    if not Path(model).expanduser().exists() and not is_hub_id(model):
+    path = Path(model).expanduser()
+    if not path.exists() and not is_hub_id(model):
         raise EngineError(f"model not found: {model}")
+    if path.suffix == ".safetensors" and path.exists():
+        _check_header(path, spec)  # a damaged or misshapen file says so first (its header only)
     text_path, vae_path = locate_parts(  # a missing part says so before the flow loads
         options.text_encoder or spec.text_encoder,
         options.vae or spec.vae,
@@ -159,16 +166,18 @@ def load_large_pipeline(
         raise EngineError(
             f"the text encoder gives {text.dim}-wide embeddings; the model's txt_dim is {cfg.txt_dim}"
         )
+    vae_dev, vae_dt = ("cpu", torch.float32) if options.vae_on_cpu else (dev, dt)
     codec = WanCodec.from_pretrained(
-        vae_path, device=dev, dtype=dt, temporal_scale=spec.vae_temporal_scale
+        vae_path, device=vae_dev, dtype=vae_dt, temporal_scale=spec.vae_temporal_scale
     )
     log.info(
-        "%s ready on %s (%s, offload=%s, window=%s)",
+        "%s ready on %s (%s, offload=%s, window=%s, VAE on %s)",
         spec.name,
         dev,
         dt,
         options.offload,
         options.window,
+        vae_dev,
     )
     return assemble(flow, codec, text, replace(options, side=spec.side), spec.name)
 
@@ -181,8 +190,14 @@ def _local_checkpoint(model: str | Path, spec: ModelSpec) -> Path | None:
         return None
     if path.suffix not in (".safetensors", ".pth", ".pt", ".bin"):
         raise EngineError(f"unsupported model file type {path.suffix!r} (use .safetensors or .pth)")
+    manifest = _check_header(path, spec)
+    return path if path.suffix == ".safetensors" else convert_once(path, manifest)
+
+
+def _check_header(path: Path, spec: ModelSpec) -> dict:
+    """Every tensor name and shape of `path` against the configuration's; its manifest."""
     manifest = expected_manifest(spec.flow)
     report = compare_shapes(tensor_shapes(path), manifest)
     if not report.ok:
         raise EngineError(f"{path.name} does not match {spec.name}'s config: {report.describe()}")
-    return path if path.suffix == ".safetensors" else convert_once(path, manifest)
+    return manifest

@@ -37,6 +37,7 @@ from .loader import LargeOptions, assemble
 
 GIB = 2**30
 DEVICE = torch.device("meta")
+HOST = "host"  # a part kept in CPU memory: counted apart, never in the device's peak
 # flan-t5-xl's encoder
 T5_XL = dict(
     vocab_size=32128,
@@ -66,7 +67,7 @@ class Ledger(TorchDispatchMode):
 
     @property
     def total(self) -> int:
-        return sum(self.live.values())
+        return sum(n for part, n in self.live.items() if part != HOST)
 
     @contextmanager
     def part(self, name: str) -> Iterator[None]:
@@ -81,6 +82,7 @@ class Ledger(TorchDispatchMode):
         self.most[part] = max(self.most[part], self.live[part])
         if self.total > self.peak:
             self.peak, self.at_peak = self.total, Counter(self.live)
+            self.at_peak.pop(HOST, None)
 
     def remove(self, part: str, nbytes: int) -> None:
         self.live[part] -= nbytes
@@ -293,14 +295,18 @@ def measure(
     ledger = Ledger()
     weights = module_bytes(pipeline.model)
     ledger.add("flow weights", weights)
-    ledger.add("vae weights", module_bytes(pipeline.codec.vae))
+    vae = HOST if options.vae_on_cpu else "vae"  # the VAE in CPU memory does not count
+    ledger.add(HOST if options.vae_on_cpu else "vae weights", module_bytes(pipeline.codec.vae))
     model = pipeline.model
     request = GenerateRequest("a measured clip", frames=frames, seed=0, guidance=guidance)
     made = 0
     with (
         attributed(ledger, pipeline.text.model, "text encoder", visits=True),
         attributed(ledger, model.learnable_self_denoiser, "denoiser"),
-        attributed(ledger, pipeline.codec.vae, "vae"),
+        attributed(ledger, pipeline.codec.vae, vae),
+        # streaming decode calls the decoder's parts, not the VAE's forward
+        attributed(ledger, pipeline.codec.vae.post_quant_conv, vae),
+        attributed(ledger, pipeline.codec.vae.decoder, vae),
         kv_cache_part(ledger),
         fused_attention(ledger),
         ledger,
