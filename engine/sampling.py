@@ -8,7 +8,7 @@ import copy
 import weakref
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
@@ -23,6 +23,8 @@ class SamplerOptions:
     """guidance: CFG weight (top block only; 0 = off). jacobi=False samples token by token.
     window: top-block attention window in latent frames (None: the model's, else unlimited);
     context: frames re-encoded when the window slides (None: window - 1, as the reference).
+    block_size: the top block's Jacobi chunk for the first frame; later frames and the shallow
+    blocks take 4x (the shallow blocks stop at SHALLOW_THRESHOLD x threshold).
     draft: a float32 top block makes its early Jacobi sweeps with a bfloat16 copy where the
     device multiplies bfloat16 fast; the stopping sweeps are always the model's own."""
 
@@ -135,6 +137,7 @@ def fast_bfloat16(device: torch.device) -> bool:
     return False
 
 
+SHALLOW_THRESHOLD = 0.3
 _DRAFTS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
@@ -269,10 +272,14 @@ def shallow_reverse(
     model: StarFlow, frame: torch.Tensor, opts: SamplerOptions, kept: dict | None = None
 ) -> torch.Tensor:
     """Invert the shallow blocks (top-1 down to 0) for one frame (B, h, w, C) of each sample.
-    `kept` holds each block's rotary table and KV cache from frame to frame."""
+    `kept` holds each block's rotary table and KV cache from frame to frame. Chunks are 4x the
+    block size (the top block's for later frames) and the threshold `SHALLOW_THRESHOLD` times
+    the top block's: these blocks cost little per sweep, and their early stop was most of the
+    error against the sequential answer."""
     b, h, w, c = frame.shape
     x = frame.reshape(b, h * w, c).float()
     kept = {} if kept is None else kept
+    shallow_opts = replace(opts, threshold=SHALLOW_THRESHOLD * opts.threshold)
     for block in reversed(model.shallow):
         with resident(model, block):
             dtype, device = block.proj_in.weight.dtype, block.proj_in.weight.device
@@ -286,8 +293,8 @@ def shallow_reverse(
             cache.reset()
             z = permute(x.to(device), block.order, 1)
             last = block.sos_embed.expand(b, -1, -1).float()
-            chunk = opts.block_size if opts.jacobi else 1
-            x, _ = invert_frame(block, z, cache, rope, last, z, chunk, opts, 0.0)
+            chunk = 4 * opts.block_size if opts.jacobi else 1
+            x, _ = invert_frame(block, z, cache, rope, last, z, chunk, shallow_opts, 0.0)
             x = permute(x, block.order, 1)
     return x.reshape(b, h, w, c)
 
