@@ -33,8 +33,13 @@ from engine.starflow_v.loader import LargeOptions, assemble  # noqa: E402
 from engine.starflow_v.memory import T5_XL, host_rotaries, word_tokenizer  # noqa: E402
 
 GIB = 2**30
-# the presets of app/state/engine_presets.py: (card GB, offload, window)
-PRESETS = {"80": (False, None), "48": (True, None), "24": (True, 6), "16": (True, 4)}
+# the presets of app/state/engine_presets.py: card GB -> (offload, window, VAE on the CPU)
+PRESETS = {
+    "80": (False, None, False),
+    "48": (True, None, False),
+    "24": (True, 6, False),
+    "16": (True, 3, True),
+}
 TINY_FLOW = dict(
     txt_dim=32,
     channels=64,
@@ -72,7 +77,7 @@ def build(args, preset: str, device: torch.device, dtype: torch.dtype):
     from engine.starflow_v.vae import WanCodec
     from engine.starflow_v.wan_vae import WAN22_CONFIG
 
-    offload, window = PRESETS[preset]
+    offload, window, vae_on_cpu = PRESETS[preset]
     cfg = FlowConfig.from_dict(json.loads(MANIFEST_PATH.read_text())["config"])
     if args.tiny:
         cfg = cfg.replace(**TINY_FLOW)
@@ -87,7 +92,7 @@ def build(args, preset: str, device: torch.device, dtype: torch.dtype):
     vae = diffusers.AutoencoderKLWan.from_config(
         {**WAN22_CONFIG, **(TINY_VAE if args.tiny else {})}
     )
-    codec = WanCodec(vae.to(device, dtype))
+    codec = WanCodec(vae.to("cpu", torch.float32) if vae_on_cpu else vae.to(device, dtype))
     side = cfg.img_size * codec.spatial_factor // 16 if args.tiny else 640
     options = LargeOptions(offload=offload, window=window, side=side, aspect_ratio=args.aspect)
     return assemble(flow, codec, text, options)
