@@ -17,6 +17,8 @@ from .model.flow_block import FlowBlock, guided, permute
 from .model.layers import KVCache
 from .offload import resident
 
+SHALLOW_THRESHOLD = 0.3  # the shallow blocks' stopping threshold, relative to the top block's
+
 
 @dataclass(frozen=True)
 class SamplerOptions:
@@ -137,7 +139,6 @@ def fast_bfloat16(device: torch.device) -> bool:
     return False
 
 
-SHALLOW_THRESHOLD = 0.3
 _DRAFTS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 

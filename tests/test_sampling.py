@@ -194,3 +194,21 @@ def test_one_step_after_cached_keys_equals_the_whole_sequence():
     want = sampling.permute(z.reshape(1, 16, 4), block.order, 1)[:, 5:]
     got = (sampling.permute(tokens, block.order, 1)[:, 5:] - shift) / scale
     torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+
+
+def test_shallow_blocks_take_whole_frames_and_a_tighter_threshold(monkeypatch):
+    model, noise, y, y_null = setup(frames=1)
+    seen = []
+    original = sampling.invert_frame
+
+    def spy(block, z, cache, rope, last, init, chunk, opts, *args, **kwargs):
+        seen.append((block is model.top, chunk, opts.threshold))
+        return original(block, z, cache, rope, last, init, chunk, opts, *args, **kwargs)
+
+    monkeypatch.setattr(sampling, "invert_frame", spy)
+    sample(model, noise, y, y_null, SamplerOptions(guidance=2.0, block_size=3, threshold=1e-3))
+    shallow = [s for s in seen if not s[0]]
+    assert len(shallow) == len(model.shallow)
+    assert all(chunk == 12 for _, chunk, _ in shallow)
+    assert all(th == pytest.approx(sampling.SHALLOW_THRESHOLD * 1e-3) for *_, th in shallow)
+    assert [s[1:] for s in seen if s[0]] == [(3, 1e-3)]  # the top block's first frame
