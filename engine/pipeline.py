@@ -31,6 +31,7 @@ from .api import (
 from .denoise import chunk_length
 from .device import precision_warnings
 from .frames import fit_frame
+from .limits import check_request
 from .model import StarFlow
 from .sampling import SamplerOptions
 from .session import NoiseSource, Session
@@ -217,6 +218,8 @@ class Pipeline:
         self, request: GenerateRequest, cancel: threading.Event | None = None
     ) -> Iterator[FrameEvent]:
         """Run a request, yielding each batch of new final frames. Raises Cancelled / EngineError."""
+        source = len(request.video) if request.video is not None else 0
+        check_request(self, request.frames, source)  # frame count and memory, before allocating
         try:
             yield from self._generate(request, cancel)
         except torch.cuda.OutOfMemoryError as exc:
@@ -358,4 +361,9 @@ class Pipeline:
             for t in range(0 if decode_context else n_ctx):  # warm a causal decoder's state
                 decoder.push(context[:, t])
             for _, latent in session.frames(n_lat, noise, cancel, hw, decode_context):
+                if not torch.isfinite(latent).all():  # black frames would be written otherwise
+                    raise EngineError(
+                        "the model produced NaN or infinite values: try a lower guidance or "
+                        "temperature"
+                    )
                 yield to_uint8(decoder.push(latent))

@@ -425,3 +425,26 @@ def test_outputs_follow_the_umask(tmp_path, umask):
         os.umask(old)
     for name in ("v.mp4", "f.png", "a.bin", "m.safetensors"):
         assert (tmp_path / name).stat().st_mode & 0o777 == 0o666 & ~umask, name
+
+
+def test_the_pipeline_itself_refuses_runaway_counts_and_non_finite_output():
+    """The editor calls the pipeline directly: a frame count past the limit is refused before
+    anything runs, and a model that produces NaN stops with a message instead of black frames."""
+    from engine.api import GenerateRequest
+    from engine.limits import MAX_FRAMES
+    from engine.registry import load_pipeline
+
+    pipeline = load_pipeline(None, "cpu", "fp32")
+    prompt = "a large red circle moves right on a black background"
+    with pytest.raises(EngineError, match="at most"):
+        next(pipeline.generate(GenerateRequest(prompt, frames=MAX_FRAMES + 1)))
+    weight = pipeline.model.top.proj_in.weight
+    saved = weight.detach().clone()
+    try:
+        with torch.no_grad():
+            weight.fill_(float("nan"))
+        with pytest.raises(EngineError, match="NaN or infinite"):
+            list(pipeline.generate(GenerateRequest(prompt, frames=2)))
+    finally:
+        with torch.no_grad():
+            weight.copy_(saved)

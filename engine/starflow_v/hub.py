@@ -21,7 +21,6 @@ import json
 import logging
 import re
 import shutil
-import struct
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -30,7 +29,12 @@ from pathlib import Path
 import torch
 
 from ..api import Cancelled, EngineError
-from ..checkpoint import DEPRECATED, convert_to_safetensors, open_state_dict
+from ..checkpoint import (
+    DEPRECATED,
+    convert_to_safetensors,
+    open_state_dict,
+    safetensors_header,
+)
 
 log = logging.getLogger(__name__)
 
@@ -333,23 +337,10 @@ def load_manifest(path: Path = MANIFEST_PATH) -> dict[str, tuple[int, ...]]:
 
 
 def safetensors_shapes(path: Path) -> dict[str, tuple[int, ...]]:
-    """Tensor shapes from a .safetensors header alone; EngineError if the file is truncated."""
-    size = path.stat().st_size
-    with path.open("rb") as handle:
-        head = handle.read(8)
-        n = struct.unpack("<Q", head)[0] if len(head) == 8 else -1
-        if n < 2 or 8 + n > size:
-            raise EngineError(
-                f"{path.name} is not a safetensors file or is truncated ({size} bytes)"
-            )
-        try:
-            header = json.loads(handle.read(n))
-        except ValueError as exc:
-            raise EngineError(f"{path.name} has a corrupt safetensors header: {exc}") from exc
+    """Tensor shapes from a .safetensors header alone (checked: truncated or corrupt files raise
+    EngineError naming the file)."""
+    header = safetensors_header(path)
     header.pop("__metadata__", None)
-    end = max((entry["data_offsets"][1] for entry in header.values()), default=0)
-    if 8 + n + end > size:
-        raise EngineError(f"{path.name} is truncated: {size} bytes, its header needs {8 + n + end}")
     return {name: tuple(entry["shape"]) for name, entry in header.items()}
 
 
