@@ -145,6 +145,7 @@ def _load(args: argparse.Namespace):
             accept_license=args.accept_license,
             offload=args.offload,
             window=args.window,
+            vae_on_cpu=args.vae_on_cpu,
             context=args.context,
             aspect_ratio=args.aspect,
             config=args.config,
@@ -340,6 +341,12 @@ def parser() -> argparse.ArgumentParser:
         )
         p.add_argument(
             "--window", type=int, default=None, help="7B: attention window in latent frames"
+        )
+        p.add_argument(
+            "--vae-on-cpu",
+            action="store_true",
+            default=None,
+            help="7B: encode and decode video in CPU memory (16 GB cards)",
         )
         p.add_argument(
             "--context",

@@ -110,3 +110,15 @@ def test_without_flags_the_parts_are_the_checkpoint_configs(tmp_path, monkeypatc
     with pytest.raises(SystemExit):
         cli.main(["generate", "--model", str(ckpt), "--prompt", "x", "--out", "o.mp4"])
     assert asked == ["their/t5", "their/vae"]
+
+
+def test_memory_flags_reach_the_loader(tmp_path, monkeypatch):
+    """--offload --window 3 --vae-on-cpu: the 16 GB preset from the command line."""
+    seen = {}
+    monkeypatch.setattr(
+        "engine.registry.load_pipeline", lambda *a, **k: seen.update(k) or sys.exit(0)
+    )
+    argv = ["generate", "--model", str(tmp_path / "f.safetensors"), "--prompt", "x"]
+    with pytest.raises(SystemExit):
+        cli.main([*argv, "--out", "o.mp4", "--offload", "--window", "3", "--vae-on-cpu"])
+    assert (seen["offload"], seen["window"], seen["vae_on_cpu"]) == (True, 3, True)
