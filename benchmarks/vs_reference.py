@@ -246,8 +246,8 @@ def main() -> None:
 
     runs: dict[str, Callable[[], Run]] = {
         "project (default)": lambda: project_run(model, noise, y, y_null, project),
-        "project, no bf16 draft": lambda: project_run(
-            model, noise, y, y_null, SamplerOptions(guidance=args.guidance, draft=False, **jacobi)
+        "project, bf16 draft": lambda: project_run(
+            model, noise, y, y_null, SamplerOptions(guidance=args.guidance, draft=True, **jacobi)
         ),
     }
     with torch.no_grad():

@@ -78,7 +78,7 @@ def test_bfloat16_draft_lands_on_the_float32_answer(monkeypatch):
     tight = dict(guidance=2.0, block_size=4, max_iter=64, threshold=1e-10)
     want = sample(model, noise, y, y_null, SamplerOptions(jacobi=False, guidance=2.0))
     plain = sample(model, noise, y, y_null, SamplerOptions(**tight, draft=False))
-    drafted = sample(model, noise, y, y_null, SamplerOptions(**tight))
+    drafted = sample(model, noise, y, y_null, SamplerOptions(**tight, draft=True))
     torch.testing.assert_close(plain, want, rtol=1e-4, atol=1e-4)
     torch.testing.assert_close(drafted, want, rtol=1e-4, atol=1e-4)
 
@@ -86,7 +86,7 @@ def test_bfloat16_draft_lands_on_the_float32_answer(monkeypatch):
 def test_draft_sweeps_replace_most_float32_sweeps(monkeypatch):
     monkeypatch.setattr(sampling, "fast_bfloat16", lambda device: True)
     model, noise, y, y_null = setup()
-    opts = SamplerOptions(guidance=2.0, threshold=1e-4)
+    opts = SamplerOptions(guidance=2.0, threshold=1e-4, draft=True)
     draft = make_draft(model.top, model.top.rope(4, 4, 3, 5, torch.float32, "cpu"), opts)
     assert draft.block.proj_in.weight.dtype == torch.bfloat16
     counts = {torch.float32: 0, torch.bfloat16: 0}
@@ -113,15 +113,16 @@ def test_draft_is_made_only_where_it_can_pay(monkeypatch):
     model, *_ = setup()
     rope = model.top.rope(4, 4, 1, 5, torch.float32, "cpu")
     monkeypatch.setattr(sampling, "fast_bfloat16", lambda device: False)
-    assert make_draft(model.top, rope, SamplerOptions()) is None
+    on = SamplerOptions(draft=True)
+    assert make_draft(model.top, rope, on) is None
     monkeypatch.setattr(sampling, "fast_bfloat16", lambda device: True)
-    assert make_draft(model.top, rope, SamplerOptions(draft=False)) is None
-    assert make_draft(model.top, rope, SamplerOptions(jacobi=False)) is None
-    first = make_draft(model.top, rope, SamplerOptions())
-    assert make_draft(model.top, rope, SamplerOptions()).block is first.block  # kept
+    assert make_draft(model.top, rope, SamplerOptions()) is None  # off by default
+    assert make_draft(model.top, rope, SamplerOptions(jacobi=False, draft=True)) is None
+    first = make_draft(model.top, rope, on)
+    assert make_draft(model.top, rope, on).block is first.block  # kept
     with torch.no_grad():
         model.top.proj_in.weight.add_(1.0)
-    again = make_draft(model.top, rope, SamplerOptions())
+    again = make_draft(model.top, rope, on)
     assert again.block is not first.block  # changed weights: a new copy
     torch.testing.assert_close(
         again.block.proj_in.weight.float(), model.top.proj_in.weight, rtol=1e-2, atol=1e-2
