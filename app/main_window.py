@@ -30,6 +30,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from .export import open_export_dialog
 from .widgets.drops import FileDropMixin
 from .widgets.focus import ClickFocus
 from .widgets.inspector import InspectorView
@@ -223,12 +224,13 @@ class MainWindow(FileDropMixin, QMainWindow):
             "Open &image (image to video)…", lambda: s.load_image(generate=False), "Ctrl+I"
         )
         a.import_video = self._action("Import &video…", s.import_video, "Ctrl+Shift+I")
-        a.export = self._action("&Export timeline to MP4…", s.export_video, "Ctrl+E")
+        a.export = self._action("&Export timeline…", lambda: open_export_dialog(s, self), "Ctrl+E")
         a.export_clip = self._action(
-            "Export selected &clip to MP4…",
-            lambda: s.export_video(clip_id=s.timeline.selected),
+            "Export selected &clip…",
+            lambda: open_export_dialog(s, self, s.timeline.selected),
             "Ctrl+Shift+E",
         )
+        a.recover = self._action("&Recover kept autosaves…", s.recover_kept)
         a.export_frame = self._action("Export &frame to PNG…", s.export_frame, "Ctrl+Alt+E")
         a.quit = self._action("&Quit", self.close, "Ctrl+Q")  # K.Quit is empty on some platforms
 
@@ -303,6 +305,7 @@ class MainWindow(FileDropMixin, QMainWindow):
             a.reopen_last,
             a.save,
             a.save_as,
+            a.recover,
             None,
             a.open_image,
             a.import_video,
@@ -488,7 +491,10 @@ class MainWindow(FileDropMixin, QMainWindow):
 
     def _update_title(self) -> None:
         path = self.studio.project_path
-        self.setWindowTitle(f"{path.name if path else 'Untitled'}[*] — STARFlow Studio")
+        name = (path.name if path else "Untitled") + (
+            " (read-only)" if self.studio.read_only else ""
+        )
+        self.setWindowTitle(f"{name}[*] — STARFlow Studio")
         self.setWindowModified(self.studio.dirty)
 
     def _restore_state(self) -> None:

@@ -48,7 +48,7 @@ from engine.starflow_v.parts import PARTS, manager_for
 
 from .dialogs import Dialogs
 from .settings import Settings
-from .state.engine_presets import gpu_memory, preset_for
+from .state.engine_presets import PRESETS, gpu_memory, preset_for
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +68,7 @@ LOCAL_HINTS = {
 
 # peak GPU memory (GiB) of 81 frames at 480p with guidance, by memory preset (card GB): measured
 # by benchmarks/memory_7b.py (the README's table); the CUDA context comes on top
-PEAK_GIB = {80: 42.9, 48: 39.1, 24: 21.6, 16: 19.3}  # keep in step with the README's table
+PEAK_GIB = {p.gigabytes: p.peak_gib for p in PRESETS}  # measured (benchmarks/memory_7b.py)
 CONTEXT_GIB = 1.0  # CUDA context and allocator slack, kept free on the card
 
 

@@ -45,7 +45,9 @@ def test_every_mode_runs_through_the_large_pipeline(qtbot, tmp_path):
         path = tmp_path / "start.png"
         write_png(path, image)
         w.inspector.frames.setValue(5)
-        i2v = run_job(qtbot, ed, lambda: drop_files(qtbot, w.preview.canvas, [path]))
+        drop_files(qtbot, w.preview.canvas, [path])  # the start image; the prompt comes next
+        qtbot.waitUntil(lambda: s.draft.image is not None)
+        i2v = run_job(qtbot, ed, s.generate)
         assert s.timeline.clip(i2v).request.mode == "i2v" and s.timeline.clip(i2v).length == 5
 
         s.timeline.select(t2v)

@@ -478,3 +478,23 @@ def test_playback_keys_in_the_fullscreen_preview(qtbot, ed):
     assert s.timeline.playhead == 1
     full.close()
     qtbot.waitUntil(lambda: w.preview.fullscreen is None)
+
+
+def test_file_menu_exports_through_the_export_dialog_and_the_title_says_read_only(qtbot, ed):
+    """File > Export timeline… / Export selected clip… open the export dialog (formats, scale,
+    range), not the MP4-only file picker; a project opened read-only says so in the title."""
+    from app.export import ExportDialog
+
+    s, w = ed.studio, ed.window
+    clip = add_clip(s)
+    s.timeline.select(clip)
+    for action in (w.actions_.export, w.actions_.export_clip):
+        action.trigger()
+        dialogs = [d for d in w.findChildren(ExportDialog) if d.isVisible()]
+        assert len(dialogs) == 1
+        dialogs[0].close()
+        dialogs[0].deleteLater()
+    assert "(read-only)" not in w.windowTitle()
+    s.project.read_only = True
+    s.project_changed.emit()
+    assert "(read-only)" in w.windowTitle()

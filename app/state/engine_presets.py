@@ -24,6 +24,7 @@ class MemoryPreset:
     offload: bool  # shallow blocks and denoiser in CPU memory between uses
     window: int | None  # deep-block attention window in latent frames (None: the whole clip)
     vae_on_cpu: bool = False  # the VAE encodes and decodes in CPU memory
+    peak_gib: float | None = None  # benchmarks/memory_7b.py: a 5-second 480p clip with guidance
 
     @property
     def name(self) -> str:
@@ -31,10 +32,10 @@ class MemoryPreset:
 
 
 PRESETS = (
-    MemoryPreset(80, offload=False, window=None),
-    MemoryPreset(48, offload=True, window=None),
-    MemoryPreset(24, offload=True, window=6),
-    MemoryPreset(16, offload=True, window=3, vae_on_cpu=True),
+    MemoryPreset(80, offload=False, window=None, peak_gib=43.1),
+    MemoryPreset(48, offload=True, window=None, peak_gib=39.3),
+    MemoryPreset(24, offload=True, window=6, peak_gib=21.8),
+    MemoryPreset(16, offload=True, window=3, vae_on_cpu=True, peak_gib=14.2),
 )
 
 

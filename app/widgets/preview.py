@@ -364,8 +364,10 @@ class PreviewView(QWidget):
         job = self.jobs.get(job_id)
         total = job.total if job is not None else 0
         fps = f"  ·  {job.fps:.1f} fps" if job is not None and job.fps else ""
-        self._show(image, f"LIVE  job #{job_id}  frame {index + 1} / {total}{fps}", live=True)
-        self.counter.setText(f"generating: frame {index + 1} / {total}{fps}")
+        number = job.number if job is not None else job_id  # the number the Jobs panel shows
+        frames = f"frame {index} of 0–{max(total - 1, 0)}"  # from 0, as the ruler counts
+        self._show(image, f"LIVE  job #{number}  {frames}{fps}", live=True)
+        self.counter.setText(f"generating: {frames}{fps}")
         self.frame_shown.emit("live", index)
 
     def end_live(self, _clip_id: str = "") -> None:
