@@ -49,23 +49,15 @@ def image_header(data: bytes) -> tuple[str, int, int]:
     raise EngineError("not a PNG, JPEG or WebP image")
 
 
+SOF_MARKERS = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
+
+
 def _jpeg_size(data: bytes) -> tuple[int, int]:
-    i = 2
-    while i + 9 < len(data):
-        if data[i] != 0xFF:
-            raise EngineError("corrupt JPEG header")
-        marker = data[i + 1]
-        if marker == 0xFF:  # fill byte
-            i += 1
-            continue
-        if 0xD0 <= marker <= 0xD9 or marker == 0x01:  # markers without a length
-            i += 2
-            continue
-        length = struct.unpack(">H", data[i + 2 : i + 4])[0]
-        if marker in (0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF):
-            h, w = struct.unpack(">HH", data[i + 5 : i + 9])
+    """(width, height) from a JPEG's start-of-frame segment."""
+    for marker, start, _length in _jpeg_markers(data):
+        if marker in SOF_MARKERS and start + 5 <= len(data):
+            h, w = struct.unpack(">HH", data[start + 1 : start + 5])
             return w, h
-        i += 2 + length
     raise EngineError("truncated JPEG header")
 
 
