@@ -45,8 +45,8 @@ def file_stem(name: str, fallback: str = "export") -> str:
 
 def default_folder(studio: Studio) -> Path:
     """The project's folder, else the last export folder, else the home folder."""
-    if studio.project_path is not None:
-        return Path(studio.project_path)
+    if studio.project_path is not None and Path(studio.project_path).is_dir():
+        return Path(studio.project_path)  # (a new project's folder is made by its first save)
     last = studio.settings.last_dir("export")
     return Path(last) if last and Path(last).is_dir() else Path.home()
 

@@ -142,3 +142,21 @@ def test_the_dialog_suggests_the_clips_name_in_the_project_folder(qtbot, window,
     np.testing.assert_array_equal(out, np.repeat(np.repeat(frames[3:10], 2, 1), 2, 2))
     assert file_stem("Edit: make the red circle blue!") == "make-the-red-circle-blue"
     QApplication.processEvents()
+
+
+def test_a_new_projects_folder_not_made_yet_is_not_suggested(qtbot, window, tmp_path):
+    """`python -m app NEW_FOLDER`: the folder is made by the first save; until then the export
+    dialog suggests a folder that exists (an export there failed: 'folder not found')."""
+    from app.export import open_export_dialog
+
+    s = window.studio
+    later = tmp_path / "later"
+    s.project.start(later)
+    assert s.project_path == later and not later.exists()
+    t = s.timeline
+    media = t.add_media(flat_frames(4), "generated", "shapes")
+    clip = Clip(new_id("c"), media.id, 0, 4, "Text: a red square moves right")
+    s.undo.push(AddClip(t, clip, 0))
+    dialog = open_export_dialog(s, window, clip.id)
+    assert Path(dialog.path.text()).parent.is_dir()
+    dialog.close()
