@@ -32,6 +32,8 @@ def _gb(n: float) -> str:
 def available_memory(device: torch.device | str = "cpu") -> int | None:
     """Bytes free for a new allocation on `device` (None where it cannot be told)."""
     device = torch.device(device)
+    if device.type == "meta":  # no memory behind it (engine.starflow_v.memory measures there)
+        return None
     if device.type == "cuda":
         return int(torch.cuda.mem_get_info(device)[0])
     try:
