@@ -106,6 +106,26 @@ def isolated_settings(folder: Path) -> Settings:
     return s
 
 
+def no_loader(*_args, **_kwargs):
+    raise AssertionError("these tests load no model")
+
+
+def engine_free_window(qtbot, folder: Path, size: tuple[int, int] | None = None, **answers):
+    """The shown main window over a studio that never loads a model (jobs are driven by hand);
+    `answers` script its dialogs."""
+    from app.main_window import MainWindow
+    from app.studio import Studio
+
+    studio = Studio(isolated_settings(folder), loader=no_loader, dialogs=ScriptedDialogs(**answers))
+    window = MainWindow(studio)
+    qtbot.addWidget(window)
+    if size is not None:
+        window.resize(*size)
+    window.show()
+    qtbot.waitExposed(window)
+    return window
+
+
 def open_editor(
     qtbot, folder: Path, loader=demo_loader, project: Path | None = None, **answers
 ) -> SimpleNamespace:

@@ -14,7 +14,7 @@ from PySide6.QtWidgets import QApplication
 
 from app.commands import AddClip
 from app.state.timeline import Clip, new_id
-from app_utils import ScriptedDialogs, isolated_settings
+from app_utils import engine_free_window
 from engine.api import Cancelled, EngineError
 from engine.export import ExportOptions, export_frames, scale_frames
 
@@ -95,19 +95,9 @@ def test_a_cancelled_export_leaves_the_old_file(tmp_path):
 
 
 # ---- the dialog in the real window -----------------------------------------------------------
-def no_loader(*_args):
-    raise AssertionError("nothing here may load a model")
-
-
 @pytest.fixture
 def window(qtbot, tmp_path):
-    from app.main_window import MainWindow
-    from app.studio import Studio
-
-    studio = Studio(isolated_settings(tmp_path), loader=no_loader, dialogs=ScriptedDialogs())
-    w = MainWindow(studio)
-    qtbot.addWidget(w)
-    w.show()
+    w = engine_free_window(qtbot, tmp_path)
     yield w
     w.shutdown()
 

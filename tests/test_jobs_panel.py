@@ -13,29 +13,17 @@ from PySide6.QtCore import Qt
 import engine.api
 from app.state.jobs import Job, JobQueue, JobState, format_eta
 from app.state.request import ClipRequest
-from app_utils import ScriptedDialogs, close_editor, isolated_settings, open_editor
+from app_utils import close_editor, engine_free_window, open_editor
 from engine.api import GenerateRequest
 
 PROMPT = "a large red circle moves right on a black background"
 LONG = "a small blue triangle moves up and down on a white background"
 
 
-def no_loader(*_args):
-    raise AssertionError("nothing here may load a model")
-
-
 @pytest.fixture
 def window(qtbot, tmp_path):
     """The main window over a studio whose engine never starts (jobs are driven by hand)."""
-    from app.main_window import MainWindow
-    from app.studio import Studio
-
-    studio = Studio(isolated_settings(tmp_path), loader=no_loader, dialogs=ScriptedDialogs())
-    w = MainWindow(studio)
-    qtbot.addWidget(w)
-    w.resize(1280, 720)
-    w.show()
-    qtbot.waitExposed(w)
+    w = engine_free_window(qtbot, tmp_path, (1280, 720))
     yield w
     w.shutdown()
 

@@ -17,28 +17,16 @@ from PySide6.QtWidgets import QApplication, QMenu, QPushButton
 from app.state.draft import ImageSource
 from app.state.request import ClipRequest
 from app.state.timeline import Clip, new_id
-from app_utils import ScriptedDialogs, isolated_settings, psnr, shown_frame
+from app_utils import ScriptedDialogs, engine_free_window, isolated_settings, psnr, shown_frame
 
 PROMPT = "a large red circle moves right on a black background"
 
 
-def no_loader(*_args, **_kwargs):
-    raise AssertionError("these tests load no model")
-
-
 def make_window(qtbot, folder, **answers) -> SimpleNamespace:
-    from app.main_window import MainWindow
-    from app.studio import Studio
-
-    studio = Studio(isolated_settings(folder), loader=no_loader, dialogs=ScriptedDialogs(**answers))
-    window = MainWindow(studio)
-    qtbot.addWidget(window)
-    window.resize(1400, 900)
-    window.show()
-    qtbot.waitExposed(window)
+    window = engine_free_window(qtbot, folder, (1400, 900), **answers)
     window.activateWindow()
     qtbot.waitUntil(lambda: QApplication.activeWindow() is window)
-    return SimpleNamespace(studio=studio, window=window, folder=folder)
+    return SimpleNamespace(studio=window.studio, window=window, folder=folder)
 
 
 @pytest.fixture
