@@ -12,10 +12,12 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from engine.starflow_v.sizes import GUIDANCE
+
 AUTO = "auto"  # the preset for the card found at load time
 CUSTOM = "custom"  # offload and window as set by hand
 ASPECT_RATIOS = ("16:9", "9:16", "1:1", "4:3", "3:4")
-LARGE_GUIDANCE = 3.5  # the reference's video script (scripts/test_sample_video.sh: --cfg 3.5)
+LARGE_GUIDANCE = GUIDANCE  # the 7B's, as its loader sets it
 
 
 @dataclass(frozen=True)

@@ -26,13 +26,12 @@ from .config_file import ModelSpec, config_for, is_config_json
 from .deps import require_large
 from .hub import HubSource, ModelManager, compare_shapes, convert_once, tensor_shapes
 from .parts import locate_parts
-from .sizes import FPS, TRAIN_FRAMES, frame_size, latent_frames
+from .sizes import FPS, GUIDANCE, TRAIN_FRAMES, frame_size, latent_frames
 from .text import NOISE_STD, PromptTemplate, T5TextEncoder
 from .vae import WanCodec
 
 log = logging.getLogger(__name__)
 
-GUIDANCE = 3.5  # the reference's video script (scripts/test_sample_video.sh: --cfg 3.5)
 DEFAULT_MODELS_DIR = Path.home() / ".cache" / "starflow-studio" / "models"
 
 

@@ -18,6 +18,7 @@ BASE_SIDE = 640  # the 7B config's img_size: frames keep the area of a BASE_SIDE
 VAE_SPATIAL = 16  # Wan2.2 VAE: 16x spatial compression
 VAE_TEMPORAL = 4  # Wan2.2 VAE: 4x temporal compression after the first frame
 PATCH_SIZE = 1  # the 7B flow's patch size on latents
+GUIDANCE = 3.5  # the reference's video script (scripts/test_sample_video.sh: --cfg 3.5)
 FPS = 16  # the 7B model's training frame rate
 TRAIN_FRAMES = 81  # the 7B model's training clip length (video frames)
 
