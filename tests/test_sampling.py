@@ -177,6 +177,12 @@ def test_rotate_with_signed_tables_is_the_pairwise_rotation():
     c, s = a[:, 0::2].cos(), a[:, 0::2].sin()
     want = torch.stack([x0 * c - x1 * s, x1 * c + x0 * s], dim=-1).flatten(-2)
     torch.testing.assert_close(rotate(x, cos, signed_sin), want)
+    # every path: sampling's complex product (also on an odd-offset view), training's, bfloat16
+    odd = torch.cat([torch.zeros(2, 3, 7, 1), x], dim=-1)[..., 1:]
+    torch.testing.assert_close(rotate(odd, cos, signed_sin), want)
+    torch.testing.assert_close(rotate(x.requires_grad_(), cos, signed_sin), want)
+    low = rotate(x.detach().bfloat16(), cos.bfloat16(), signed_sin.bfloat16())
+    torch.testing.assert_close(low.float(), want, atol=0.05, rtol=0.02)
     assert math.isclose(float(signed_sin[3, 0]), -math.sin(float(a[3, 0])), abs_tol=1e-6)
 
 

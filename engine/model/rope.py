@@ -59,5 +59,15 @@ class Rotary:
 def rotate(x: torch.Tensor, cos: torch.Tensor, signed_sin: torch.Tensor) -> torch.Tensor:
     """Apply rotation to x (..., S, D) with pairs (x0, x1) -> (x0 cos - x1 sin, x1 cos + x0 sin),
     given `Rotary.cos_sin`'s tables."""
+    if x.dtype in _COMPLEX and x.device.type in ("cpu", "cuda") and not x.requires_grad:
+        # sampling: one complex product (x0 + i x1)(cos + i sin), the same arithmetic, faster
+        table = torch.complex(cos[..., 0::2], signed_sin[..., 1::2])
+        pairs = x.unflatten(-1, (-1, 2))
+        if pairs.storage_offset() % 2 or any(st % 2 for st in pairs.stride()[:-1]):
+            pairs = pairs.contiguous()
+        return torch.view_as_real(torch.view_as_complex(pairs) * table).flatten(-2)
     swapped = x.unflatten(-1, (-1, 2)).flip(-1).flatten(-2)  # pairs (x1, x0)
     return x * cos + swapped * signed_sin
+
+
+_COMPLEX = (torch.float32, torch.float64)
