@@ -33,6 +33,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from engine import sampling  # noqa: E402
 from engine.checkpoint import DEPRECATED, build_model  # noqa: E402
 from engine.config import FlowConfig  # noqa: E402
 from engine.sampling import FlowSampler, SamplerOptions  # noqa: E402
@@ -227,6 +228,9 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--breakdown", action="store_true", help="where the project's default sampler spends time"
+    )
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
@@ -289,6 +293,9 @@ def main() -> None:
             for name, fn in runs.items():
                 results[name].append(fn())
     report(results, sequential, len(model.blocks), model.top, args)
+    if args.breakdown:
+        with torch.no_grad():
+            breakdown(model, noise, y, y_null, project)
 
 
 def report(results: dict, sequential: Run, blocks: int, top, args) -> None:
@@ -316,6 +323,136 @@ def report(results: dict, sequential: Run, blocks: int, top, args) -> None:
             f"{ref1 / first:.2f}x sooner than the reference's 1-frame clip, "
             f"{ref / first:.2f}x sooner than its first frame in the clip"
         )
+
+
+MATRIX_OPS = ("aten::addmm", "aten::mm", "aten::bmm", "aten::baddbmm")
+
+
+def breakdown(model, noise, y, y_null, opts: SamplerOptions) -> None:
+    """Where the default sampler's time goes: by block and frame (timed around the top block's
+    `next` and the shallow blocks' inversion), by kind of operation (torch.profiler's self times:
+    its own overhead inflates small operations), one top-block sweep with and without the
+    guidance batch, and the top block's Jacobi convergence (relative squared change per sweep)."""
+    parts: dict[str, float] = defaultdict(float)
+    frame = [0]
+    changes: list[tuple[int, int, float]] = []  # (frame, sweep, change) of the top block
+    top_next, shallow, sweep = (
+        sampling.TopSampler.next,
+        sampling.shallow_reverse,
+        sampling.Jacobi.sweep,
+    )
+    device = noise.device
+
+    def timed(name, fn):
+        def run(*a, **k):
+            sync(device)
+            t = time.perf_counter()
+            out = fn(*a, **k)
+            sync(device)
+            parts[name, "first" if frame[0] == 0 else "later"] += time.perf_counter() - t
+            return out
+
+        return run
+
+    def traced(self, block, rope, lo):
+        change = sweep(self, block, rope, lo)
+        if self.block is model.top:
+            changes.append((frame[0], lo - self.s, float(change)))
+        return change
+
+    sampling.TopSampler.next = timed("top block", top_next)
+    sampling.shallow_reverse = timed("shallow blocks", shallow)
+    sampling.Jacobi.sweep = traced
+    try:
+        sampler = FlowSampler(model, y, y_null, noise.shape[-2:], opts, noise.size(1))
+        t0 = time.perf_counter()
+        for t in range(noise.size(1)):
+            frame[0] = t
+            sampler.next_frame(noise[:, t])
+        total = time.perf_counter() - t0
+    finally:
+        sampling.TopSampler.next, sampling.shallow_reverse = top_next, shallow
+        sampling.Jacobi.sweep = sweep
+    print(f"\nwhere the default sampler's {total:.3f} s go (one run, no profiler):")
+    for name in ("top block", "shallow blocks"):
+        first, later = parts[name, "first"], parts[name, "later"]
+        print(
+            f"  {name}: first frame {first:.3f} s, later frames {later:.3f} s "
+            f"({later / max(noise.size(1) - 1, 1) * 1e3:.1f} ms each)"
+        )
+    rest = total - sum(parts.values())
+    print(f"  between blocks (patchify, permutes, noise): {rest:.3f} s")
+
+    from torch.profiler import profile
+
+    with profile() as prof:
+        sampler = FlowSampler(model, y, y_null, noise.shape[-2:], opts, noise.size(1))
+        for t in range(noise.size(1)):
+            sampler.next_frame(noise[:, t])
+    kinds: dict[str, float] = defaultdict(float)
+    for e in prof.key_averages():
+        if e.key.startswith("aten::") and e.self_cpu_time_total > 0:
+            if e.key in MATRIX_OPS:
+                kind = "matrix products"
+            elif "scaled_dot_product" in e.key:
+                kind = "attention"
+            elif e.key in ("aten::copy_", "aten::cat", "aten::clone", "aten::index_put_"):
+                kind = "copies (cache writes, concatenation)"
+            else:
+                kind = "other operations (norms, GELU, rotation, Jacobi updates and tests)"
+            kinds[kind] += e.self_cpu_time_total
+    whole = sum(kinds.values())
+    print("by operation (profiler self time, share):")
+    for kind, us in sorted(kinds.items(), key=lambda kv: -kv[1]):
+        print(f"  {kind}: {us / whole:.0%}")
+
+    later = [c for c in changes if c[0] > 0]
+    firsts = [c for f, k, c in later if k == 0]
+    ratios = [
+        c / prev
+        for (f0, k0, prev), (f1, k1, c) in zip(later, later[1:], strict=False)
+        if f0 == f1 and k1 == k0 + 1 and prev > 0
+    ]
+    if firsts and ratios:
+        print(
+            f"top block, later frames: first sweep's change {statistics.median(firsts):.2e} "
+            f"(the warm start's error), each sweep's change / the last "
+            f"{statistics.median(ratios):.2f} (median): "
+            f"{len(later) / max(noise.size(1) - 1, 1):.1f} sweeps per frame to {opts.threshold:g}"
+        )
+    guidance_batch(model, y, y_null, noise.shape[-2:], device)
+
+
+def guidance_batch(model, y, y_null, hw, device) -> None:
+    """One top-block sweep of a whole frame after two frames of context, with the guidance
+    batch (2 rows per token) and without (1)."""
+    top = model.top
+    p = model.cfg.patch_size
+    n = hw[0] * hw[1] // p**2
+    dtype = top.proj_in.weight.dtype
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 3 * n, top.proj_in.in_features, generator=g).to(device, dtype)
+    times = {}
+    for name, text in (("with guidance", torch.cat([y, y_null])), ("without", y)):
+        b = text.size(0)
+        rope = top.rope(hw[0] // p, hw[1] // p, 3, text.size(1), dtype, device)
+        cache = top.new_cache(b, text.size(1) + 3 * n, device, dtype)
+        top.prefill_text(text, cache, rope)
+        top.step(x[:b, : 2 * n], cache, rope)
+        cache.commit(2 * n)
+        runs = []
+        for _ in range(12):
+            sync(device)
+            t = time.perf_counter()
+            top.step(x[:b, 2 * n :], cache, rope)
+            sync(device)
+            runs.append(time.perf_counter() - t)
+        times[name] = statistics.median(runs[2:])
+    print(
+        f"one top-block sweep of a frame: {times['with guidance'] * 1e3:.2f} ms with the guidance "
+        f"batch, {times['without'] * 1e3:.2f} ms without "
+        f"({times['with guidance'] / times['without']:.2f}x)"
+    )
 
 
 if __name__ == "__main__":

@@ -219,3 +219,28 @@ def test_shallow_blocks_take_whole_frames_and_a_tighter_threshold(monkeypatch):
     assert all(chunk == 12 for _, chunk, _ in shallow)
     assert all(th == pytest.approx(sampling.SHALLOW_THRESHOLD * 1e-3) for *_, th in shallow)
     assert [s[1:] for s in seen if s[0]] == [(3, 1e-3)]  # the top block's first frame
+
+
+def test_reference_benchmark_runs_without_the_reference():
+    """benchmarks/vs_reference.py, small: the project's rows, agreement and breakdown printed."""
+    import re
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "vs_reference.py"
+    args = ["--frames", "2", "--size", "4x4", "--repeats", "1", "--breakdown"]
+    out = subprocess.run(
+        [sys.executable, str(script), *args], capture_output=True, text=True, timeout=300
+    )
+    assert out.returncode == 0, out.stderr
+    row = re.search(
+        r"\| project \(default\) \| ([\d.]+) \| ([\d.]+) \| (\d+) / (\d+) \|", out.stdout
+    )
+    assert row and int(row[3]) > 0 and int(row[4]) > 0, out.stdout
+    rms = float(
+        re.search(r"\| project \(default\) \|.*\| ([\d.e+-]+) \| [\d.e+-]+ \|", out.stdout)[1]
+    )
+    assert rms < 0.05
+    assert "top block: first frame" in out.stdout and "matrix products" in out.stdout
+    assert re.search(r"sweeps per frame to 0.001", out.stdout)
