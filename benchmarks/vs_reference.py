@@ -3,6 +3,7 @@
     python benchmarks/vs_reference.py --reference /tmp/ml-starflow     # side by side, alternating
     python benchmarks/vs_reference.py                                  # the project's figures alone
     python benchmarks/vs_reference.py --config cfg.json --device cuda  # another configuration
+    python benchmarks/vs_reference.py --breakdown                      # where the time goes
 
 One random STARFlow-V (default: the released 7B's switches at a small size: 48 latent channels,
 channels 128 / top 256, blocks of 1 1 1 6 layers, head 64, text 16 x 64) is built with
