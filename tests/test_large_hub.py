@@ -405,3 +405,24 @@ def test_shipped_manifest_matches_the_engine_model_and_the_reference_copy():
     assert report.ok and len(report.absent_deprecated) == 9
     listing["blocks.5.proj_in.weight"] = (1, 1)
     assert "blocks.5.proj_in.weight: file [1, 1]" in compare_shapes(listing, manifest).describe()
+
+
+def test_repo_ids_with_dots_and_revisions_are_hub_ids_and_file_names_are_not(tmp_path, monkeypatch):
+    from engine.starflow_v import loader
+
+    for value in (
+        "apple/starflow",
+        "apple/starflow@v1.0",
+        "Wan-AI/Wan2.2-TI2V-5B",
+        "a/b@refs/pr/3",
+    ):
+        assert hub.is_repo_id(value), value
+    local = tmp_path / "owner" / "name.v2"
+    local.mkdir(parents=True)
+    monkeypatch.chdir(tmp_path)
+    for value in ("runs/model.pth", "x/clip.MP4", "a/b.safetensors@main", "owner/name.v2", "a/b/c"):
+        assert not hub.is_repo_id(value), value
+    seen = []
+    monkeypatch.setattr(ModelManager, "fetch", lambda self, **kw: seen.append(self.source))
+    loader.resolve_checkpoint("apple/starflow@v1.0", models_dir=tmp_path / "models")
+    assert (seen[0].repo_id, seen[0].revision) == ("apple/starflow", "v1.0")

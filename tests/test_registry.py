@@ -20,6 +20,7 @@ def test_each_source_goes_to_its_family(tmp_path):
     assert family_of(tmp_path / "other.safetensors").name == "starflow-v"
     assert family_of("apple/starflow").name == "starflow-v"
     assert family_of("apple/starflow@main").name == "starflow-v"
+    assert family_of("apple/starflow@v1.0").name == "starflow-v"  # a dotted revision
 
 
 def test_the_default_is_the_demo_model_and_bad_sources_say_so(tmp_path):

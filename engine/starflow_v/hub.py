@@ -47,6 +47,24 @@ NOTE = "LICENSE.note"  # written where a repo has no licence file
 MANIFEST_PATH = Path(__file__).with_name("starflow-v_7B_manifest.json")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
+FILE_SUFFIXES = (
+    *(".pth", ".pt", ".bin", ".ckpt", ".safetensors", ".gguf", ".json", ".yaml", ".yml", ".txt"),
+    *(".mp4", ".mov", ".mkv", ".webm", ".png", ".jpg", ".jpeg", ".webp", ".zip", ".tar"),
+)
+_REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+(@[\w./-]+)?$")
+
+
+def is_repo_id(value: str | Path) -> bool:
+    """ "owner/name[@revision]" naming no local file: a Hugging Face repo. Names and revisions
+    may hold dots (Wan2.2-..., @v1.0); a name ending in a model or config file's suffix is a
+    path."""
+    text = str(value)
+    repo = text.partition("@")[0]
+    if not _REPO_ID.match(text) or Path(repo).suffix.lower() in FILE_SUFFIXES:
+        return False
+    return not Path(text).expanduser().exists()
+
+
 Progress = Callable[[int, int | None], None]  # (bytes done, total bytes or None)
 Shapes = Mapping[str, tuple[int, ...]]
 

@@ -24,7 +24,14 @@ from ..offload import enable_offload
 from ..pipeline import Pipeline, PipelineSettings, model_info
 from .config_file import ModelSpec, config_for, is_config_json
 from .deps import require_large
-from .hub import HubSource, ModelManager, compare_shapes, convert_once, tensor_shapes
+from .hub import (
+    HubSource,
+    ModelManager,
+    compare_shapes,
+    convert_once,
+    is_repo_id,
+    tensor_shapes,
+)
 from .parts import locate_parts
 from .sizes import FPS, GUIDANCE, TRAIN_FRAMES, frame_size, latent_frames
 from .text import NOISE_STD, PromptTemplate, T5TextEncoder
@@ -87,12 +94,6 @@ def assemble(flow, codec, text, options: LargeOptions, name: str = "STARFlow-V 7
     return Pipeline(flow, codec, text, info, settings, prompt_format=template)
 
 
-def is_hub_id(model: str | Path) -> bool:
-    """ "owner/name[@revision]" naming no local file: a Hugging Face repo."""
-    text = str(model)
-    return text.count("/") == 1 and not Path(text).expanduser().exists() and not Path(text).suffix
-
-
 def is_checkpoint(model: str | Path) -> bool:
     """A released-model checkpoint: a Hub repo id, or a .pth / .safetensors file that is not a
     demo bundle's weights (no JSON description beside it)."""
@@ -100,7 +101,7 @@ def is_checkpoint(model: str | Path) -> bool:
     if path.suffix in (".pth", ".safetensors"):
         description = path.with_suffix(".json")
         return not description.exists() or is_config_json(description)
-    return is_hub_id(model)
+    return is_repo_id(model)
 
 
 def resolve_checkpoint(
@@ -113,7 +114,7 @@ def resolve_checkpoint(
     path = Path(model).expanduser()
     if path.exists():
         return ModelManager(models_dir).use_local(path)
-    if is_hub_id(model):
+    if is_repo_id(model):
         repo, _, revision = str(model).partition("@")
         manager = ModelManager(models_dir, HubSource(repo_id=repo, revision=revision or "main"))
         return manager.fetch(accept_license=accept_license, progress=progress)
@@ -134,7 +135,7 @@ def load_large_pipeline(
     spec = config_for(model, options.config)
     cfg = spec.flow
     path = Path(model).expanduser()
-    if not path.exists() and not is_hub_id(model):
+    if not path.exists() and not is_repo_id(model):
         raise EngineError(f"model not found: {model}")
     if path.suffix == ".safetensors" and path.exists():
         _check_header(path, spec)  # a damaged or misshapen file says so first (its header only)

@@ -34,6 +34,7 @@ from .hub import (
     check_disk_space,
     download_file,
     fetch_license,
+    is_repo_id,
     remote_file,
     safetensors_shapes,
 )
@@ -280,12 +281,6 @@ CHECKS: dict[str, Check] = {"text-encoder": check_text_encoder, "vae": check_vae
 
 
 # ---- before loading -----------------------------------------------------------------------------
-def _is_repo_id(value: str) -> bool:
-    """ "owner/name[@revision]" (names may hold dots: Wan2.2-...), not a file path."""
-    file_like = Path(value).suffix in (".pth", ".pt", ".bin", ".safetensors", ".json")
-    return value.count("/") == 1 and not value.startswith((".", "/", "~")) and not file_like
-
-
 def _in_hf_cache(repo_id: str, part: Part, revision: str) -> bool:
     from huggingface_hub import try_to_load_from_cache
 
@@ -318,7 +313,7 @@ def locate(
     path = Path(value).expanduser()
     if path.exists():
         return str(PartManager(models_dir, part).use_local(path))
-    if not _is_repo_id(value):
+    if not is_repo_id(value):
         raise EngineError(f"{part.title} not found: {value}")
     manager = manager_for(key, value, models_dir)
     done = manager.local()
