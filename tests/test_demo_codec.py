@@ -80,6 +80,15 @@ def test_sharpening_stage_starts_as_the_identity_and_round_trips():
     again = DemoCodec.from_config(sharp.cfg.to_dict())
     again.load_state_dict(sharp.state_dict())
     torch.testing.assert_close(again.decode(z), sharp.decode(z))
+    # its new convolutions come from the seed, whatever the global random state
+    state = torch.random.get_rng_state()
+    twin = codec.with_sharpen(4, seed=0)
+    assert torch.equal(torch.random.get_rng_state(), state)
+    torch.rand(5)
+    for name, value in codec.with_sharpen(4, seed=0).state_dict().items():
+        assert torch.equal(value, twin.state_dict()[name]), name
+    other = codec.with_sharpen(4, seed=1).decoder.sharpen.conv1.weight
+    assert not torch.equal(other, twin.decoder.sharpen.conv1.weight)
 
 
 def test_config_rejects_unknown_fields():

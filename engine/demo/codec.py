@@ -146,9 +146,13 @@ class DemoCodec(nn.Module):
         )
         return self.cfg
 
-    def with_sharpen(self, width: int) -> DemoCodec:
-        """A copy with a sharpening stage of `width` added (starting as the identity)."""
-        codec = DemoCodec(dataclasses.replace(self.cfg, sharpen=width)).to(self.latent_mean.device)
+    def with_sharpen(self, width: int, seed: int = 0) -> DemoCodec:
+        """A copy with a sharpening stage of `width` added (starting as the identity), its first
+        convolutions drawn from `seed` (the global random state untouched)."""
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            codec = DemoCodec(dataclasses.replace(self.cfg, sharpen=width))
+        codec = codec.to(self.latent_mean.device)
         missing, unexpected = codec.load_state_dict(self.state_dict(), strict=False)
         if unexpected or any(not k.startswith("decoder.sharpen.") for k in missing):
             raise ValueError(f"cannot add a sharpening stage: {missing=} {unexpected=}")

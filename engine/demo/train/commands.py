@@ -207,7 +207,7 @@ def finetune(args: argparse.Namespace) -> None:
     else:
         codec = stage_codec(args, train_cfg, device)
     if args.sharpen and not codec.cfg.sharpen:
-        codec = codec.with_sharpen(args.sharpen)
+        codec = codec.with_sharpen(args.sharpen, seed=train_cfg.seed)
     denoiser = None
     if args.input == "denoised":
         denoiser = bundle_denoiser(args.out, codec, device)
