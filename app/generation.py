@@ -213,8 +213,9 @@ class GenerationController(QObject):
             self._dispatch()
 
     def regenerate(self, clip_id: str | None = None, seed: int | None = None) -> Job | None:
-        """The clip's record again with another seed (the draft's seed if changed, else random);
-        the new take lands right after the original."""
+        """The clip's record again with another seed (the draft's seed if changed, else random):
+        a new take of the clip, shown when it lands (its Takes menu goes back; undo removes it).
+        Should the clip be gone by then, the take lands as a clip at the end."""
         clip = self.timeline.clip(clip_id or self.timeline.selected)
         if clip is None or clip.request is None:
             return self._refuse(
@@ -223,9 +224,11 @@ class GenerationController(QObject):
         if seed is None:
             same = self.draft.seed == clip.request.seed
             seed = random.randrange(2**31) if same else self.draft.seed
-        job = self.submit(replace(clip.request, seed=seed), after=clip.id)
+        group = new_id("c")
+        self._takes[group] = clip.id
+        job = self.submit(replace(clip.request, seed=seed), after=clip.id, take_of=group)
         if job is not None:  # said, not written into the draft's Seed field
-            self.messages.info(f"Job #{job.number}: regenerating with seed {seed}")
+            self.messages.info(f"Job #{job.number}: a new take with seed {seed}")
         return job
 
     def extend(

@@ -40,6 +40,7 @@ from .widgets.preview import PreviewView
 from .widgets.shortcuts import EXTRA_KEYS, ShortcutSheet
 from .widgets.start_screen import StartScreen
 from .widgets.status import StatusPanel
+from .widgets.timeline_menu import wire_timeline
 from .widgets.timeline_view import TimelineView
 
 if TYPE_CHECKING:
@@ -241,6 +242,10 @@ class MainWindow(FileDropMixin, QMainWindow):
         self.addActions([a.undo, a.redo])
         a.delete = self._action("&Delete clip", s.delete_selected, K.Delete)
         a.duplicate = self._action("D&uplicate clip", s.duplicate_selected, "Ctrl+D")
+        a.copy = self._action("&Copy clip", self.copy_clip, K.Copy, "Keep the selected clip")
+        a.paste = self._action(
+            "&Paste clip", self.paste_clip, K.Paste, "A copy after the selected clip, or at the end"
+        )
         a.rename = self._action("Re&name clip…", lambda: s.rename_selected(), "F2")
         a.split = self._action("&Split at playhead", s.split_at_playhead, "Ctrl+K")
         a.trim_start = self._action(
@@ -328,6 +333,8 @@ class MainWindow(FileDropMixin, QMainWindow):
             None,
             a.delete,
             a.duplicate,
+            a.copy,
+            a.paste,
             a.rename,
             a.split,
             a.trim_start,
@@ -440,6 +447,28 @@ class MainWindow(FileDropMixin, QMainWindow):
         self.start_screen_done = True
         self.update_start_screen()
         self.inspector.prompt.setFocus(Qt.FocusReason.OtherFocusReason)
+
+    def copy_clip(self) -> None:
+        """Edit > Copy clip (Ctrl+C): the selected clip is what Paste copies (the timeline's menu
+        keeps the same one)."""
+        t = self.studio.timeline
+        clip = t.clip(t.selected)
+        if clip is None:
+            self.studio.messages.error("Select a clip to copy")
+            return
+        self.timeline_view.copied = clip.id
+        self.studio.messages.info(f"Copied {clip.name or 'the clip'} ({clip.length} frames)")
+
+    def paste_clip(self) -> None:
+        """Edit > Paste clip (Ctrl+V): a copy of the copied clip after the selected one, else at
+        the end; undoable."""
+        t, view = self.studio.timeline, self.timeline_view
+        if t.clip(view.copied) is None:
+            self.studio.messages.error("Copy a clip first (Ctrl+C)")
+            return
+        wire_timeline(self)
+        index = t.index(t.selected) + 1 if t.clip(t.selected) is not None else len(t.clips)
+        view.paste_requested.emit(view.copied, index)
 
     def _set_reopen_last(self, on: bool) -> None:
         self.studio.settings.reopen_last = on

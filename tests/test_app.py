@@ -177,9 +177,15 @@ def test_ctrl_enter_generates_and_regenerate_uses_another_seed(qtbot, editor):
         editor,
         lambda: qtbot.mouseClick(w.inspector.regenerate_button, Qt.MouseButton.LeftButton),
     )
-    a, b = s.timeline.clip(first), s.timeline.clip(second)
-    assert [c.id for c in s.timeline.clips] == [first, second]  # the new take lands after
+    assert second == first and [c.id for c in s.timeline.clips] == [first]  # a take of the clip
+    clip = s.timeline.clip(first)
+    a, b = clip.all_takes()
+    assert clip.take_index == 1 and clip.request == b.request  # the new take is shown
     assert b.request.prompt == a.request.prompt and b.request.seed != a.request.seed
+    before = s.timeline.media[a.media].frames[a.start : a.stop]
+    assert not np.array_equal(s.timeline.clip_frames(first), before)
+    s.undo.undo()  # undo takes it back
+    assert s.timeline.clip(first).all_takes() == (a,)
 
 
 def test_temperature_is_chosen_in_the_inspector_and_kept_with_the_clip(qtbot, editor, tmp_path):
@@ -219,12 +225,12 @@ def test_temperature_is_chosen_in_the_inspector_and_kept_with_the_clip(qtbot, ed
     s.save_as(folder)
     wait_idle(qtbot, editor)
     timeline, doc = load_project(folder)
-    assert [c.request.temperature for c in timeline.clips] == [0.2, 0.2]
+    assert [t.request.temperature for t in timeline.clips[0].all_takes()] == [0.2, 0.2]
     out = tmp_path / "cool.mp4"
     with qtbot.waitSignal(s.export_done, timeout=30_000):
         s.export_video(out)
     with av.open(str(out)) as f:
-        assert f.metadata.get("temperature") == "0.2,0.2"
+        assert f.metadata.get("temperature") == "0.2"
 
 
 def test_projects_without_a_temperature_load_with_the_model_default():

@@ -486,3 +486,37 @@ def test_file_menu_exports_through_the_export_dialog_and_the_title_says_read_onl
     s.project.read_only = True
     s.project_changed.emit()
     assert "(read-only)" in w.windowTitle()
+
+
+# ---- copy and paste clips with the keys ---------------------------------------------------------
+def ctrl(qtbot, key) -> None:
+    """Ctrl+key to whichever widget has the keyboard focus, as the user presses it."""
+    qtbot.keyClick(QApplication.focusWidget(), key, Qt.KeyboardModifier.ControlModifier)
+
+
+def test_ctrl_c_ctrl_v_paste_a_copy_after_the_selected_clip_and_undo_removes_it(qtbot, ed):
+    s, w = ed.studio, ed.window
+    t = s.timeline
+    first, second = add_clip(s, 9, seed=1), add_clip(s, 5, seed=2)
+    t.select(first)
+    w.timeline_view.setFocus()
+    ctrl(qtbot, Qt.Key.Key_V)  # nothing copied yet: said so, nothing added
+    assert len(t.clips) == 2 and "Copy a clip first" in s.messages.latest().text
+    ctrl(qtbot, Qt.Key.Key_C)
+    t.select(second)
+    ctrl(qtbot, Qt.Key.Key_V)
+    assert [c.id for c in t.clips][:2] == [first, second] and len(t.clips) == 3
+    pasted = t.clips[2]
+    assert pasted.id not in (first, second) and pasted.length == 9
+    assert np.array_equal(t.clip_frames(pasted.id), t.clip_frames(first))
+    t.select(None)
+    ctrl(qtbot, Qt.Key.Key_V)  # nothing selected: at the end
+    assert len(t.clips) == 4 and t.clips[3].length == 9
+    s.undo.undo()
+    s.undo.undo()
+    assert [c.id for c in t.clips] == [first, second]
+    # typing in the prompt: Ctrl+V pastes text there, not a clip
+    QApplication.clipboard().setText("a blue square")
+    w.inspector.prompt.setFocus()
+    ctrl(qtbot, Qt.Key.Key_V)
+    assert len(t.clips) == 2 and "a blue square" in w.inspector.prompt.toPlainText()
