@@ -28,7 +28,7 @@ from .dialogs import Dialogs
 from .engine_thread import EngineThread, Loader
 from .images import fit_frames
 from .settings import Settings
-from .state.draft import Draft, ImageSource
+from .state.draft import MAX_TAKES, Draft, ImageSource
 from .state.engine_presets import EngineOptions, gpu_memory
 from .state.jobs import Job, JobQueue, JobState
 from .state.messages import MessageLog
@@ -40,7 +40,6 @@ log = logging.getLogger(__name__)
 
 DEMO_GUIDANCE = 2.5  # the demo model's guidance default (the preference's)
 MODE_TITLES = {"t2v": "Text", "i2v": "Image", "v2v": "Edit", "extend": "Extend"}
-MAX_TAKES = 16
 
 
 class GenerationController(QObject):
@@ -68,6 +67,7 @@ class GenerationController(QObject):
         self.draft = Draft(
             seed=s.seed, guidance=s.guidance, frames=s.frames, temperature=s.temperature
         )
+        self.draft.set(seed_mode=s.seed_mode, takes=s.takes)
         self.info: ModelInfo | None = None
         self.engine_ready = False
         self._last_progress = 0.0
@@ -343,6 +343,7 @@ class GenerationController(QObject):
     def _remember_defaults(self, record: ClipRequest) -> None:
         s = self.settings
         s.seed, s.guidance, s.temperature = record.seed, record.guidance, record.temperature
+        s.seed_mode, s.takes = self.draft.seed_mode, self.draft.takes
         if record.mode != "v2v" and record.frames:
             s.frames = record.frames
 

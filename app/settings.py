@@ -13,6 +13,7 @@ from PySide6.QtCore import QByteArray, QCoreApplication, QSettings, QStandardPat
 
 from engine.api import valid_temperature
 
+from .state.draft import MAX_TAKES, SEED_MODES
 from .state.engine_presets import EngineOptions
 
 ORGANISATION = "STARFlow"
@@ -114,6 +115,25 @@ class Settings:
     @seed.setter
     def seed(self, value: int) -> None:
         self._set("defaults/seed", int(value))
+
+    @property
+    def seed_mode(self) -> str:
+        """How the Seed field moves after a job (draft.SEED_MODES)."""
+        value = self._get("defaults/seed_mode", "fixed", str)
+        return value if value in SEED_MODES else "fixed"
+
+    @seed_mode.setter
+    def seed_mode(self, value: str) -> None:
+        self._set("defaults/seed_mode", value if value in SEED_MODES else "fixed")
+
+    @property
+    def takes(self) -> int:
+        """Takes one Generate makes (1 to MAX_TAKES)."""
+        return max(1, min(self._get("defaults/takes", 1, int), MAX_TAKES))
+
+    @takes.setter
+    def takes(self, value: int) -> None:
+        self._set("defaults/takes", max(1, min(int(value), MAX_TAKES)))
 
     @property
     def frames(self) -> int:

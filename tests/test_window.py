@@ -520,3 +520,22 @@ def test_ctrl_c_ctrl_v_paste_a_copy_after_the_selected_clip_and_undo_removes_it(
     w.inspector.prompt.setFocus()
     ctrl(qtbot, Qt.Key.Key_V)
     assert len(t.clips) == 2 and "a blue square" in w.inspector.prompt.toPlainText()
+
+
+# ---- preferences kept for the next start --------------------------------------------------------
+def test_seed_mode_and_takes_are_kept_for_the_next_start(qtbot, tmp_path):
+    first = make_window(qtbot, tmp_path)
+    ins = first.window.inspector
+    ins.seed_mode.setCurrentIndex(ins.seed_mode.findData("random"))
+    ins.takes.setValue(3)
+    ins.prompt.setFocus()
+    qtbot.keyClicks(ins.prompt, PROMPT)
+    ctrl(qtbot, Qt.Key.Key_Return)  # queued (no model here): what it used is remembered
+    assert len(first.studio.jobs.jobs) == 3
+    first.window.shutdown()
+    first.window.close()
+    again = make_window(qtbot, tmp_path)
+    ins = again.window.inspector
+    assert ins.seed_mode.currentData() == "random" and ins.takes.value() == 3
+    assert again.studio.draft.seed_mode == "random" and again.studio.draft.takes == 3
+    again.window.shutdown()
