@@ -228,6 +228,7 @@ class GenerationController(QObject):
         self._takes[group] = clip.id
         job = self.submit(replace(clip.request, seed=seed), after=clip.id, take_of=group)
         if job is not None:  # said, not written into the draft's Seed field
+            job.into = clip.id
             self.messages.info(f"Job #{job.number}: a new take with seed {seed}")
         return job
 
@@ -498,6 +499,9 @@ class GenerationController(QObject):
         clip = Clip(new_id("c"), media.id, 0, len(frames), name, job.record, job.number)
         if job.take_of:
             self._takes[job.take_of] = clip.id
+            for other in self.jobs.jobs:  # the group's later takes stream over this clip
+                if other.take_of == job.take_of:
+                    other.into = clip.id
         after = t.clip(job.after)
         index = t.index(after.id) + 1 if after is not None else len(t.clips)
         self.undo.push(AddClip(t, clip, index, f"Add {job.title}"))

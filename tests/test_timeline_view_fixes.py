@@ -193,3 +193,32 @@ def test_right_click_menus_on_clips_and_the_empty_track(qtbot, editor):
     delete.trigger()
     menu.close()
     assert [c.id for c in s.timeline.clips] == [b]
+
+
+def test_a_regenerated_take_streams_over_its_clip_and_the_clips_after_stay(qtbot, editor):
+    s, w = editor.studio, editor.window
+    tv = w.timeline_view
+    s.draft.set(prompt=PROMPT, frames=5)
+    with qtbot.waitSignal(s.job_landed, timeout=60_000) as landed:
+        s.generate()
+    a = landed.args[0]
+    (b,) = add_clips(s, 1)
+    tv.fit()
+    c = tv.canvas
+    b_left = c.clip_rect(s.timeline.clip(b)).left()
+    seen = {}
+
+    def on_frame(_job_id, index, _image):
+        if index == 2 and not seen:
+            seen["ghost"] = c.ghost_rect().left()
+            seen["a_left"] = c.clip_rect(s.timeline.clip(a)).left()
+            seen["b_left"] = c.clip_rect(s.timeline.clip(b)).left()
+
+    s.live_frame.connect(on_frame)
+    s.timeline.select(a)
+    with qtbot.waitSignal(s.job_landed, timeout=60_000) as landed:
+        qtbot.keyClick(w, Qt.Key.Key_R, Qt.KeyboardModifier.ControlModifier)
+    assert seen["ghost"] == pytest.approx(seen["a_left"] + 2)  # over the clip it re-takes
+    assert seen["b_left"] == pytest.approx(b_left)  # no room made: the take lands in place
+    assert landed.args[0] == a and [x.id for x in s.timeline.clips] == [a, b]
+    assert len(s.timeline.clip(a).all_takes()) == 2

@@ -48,6 +48,7 @@ class Job:
     title: str
     after: str | None = None
     take_of: str | None = None
+    into: str | None = None  # the clip on the timeline its take joins, once known
     number: int = 0  # shown to the user ("job #3"); given by JobQueue.add
     state: JobState = JobState.QUEUED
     done: int = 0

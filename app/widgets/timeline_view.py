@@ -2,7 +2,8 @@
 horizontal scrolling. Click to select and seek, drag a clip to move it, drag its edges to trim,
 right-click for a clip's (or the empty track's) menu. The running job is drawn as a growing
 ghost clip where its clip will land (after its source clip for an edit or extend, else at the
-end); the clips after that point make room for it. The view follows the ghost and new clips."""
+end); the clips after that point make room for it; a new take streams over its clip. The view
+follows the ghost and new clips."""
 
 from __future__ import annotations
 
@@ -85,15 +86,15 @@ class TimelineCanvas(FileDropMixin, QWidget):
         """x of timeline frame `frame` (frames from the ghost's start on sit after it)."""
         ghost = self.ghost()
         if ghost is not None and frame >= ghost[0]:
-            frame += ghost[1]
+            frame += self.ghost_room()
         return self.x_of(frame)
 
     def timeline_frame_at(self, x: float) -> int:
         """The timeline frame drawn at x (the ghost's start for x on the ghost)."""
         frame = self.frame_at(x)
-        ghost = self.ghost()
-        if ghost is not None and frame >= ghost[0]:
-            frame = max(ghost[0], frame - ghost[1])
+        ghost, room = self.ghost(), self.ghost_room()
+        if ghost is not None and room and frame >= ghost[0]:
+            frame = max(ghost[0], frame - room)
         return frame
 
     def clip_rect(self, clip: Clip) -> QRectF:
@@ -107,12 +108,16 @@ class TimelineCanvas(FileDropMixin, QWidget):
         return None if hit is None else hit[0]
 
     def ghost(self) -> tuple[int, int] | None:
-        """(timeline frame where the running job's clip lands, its length) or None."""
+        """(timeline frame where the running job's clip lands, its length) or None; a take of a
+        clip on the timeline streams over that clip."""
         job = self.jobs.running()
         if job is None:
             return None
+        into = self.timeline.clip(job.into)
         after = self.timeline.clip(job.after)
-        if after is not None:
+        if into is not None:
+            start = self.timeline.offset(into.id)
+        elif after is not None:
             start = self.timeline.offset(after.id) + after.length
         else:
             start = self.timeline.duration
@@ -132,8 +137,17 @@ class TimelineCanvas(FileDropMixin, QWidget):
         ghost = self.ghost()
         return 0 if ghost is None else ghost[1]
 
+    def ghost_room(self) -> int:
+        """Frames the clips after the ghost move right by: none for a take streaming over its
+        clip."""
+        job = self.jobs.running()
+        if job is None or self.timeline.clip(job.into) is not None:
+            return 0
+        return self.ghost_frames()
+
     def content_width(self) -> int:
-        return int(self.x_of(self.timeline.duration + self.ghost_frames()) + 240)
+        end = max(self.timeline.duration + self.ghost_room(), sum(self.ghost() or (0, 0)))
+        return int(self.x_of(end) + 240)
 
     def sizeHint(self) -> QSize:
         return QSize(self.content_width(), self.height())
