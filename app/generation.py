@@ -68,6 +68,7 @@ class GenerationController(QObject):
             seed=s.seed, guidance=s.guidance, frames=s.frames, temperature=s.temperature
         )
         self.draft.set(seed_mode=s.seed_mode, takes=s.takes)
+        self.draft.events.changed.connect(self._keep_seed_field)
         self.info: ModelInfo | None = None
         self.engine_ready = False
         self._last_progress = 0.0
@@ -343,10 +344,15 @@ class GenerationController(QObject):
 
     def _remember_defaults(self, record: ClipRequest) -> None:
         s = self.settings
-        s.seed, s.guidance, s.temperature = record.seed, record.guidance, record.temperature
-        s.seed_mode, s.takes = self.draft.seed_mode, self.draft.takes
+        s.guidance, s.temperature = record.guidance, record.temperature
         if record.mode != "v2v" and record.frames:
             s.frames = record.frames
+
+    def _keep_seed_field(self, name: str) -> None:
+        """The Seed field, its mode and Takes as they stand are what the next start shows (a
+        Regenerate's seed is the clip's, not the field's)."""
+        if name in ("seed", "seed_mode", "takes"):
+            setattr(self.settings, name, getattr(self.draft, name))
 
     def choose_take(self, clip_id: str, index: int) -> None:
         """Show take `index` of a clip (undoable)."""

@@ -523,19 +523,23 @@ def test_ctrl_c_ctrl_v_paste_a_copy_after_the_selected_clip_and_undo_removes_it(
 
 
 # ---- preferences kept for the next start --------------------------------------------------------
-def test_seed_mode_and_takes_are_kept_for_the_next_start(qtbot, tmp_path):
+def test_the_seed_field_its_mode_and_takes_are_kept_for_the_next_start(qtbot, tmp_path):
     first = make_window(qtbot, tmp_path)
     ins = first.window.inspector
-    ins.seed_mode.setCurrentIndex(ins.seed_mode.findData("random"))
+    ins.seed_mode.setCurrentIndex(ins.seed_mode.findData("next"))
     ins.takes.setValue(3)
+    ins.seed.setValue(40)
     ins.prompt.setFocus()
     qtbot.keyClicks(ins.prompt, PROMPT)
-    ctrl(qtbot, Qt.Key.Key_Return)  # queued (no model here): what it used is remembered
-    assert len(first.studio.jobs.jobs) == 3
+    ctrl(qtbot, Qt.Key.Key_Return)  # queued (no model here): seeds 40-42, the field moves on
+    assert [j.record.seed for j in first.studio.jobs.jobs] == [40, 41, 42]
+    clip = add_clip(first.studio, seed=3)
+    first.studio.regenerate(clip, seed=7)  # a Regenerate's seed is not the field's
+    assert ins.seed.value() == 43
     first.window.shutdown()
     first.window.close()
     again = make_window(qtbot, tmp_path)
     ins = again.window.inspector
-    assert ins.seed_mode.currentData() == "random" and ins.takes.value() == 3
-    assert again.studio.draft.seed_mode == "random" and again.studio.draft.takes == 3
+    assert ins.seed_mode.currentData() == "next" and ins.takes.value() == 3
+    assert ins.seed.value() == 43 and again.studio.draft.takes == 3
     again.window.shutdown()
