@@ -2,7 +2,7 @@
 
     python benchmarks/vs_reference.py --reference /tmp/ml-starflow     # side by side, alternating
     python benchmarks/vs_reference.py                                  # the project's figures alone
-    python benchmarks/vs_reference.py --config cfg.json --device cuda  # another configuration
+    python benchmarks/vs_reference.py --config benchmarks/7b_widths.json --size 30x52 --device cuda
     python benchmarks/vs_reference.py --breakdown                      # where the time goes
 
 One random STARFlow-V (default: the released 7B's switches at a small size: 48 latent channels,
@@ -154,14 +154,15 @@ def project_run(model, noise, y, y_null, opts: SamplerOptions) -> Run:
     return Run(torch.stack(frames, 1), seconds, first, sweeps, dict(counter.rows))
 
 
-def load_reference(path: Path):
+def load_reference(path: Path, device: torch.device):
     """`transformer_flow` from a checkout of apple/ml-starflow."""
     sys.path.insert(0, str(path))
     import transformer_flow
 
     if not torch.distributed.is_initialized():  # its Jacobi all-reduces its convergence flag
+        backend = "nccl" if device.type == "cuda" else "gloo"
         torch.distributed.init_process_group(
-            "gloo", init_method="tcp://127.0.0.1:29531", rank=0, world_size=1
+            backend, init_method="tcp://127.0.0.1:29531", rank=0, world_size=1
         )
     transformer_flow.print = lambda *a, **k: None  # its context re-encoding prints
     return transformer_flow
@@ -266,7 +267,7 @@ def main() -> None:
         f"max {args.max_iter} sweeps; project sequential {sequential.seconds:.3f} s"
     )
     if args.reference:
-        tf = load_reference(args.reference)
+        tf = load_reference(args.reference, device)
         ref_model = tf.Model(**kwargs).to(device).eval()
         missing, unexpected = ref_model.load_state_dict(state, strict=False)
         if unexpected or not all(DEPRECATED.match(k) for k in missing):
