@@ -255,6 +255,9 @@ def main() -> None:
         "project, bf16 draft": lambda: project_run(
             model, noise, y, y_null, SamplerOptions(guidance=args.guidance, draft=True, **jacobi)
         ),
+        "project, fixed chunks": lambda: project_run(
+            model, noise, y, y_null, SamplerOptions(guidance=args.guidance, grow=False, **jacobi)
+        ),
     }
     with torch.no_grad():
         sequential = project_run(

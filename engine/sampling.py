@@ -18,6 +18,7 @@ from .model.layers import KVCache
 from .offload import resident
 
 SHALLOW_THRESHOLD = 0.3  # the shallow blocks' stopping threshold, relative to the top block's
+GROWTH = 4  # a frame's Jacobi chunks grow to at most this many times the given size
 
 
 @dataclass(frozen=True)
@@ -29,7 +30,9 @@ class SamplerOptions:
     blocks take 4x (the shallow blocks stop at SHALLOW_THRESHOLD x threshold).
     draft: a float32 top block makes its early Jacobi sweeps with a bfloat16 copy where the
     device multiplies bfloat16 fast; the stopping sweeps are always the model's own. Off by
-    default: the answer would then depend on the machine (a seed gives other frames elsewhere)."""
+    default: the answer would then depend on the machine (a seed gives other frames elsewhere).
+    grow: a chunk that converged fast doubles the next (see `invert_frame`); False keeps every
+    chunk at its given size."""
 
     guidance: float = 0.0
     jacobi: bool = True
@@ -39,6 +42,7 @@ class SamplerOptions:
     window: int | None = None
     context: int | None = None
     draft: bool = False
+    grow: bool = True
 
 
 @dataclass(frozen=True)
@@ -65,21 +69,26 @@ def invert_frame(
     """Invert `block` for one frame's tokens z (B, n, C) in block order, continuing after `last`.
 
     Chunks of `chunk` tokens are solved by Jacobi iteration from `init` (a chunk of one token is
-    exact in one step: the sequential sampler). `check` runs before each chunk (it raises to
-    cancel). Returns x (B, n, C) float32 and the last scale and shift predicted for each token,
-    stacked (2, B, n, C).
+    exact in one step: the sequential sampler). A chunk that converged within a quarter of its
+    length in sweeps doubles the next one, up to GROWTH x `chunk`: fewer, fuller passes where the
+    iteration contracts fast, the given size where it does not. `check` runs before each chunk
+    (it raises to cancel). Returns x (B, n, C) float32 and the last scale and shift predicted for
+    each token, stacked (2, B, n, C).
     """
     x = init.float().clone()
     affine = torch.empty(2, *z.shape, device=z.device)
-    n = z.size(1)
-    for s in range(0, n, chunk):
+    n, s, size = z.size(1), 0, chunk
+    while s < n:
         if check is not None:
             check()
-        e = min(s + chunk, n)
+        e = min(s + size, n)
         jacobi = Jacobi(block, z, x, affine, cache, last, s, e, guidance)
         if draft is not None and e - s > 1:
             jacobi.draft(draft, opts)
-        jacobi.solve(rope, opts)
+        sweeps = jacobi.solve(rope, opts)
+        if opts.grow and sweeps <= (e - s) // 4:
+            size = min(2 * size, GROWTH * chunk)
+        s = e
     return x, affine
 
 
@@ -115,10 +124,10 @@ class Jacobi:
                 return
             previous = change
 
-    def solve(self, rope, opts: SamplerOptions) -> None:
+    def solve(self, rope, opts: SamplerOptions) -> int:
         """Sweep k makes token s + k exact: its keys/values (from exact inputs) are committed and
         later sweeps start after it. Stops as the reference: the relative squared change over the
-        chunk below `threshold`, or `max_iter` sweeps, or every token exact."""
+        chunk below `threshold`, or `max_iter` sweeps, or every token exact. Returns the sweeps."""
         lo = self.s
         for i in range(opts.max_iter):
             change = self.sweep(self.block, rope, lo)
@@ -127,6 +136,7 @@ class Jacobi:
             self.cache.commit(1)
             lo += 1
         self.cache.commit(self.e - lo)
+        return i + 1
 
 
 def fast_bfloat16(device: torch.device) -> bool:

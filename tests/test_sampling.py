@@ -244,3 +244,38 @@ def test_reference_benchmark_runs_without_the_reference():
     assert rms < 0.05
     assert "top block: first frame" in out.stdout and "matrix products" in out.stdout
     assert re.search(r"sweeps per frame to 0.001", out.stdout)
+
+
+def test_chunks_grow_where_the_iteration_contracts_fast_and_keep_their_size_where_it_does_not():
+    model, *_ = setup()
+    block = model.top
+    g = torch.Generator().manual_seed(2)
+    z = torch.randn(1, 256, 4, generator=g)  # a 16 x 16 frame
+    z = torch.cat([z, z])
+    y = torch.randn(2, 5, 8, generator=g)
+    rope = block.rope(16, 16, 1, 5, torch.float32, "cpu")
+    last = block.sos_embed.expand(2, -1, -1)
+
+    def chunks(threshold, grow=True):
+        cache = block.new_cache(2, 5 + 256, "cpu", torch.float32)
+        block.prefill_text(y, cache, rope)
+        sizes, original = [], Jacobi.__init__
+
+        def spy(self, block_, z_, x, affine, cache_, last_, s, e, guidance):
+            sizes.append(e - s)
+            original(self, block_, z_, x, affine, cache_, last_, s, e, guidance)
+
+        Jacobi.__init__ = spy
+        try:
+            opts = SamplerOptions(guidance=2.0, threshold=threshold, max_iter=64, grow=grow)
+            x, _ = invert_frame(block, z, cache, rope, last, z, 48, opts, 2.0)
+        finally:
+            Jacobi.__init__ = original
+        return sizes, x
+
+    fast, x_fast = chunks(1e-3)  # about 10 sweeps a chunk: 48, then 96, then at most 4 x 48
+    assert fast == [48, 96, 112]
+    assert chunks(1e-3, grow=False)[0] == [48] * 5 + [16]  # switched off: the given size
+    exact, x_exact = chunks(0.0)  # never below the threshold: every token takes its sweep
+    assert exact == [48] * 5 + [16]
+    assert (x_fast - x_exact).norm() / x_exact.norm() < 0.02
