@@ -88,7 +88,8 @@ def _quit_on_signals(app: QApplication, window) -> None:
         log.warning(
             "%s: unsaved work goes into the autosave; quitting", signal.Signals(signum).name
         )
-        QTimer.singleShot(0, app, lambda: quit_keeping_work(app, window))
+        name = signal.Signals(signum).name
+        QTimer.singleShot(0, app, lambda: quit_keeping_work(app, window, name))
 
     for name in ("SIGTERM", "SIGHUP"):
         if hasattr(signal, name):
@@ -98,13 +99,13 @@ def _quit_on_signals(app: QApplication, window) -> None:
     wake.start(250)
 
 
-def quit_keeping_work(app: QApplication, window) -> None:
+def quit_keeping_work(app: QApplication, window, reason: str = "") -> None:
     for _ in range(10):  # a question open now is closed unanswered (it would outlive quit())
         box = QApplication.activeModalWidget()
         if box is None:
             break
         box.reject() if isinstance(box, QDialog) else box.close()
-    kept = window.studio.project.keep_for_restart()
+    kept = window.studio.project.keep_for_restart(reason)
     window.shutdown(clean=not kept)
     window.close()  # shut down already: closes without a question, also inside a dialog's loop
     app.quit()

@@ -23,10 +23,10 @@ from .state.recovery import Orphan, find_orphans
 class RecoveryMixin:
     """ProjectIO's autosave and recovery (see the module docstring for what it relies on)."""
 
-    def keep_for_restart(self) -> bool:
-        """A signal (logout, kill) ends the editor: unsaved work goes into the autosave now (the
-        next start offers it) and the project's lock is given up. True when work was kept: end
-        with close(clean=False) then."""
+    def keep_for_restart(self, reason: str = "") -> bool:
+        """A signal (logout, kill; its name in `reason`) ends the editor: unsaved work goes into
+        the autosave now (the next start offers it, naming the signal) and the project's lock is
+        given up. True when work was kept: end with close(clean=False) then."""
         self.ending = True
         self.autosave_timer.stop()
         for lock in list(self._locks):
@@ -37,6 +37,8 @@ class RecoveryMixin:
         self._autosaved_edits = -1  # something to write, whatever was autosaved before
         self.autosave()
         self.tasks.wait()
+        if reason and self.recovery is not None:
+            self.recovery.ended_by(reason)
         return True
 
     def _on_edit(self, _index: int) -> None:
@@ -142,7 +144,11 @@ class RecoveryMixin:
             return time.strftime("%Y-%m-%d %H:%M", time.localtime(t))
 
         of = f" of {orphan.project.name}" if orphan.project else ""
-        text = f"STARFlow Studio did not exit cleanly. Recover the autosave{of} from"
+        if orphan.ended_by:
+            text = f"STARFlow Studio was closed by {orphan.ended_by} (a logout or shutdown)"
+            text += f" before its work was saved. Recover the autosave{of} from"
+        else:
+            text = f"STARFlow Studio did not exit cleanly. Recover the autosave{of} from"
         text += f" {at(orphan.autosaved)}?"
         if n > 1:
             text += f" ({i + 1} of {n} autosaves)"

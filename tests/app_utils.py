@@ -57,6 +57,7 @@ class ScriptedDialogs(Dialogs):
         super().__init__()
         self.answers = answers
         self.asked: list[str] = []
+        self.texts: list[str] = []  # the texts of `ask`'s questions
 
     def _answer(self, kind: str, *_args):
         self.asked.append(kind)
@@ -88,6 +89,7 @@ class ScriptedDialogs(Dialogs):
 
     def ask(self, title: str, text: str) -> bool:
         self.asked.append(title)
+        self.texts.append(text)
         return bool(self.answers.get("ask", False))
 
     def confirm_close(self, text: str) -> str:

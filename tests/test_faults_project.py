@@ -421,7 +421,7 @@ def test_a_signal_keeps_unsaved_work_in_the_autosave_and_gives_up_the_lock(qtbot
     saved_project(qtbot, tmp_path / "o", tmp_path / "other", 5)
     a = editor(qtbot, tmp_path, folder)
     add_clip(a, 20)  # not autosaved yet
-    assert a.io.keep_for_restart()  # what SIGTERM / SIGHUP do (app/__main__.py)
+    assert a.io.keep_for_restart("SIGTERM")  # what SIGTERM / SIGHUP do (app/__main__.py)
     a.io.close(clean=False)
     assert not (folder / LOCK).exists()
     o = editor(qtbot, tmp_path / "o")
@@ -432,7 +432,23 @@ def test_a_signal_keeps_unsaved_work_in_the_autosave_and_gives_up_the_lock(qtbot
     close(o)
     b = editor(qtbot, tmp_path, folder, ask=True)
     assert b.io.dialogs.asked == ["Recover unsaved work?"] and values(b.timeline) == [10, 20]
+    assert "closed by SIGTERM (a logout or shutdown)" in b.io.dialogs.texts[0]  # not "a crash"
     assert not said(b, "warning")  # no stale lock to take over
+    close(b)
+
+
+def test_a_crash_is_called_one_and_a_damaged_note_of_the_signal_reads_as_one(qtbot, tmp_path):
+    folder = tmp_path / "film"
+    saved_project(qtbot, tmp_path, folder, 10)
+    a = editor(qtbot, tmp_path, folder)
+    add_clip(a, 20)
+    a.io.autosave()
+    a.io.tasks.wait()
+    kept = a.io.recovery.folder
+    a.io.close(clean=False)  # as a crash leaves it
+    (kept / "ended.json").write_text('{"reason": "x; rm -rf /"}')
+    b = editor(qtbot, tmp_path, folder, ask=True)
+    assert "did not exit cleanly" in b.io.dialogs.texts[0] and values(b.timeline) == [10, 20]
     close(b)
 
 

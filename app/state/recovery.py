@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 
 LOCK_FILE = "lock.json"
 STATE_FILE = "state.json"
+ENDED_FILE = "ended.json"  # why the editor ended, when a signal ended it
 _live: set[str] = set()  # sessions of this process that are still open
 
 
@@ -44,6 +45,7 @@ class Orphan:
     autosaved: float
     saved: float | None  # that session's last explicit save
     stamp: Stamp | None = None  # of the project.json that session last read or wrote
+    ended_by: str | None = None  # the signal that ended that editor (None: a crash)
 
     @property
     def newer(self) -> bool:
@@ -108,6 +110,14 @@ class RecoverySession:
         shutil.rmtree(self.folder / MEDIA_DIR, ignore_errors=True)
         self.autosaved = None
 
+    def ended_by(self, reason: str) -> None:
+        """A signal (`reason`, e.g. "SIGTERM") ends the editor with work kept: the next start
+        says so instead of calling it a crash."""
+        try:
+            write_file(self.folder / ENDED_FILE, json.dumps({"reason": reason}).encode())
+        except OSError as exc:  # the question then reads as after a crash
+            log.warning("cannot note why the editor ended: %s", exc)
+
     def close(self, clean: bool = True) -> None:
         """End the session: a clean exit removes its folder; clean=False leaves it as after a crash."""
         _live.discard(self.id)
@@ -152,9 +162,19 @@ def _read_orphan(folder: Path) -> Orphan | None:
             float(state["autosaved"]),
             float(state["saved"]) if state.get("saved") else None,
             Stamp(int(stamp[0]), str(stamp[1])) if stamp else None,
+            _ended_by(folder),
         )
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         if not (folder / PROJECT_FILE).is_file():
             return None  # never autosaved, or everything autosaved was saved since
         log.warning("recovery state of %s is missing or damaged; the autosave is offered", folder)
         return Orphan(folder, None, (folder / PROJECT_FILE).stat().st_mtime, None)
+
+
+def _ended_by(folder: Path) -> str | None:
+    """The signal noted by `RecoverySession.ended_by` (a short name), else None."""
+    try:
+        reason = json.loads((folder / ENDED_FILE).read_text()).get("reason")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return reason if isinstance(reason, str) and reason.isalnum() and len(reason) <= 16 else None
