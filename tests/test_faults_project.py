@@ -443,9 +443,8 @@ def test_a_crash_is_called_one_and_a_damaged_note_of_the_signal_reads_as_one(qtb
     a = editor(qtbot, tmp_path, folder)
     add_clip(a, 20)
     a.io.autosave()
-    a.io.tasks.wait()
-    kept = a.io.recovery.folder
-    a.io.close(clean=False)  # as a crash leaves it
+    crash(a)
+    [kept] = (tmp_path / "recovery").iterdir()
     (kept / "ended.json").write_text('{"reason": "x; rm -rf /"}')
     b = editor(qtbot, tmp_path, folder, ask=True)
     assert "did not exit cleanly" in b.io.dialogs.texts[0] and values(b.timeline) == [10, 20]
