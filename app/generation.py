@@ -76,7 +76,6 @@ class GenerationController(QObject):
         self._failed_model: tuple[str, str, str] | None = None
         self._good_options: EngineOptions | None = None  # the engine options of the last good load
         self._large_loaded = False  # a STARFlow-V model is loaded (its guidance default applies)
-        self._takes: dict[str, str] = {}  # a takes group (Job.take_of) -> the clip it made
 
         self.engine = EngineThread(loader, self)
         w = self.engine.worker
@@ -225,9 +224,7 @@ class GenerationController(QObject):
         if seed is None:
             same = self.draft.seed == clip.request.seed
             seed = random.randrange(2**31) if same else self.draft.seed
-        group = new_id("c")
-        self._takes[group] = clip.id
-        job = self.submit(replace(clip.request, seed=seed), after=clip.id, take_of=group)
+        job = self.submit(replace(clip.request, seed=seed), after=clip.id)
         if job is not None:  # said, not written into the draft's Seed field
             job.into = clip.id
             self.messages.info(f"Job #{job.number}: a new take with seed {seed}")
@@ -273,7 +270,7 @@ class GenerationController(QObject):
     ) -> Job | None:
         """Queue a record. Its source is `record.source` (regenerate), else the start `image`
         (i2v) or the clip `clip_id` (v2v, extend; the new clip lands after it). Jobs with the
-        same `take_of` id land as takes of one clip with that id."""
+        same `take_of` id land as takes of one clip."""
         record = replace(record, prompt=record.prompt.strip())
         if not record.prompt:
             v2v = record.mode == "v2v"
@@ -496,16 +493,15 @@ class GenerationController(QObject):
         if state != JobState.DONE:
             name = f"{job.title} (partial {len(frames)}/{job.total})"
         take = Take(media.id, 0, len(frames), job.record, job.number)
-        group = t.clip(self._takes.get(job.take_of))
+        group = t.clip(job.into)
         if group is not None:  # a further take of a clip on the timeline: shown at once
             n = len(group.all_takes()) + 1
             self.undo.push(ReplaceClip(t, group.with_new_take(take, True), f"Add take {n}"))
             t.set_playhead(t.offset(group.id))
             return group.id
         clip = Clip(new_id("c"), media.id, 0, len(frames), name, job.record, job.number)
-        if job.take_of:
-            self._takes[job.take_of] = clip.id
-            for other in self.jobs.jobs:  # the group's later takes stream over this clip
+        if job.take_of:  # the group's later takes join this clip
+            for other in self.jobs.jobs:
                 if other.take_of == job.take_of:
                     other.into = clip.id
         after = t.clip(job.after)

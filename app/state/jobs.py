@@ -40,15 +40,16 @@ class JobState(str, Enum):
 class Job:
     """One queued request: its record (kept by the clip it makes), the engine's request made from
     that record (with the source's pixels and the id engine events carry), and where the clip
-    lands: after clip `after` (None: the end). Jobs with a `take_of` clip id are takes of one
-    clip: the first to land makes the clip with that id, the others add takes to it."""
+    lands: after clip `after` (None: the end), or as a take of clip `into` while that is on the
+    timeline. Jobs with one `take_of` group id are takes of one clip: the first to land makes the
+    clip, and the others' `into` becomes it."""
 
     record: ClipRequest
     request: GenerateRequest
     title: str
     after: str | None = None
     take_of: str | None = None
-    into: str | None = None  # the clip on the timeline its take joins, once known
+    into: str | None = None
     number: int = 0  # shown to the user ("job #3"); given by JobQueue.add
     state: JobState = JobState.QUEUED
     done: int = 0
