@@ -338,7 +338,7 @@ def breakdown(model, noise, y, y_null, opts: SamplerOptions) -> None:
     `next` and the shallow blocks' inversion), by kind of operation (torch.profiler's self times:
     its own overhead inflates small operations), one top-block sweep with and without the
     guidance batch, and the top block's Jacobi convergence (relative squared change per sweep)."""
-    parts: dict[str, float] = defaultdict(float)
+    parts: dict[tuple[str, str], float] = defaultdict(float)  # (block, "first" or "later")
     frame = [0]
     changes: list[tuple[int, int, float]] = []  # (frame, sweep, change) of the top block
     top_next, shallow, sweep = (
